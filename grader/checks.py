@@ -1,0 +1,208 @@
+"""How a lesson pack says what to run against each graded function (used in a pack's checks.py).
+
+    from grader.checks import Case, Mistake, check
+
+    @check("mse", mistakes=[Mistake("sum", "You summed the squared errors; take their mean.", mse_sum)])
+    def mse_cases(rng):
+        yield Case.call(torch.tensor([1., 2.]), torch.tensor([1., 4.]))          # fixed input
+        for _ in range(3):
+            yield Case.call(rng.randn(10), rng.randn(10), random=True)          # seeded random input
+
+A `Case` is one call. By default it calls the function named by the check with `args`; a
+`probe` - a plain function `probe(ns, *args, **kwargs)` written in checks.py - can exercise
+behaviour instead (call a returned closure, step an optimiser, count Python lines executed).
+Probes and mistakes run *inside kernels*: their source is sent there, so they must be
+self-contained (import what they use inside the function). Inputs are built here, in the
+grader, from the run's seed, and sent in the safe wire format.
+
+The same probe runs against the reference solution's kernel; by default the learner's value
+must match the reference's (`compare`). A `judge` decides otherwise, in the grader's process:
+`judge(got, expected, tol) -> Verdict`.
+
+A `Mistake` names a classic wrong answer: the reference kernel also runs each case with the
+function replaced by the mistaken version, and a learner whose output matches it gets the
+mistake's specific explanation instead of a bare numeric diff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import random
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from .compare import Tolerance, Verdict, compare
+
+__all__ = ["Case", "Check", "Mistake", "CaseRng", "check", "explained", "line_plot", "probe_source", "Tolerance", "Verdict", "compare"]
+
+
+def probe_source(fn: Callable) -> tuple[str, str]:
+    """Source text and entry name of a function to be sent into a kernel."""
+    return textwrap.dedent(inspect.getsource(fn)), fn.__name__
+
+
+class Mistake:
+    """A known wrong answer. `impl` replaces the checked function itself; `replace` maps other
+    notebook names to mistaken implementations."""
+
+    def __init__(self, name: str, message: str, impl: Callable | None = None, *, replace: dict | None = None):
+        self.name, self.message = name, message
+        self.replace: dict[str, Callable] = dict(replace or {})
+        if impl is not None:
+            self.replace["__check__"] = impl
+
+    def bound_to(self, function_name: str) -> Mistake:
+        """This mistake with `impl` attached to the name of the check it belongs to."""
+        replace = dict(self.replace)
+        if "__check__" in replace:
+            replace[function_name] = replace.pop("__check__")
+        return Mistake(self.name, self.message, replace=replace)
+
+    def wire(self) -> list[dict]:
+        out = []
+        for target, impl in self.replace.items():
+            source, name = probe_source(impl)
+            out.append({"target": target, "source": source, "name": name})
+        return out
+
+
+@dataclass
+class Case:
+    """One call of the graded function (or one behaviour probe)."""
+
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    label: str | None = None
+    random: bool = False
+    probe: Callable | None = None
+    judge: Callable[[Any, Any, Tolerance], Verdict] | None = None
+    tol: Tolerance | None = None
+    seed: int | None = None  # seed torch/numpy/random in the kernel just before the probe
+    weight: float = 1.0
+    timeout: float | None = None
+    reference: bool = True  # False: the judge needs no reference value (e.g. an accuracy bar)
+    show: str | None = None  # how the call is shown to the learner; default: the call itself
+
+    @classmethod
+    def call(cls, *args, **kwargs) -> Case:
+        """A plain call; keyword arguments named like Case fields configure the case."""
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in _CASE_OPTIONS}
+        return cls(args=args, kwargs=kwargs, **options)
+
+
+_CASE_OPTIONS = {"label", "random", "probe", "judge", "tol", "seed", "weight", "timeout", "reference", "show"}
+
+
+class CaseRng:
+    """Seeded random inputs for cases; the same seed always builds the same inputs."""
+
+    def __init__(self, seed: int):
+        import torch
+
+        self.seed = seed
+        self.torch = torch.Generator().manual_seed(seed)
+        self.py = random.Random(seed)
+
+    def randn(self, *shape, scale: float = 1.0):
+        import torch
+
+        return torch.randn(*shape, generator=self.torch) * scale
+
+    def rand(self, *shape, low: float = 0.0, high: float = 1.0):
+        import torch
+
+        return torch.rand(*shape, generator=self.torch) * (high - low) + low
+
+    def uniform(self, low: float, high: float, digits: int = 3) -> float:
+        return round(self.py.uniform(low, high), digits)
+
+    def randint(self, low: int, high: int) -> int:
+        return self.py.randint(low, high)
+
+    def choice(self, seq):
+        return self.py.choice(seq)
+
+
+@dataclass
+class Check:
+    """What to run for one graded name of a lesson manifest."""
+
+    name: str
+    cases: Callable[[CaseRng], Iterable[Case]]
+    requires: tuple[str, ...] | None = None
+    callables: tuple[str, ...] | None = None
+    mistakes: list[Mistake] = field(default_factory=list)
+    series: Callable[[list, list, list], dict] | None = None  # (got values, expected values, cases) -> plot data
+
+    def required_names(self) -> list[str]:
+        return list(self.requires if self.requires is not None else (self.name,))
+
+    def callable_names(self) -> list[str]:
+        return list(self.callables if self.callables is not None else self.required_names())
+
+    def build_cases(self, seed: int) -> list[Case]:
+        """The cases for a run: fixed ones plus random ones drawn from a per-check seed."""
+        digest = hashlib.sha256(f"{seed}:{self.name}".encode()).digest()
+        rng = CaseRng(int.from_bytes(digest[:6], "big"))
+        cases = list(self.cases(rng))
+        if not cases:
+            raise ValueError(f"check {self.name!r} produced no cases")
+        return cases
+
+
+def explained(messages: dict[str, str], base: Callable | None = None) -> Callable:
+    """A judge like `compare` whose failures at given paths get a plain-words explanation.
+
+    `explained({"['input_unchanged']": "work on a copy of params"})` prefixes that sentence when
+    the difference is found at that path of the returned value.
+    """
+    inner = base or compare
+
+    def judge(got, expected, tol):
+        verdict = inner(got, expected, tol)
+        if not verdict.ok and verdict.diff is not None and verdict.diff.path in messages:
+            verdict.message = messages[verdict.diff.path] + "\n" + verdict.message
+        return verdict
+
+    return judge
+
+
+def line_plot(title: str, x, lines: dict[str, Any], points: tuple | None = None, xlabel: str = "", ylabel: str = "") -> dict:
+    """Plot data for the HTML report: named lines over x, optionally with scattered data points."""
+
+    def floats(values):
+        import torch
+
+        if values is None:
+            return None
+        if isinstance(values, torch.Tensor):
+            values = values.detach().flatten().tolist()
+        return [float(v) for v in values]
+
+    return {
+        "kind": "line",
+        "title": title,
+        "x": floats(x),
+        "lines": {k: floats(v) for k, v in lines.items() if v is not None},
+        "points": [floats(points[0]), floats(points[1])] if points else None,
+        "xlabel": xlabel,
+        "ylabel": ylabel,
+    }
+
+
+def check(name: str, *, requires=None, callables=None, mistakes=(), series=None) -> Callable:
+    """Decorator: turn a case generator `fn(rng)` into the Check for manifest entry `name`."""
+
+    def wrap(fn: Callable[[CaseRng], Iterable[Case]]) -> Check:
+        return Check(
+            name=name,
+            cases=fn,
+            requires=tuple(requires) if requires is not None else None,
+            callables=tuple(callables) if callables is not None else None,
+            mistakes=[m.bound_to(name) for m in mistakes],
+            series=series,
+        )
+
+    return wrap

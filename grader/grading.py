@@ -1,0 +1,566 @@
+"""Grade notebooks: plan the probes, run learner and reference kernels, judge, score.
+
+    plan (seeded inputs, built here) ──► learner kernel ─┐
+                                    └──► reference kernel ├─► judge (compare, mistakes) ─► NotebookResult
+                                         (cached on disk) ┘
+
+This is the one engine behind `learn check`, `learn grade` and the Python API
+(`grader.check_notebook(path) -> NotebookResult`). Scores are computed here, in the grader's
+process, from decoded values; nothing the learner's kernel says is trusted as a verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, wire
+from .checks import Case, Check
+from .compare import Tolerance, Verdict, compare, fmt_shape
+from .errors import ExecutionError, LearnError, LessonPackError, NotebookLoadError, UnknownNotebookError
+from .execute import JobOutcome, KernelJob, run_job
+from .kernels import KernelPool, Limits
+from .lessons import CheckSpec, Lesson, NotebookSpec, all_lessons, identify
+from .notebook import definitions, load_notebook
+from .results import CaseResult, CellProblem, CheckResult, NotebookResult, RunResult, Status
+
+__all__ = ["Grader", "check_notebook", "check_notebooks", "new_seed"]
+
+
+def new_seed() -> int:
+    return random.SystemRandom().randrange(1, 10**6)
+
+
+@dataclass
+class PlannedCase:
+    id: str
+    check: str
+    case: Case
+    label: str
+    call: str
+    tol: Tolerance
+
+
+@dataclass
+class Plan:
+    lesson: Lesson
+    spec: NotebookSpec
+    seed: int
+    checks: list[CheckSpec]
+    code: dict[str, Check]
+    cases: dict[str, list[PlannedCase]] = field(default_factory=dict)
+
+    def probes(self, reference: bool) -> list[dict]:
+        out = []
+        for spec in self.checks:
+            check = self.code[spec.name]
+            for pc in self.cases[spec.name]:
+                if reference and not pc.case.reference:
+                    continue
+                base = _probe_spec(pc, check, spec)
+                out.append(base)
+                if reference:
+                    for mistake in check.mistakes:
+                        out.append({**base, "id": f"{pc.id}~{mistake.name}", "replace": mistake.wire()})
+        return out
+
+
+def _default_probe_source(name: str) -> str:
+    return f"def call_graded(ns, *args, **kwargs):\n    return ns[{name!r}](*args, **kwargs)\n"
+
+
+def _probe_spec(pc: PlannedCase, check: Check, spec: CheckSpec) -> dict:
+    from .checks import probe_source
+
+    if pc.case.probe is not None:
+        source, entry = probe_source(pc.case.probe)
+    else:
+        source, entry = _default_probe_source(check.name), "call_graded"
+    return {
+        "id": pc.id,
+        "source": source,
+        "entry": entry,
+        "args": wire.encode(tuple(pc.case.args)),
+        "kwargs": wire.encode(dict(pc.case.kwargs)),
+        "requires": check.required_names(),
+        "callables": check.callable_names(),
+        "seed": pc.case.seed,
+        "timeout": pc.case.timeout or spec.probe_timeout,
+    }
+
+
+def _show_value(value) -> str:
+    import torch
+
+    if type(value) is torch.Tensor:
+        if value.numel() <= 6:
+            body = repr(_round(value.tolist()))
+            return f"tensor({body})"
+        return f"tensor<{fmt_shape(value.shape)}, {str(value.dtype).replace('torch.', '')}>"
+    if type(value) is float:
+        return f"{value:.4g}"
+    if type(value) in (list, tuple) and len(value) > 6:
+        return f"{type(value).__name__}[{len(value)} items]"
+    return repr(value)
+
+
+def _round(value):
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, list):
+        return [_round(v) for v in value]
+    return value
+
+
+def show_call(name: str, case: Case) -> str:
+    if case.show:
+        return case.show
+    parts = [_show_value(a) for a in case.args] + [f"{k}={_show_value(v)}" for k, v in case.kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def plan(lesson: Lesson, spec: NotebookSpec, seed: int, only: list[str] | None = None) -> Plan:
+    code = lesson.check_code()
+    checks = [c for c in lesson.checks_for(spec) if not only or c.name in only]
+    p = Plan(lesson, spec, seed, checks, code)
+    for cspec in checks:
+        check = code[cspec.name]
+        tol = Tolerance(rtol=cspec.rtol, atol=cspec.atol, check_dtype=cspec.check_dtype)
+        planned = []
+        n_fixed = n_random = 0
+        for i, case in enumerate(check.build_cases(seed)):
+            if case.random:
+                n_random += 1
+                label = case.label or f"random input {n_random}"
+            else:
+                n_fixed += 1
+                label = case.label or f"fixed input {n_fixed}"
+            planned.append(PlannedCase(f"{cspec.name}/{i}", cspec.name, case, label, show_call(cspec.name, case), case.tol or tol))
+        p.cases[cspec.name] = planned
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# judging
+
+
+_IN_REF = re.compile(r"\b(?:Cell )?In\[(\d+)\]")
+
+
+def _rewrite_cells(lines: list[str], input_map: dict[int, int]) -> list[str]:
+    def sub(m: re.Match) -> str:
+        idx = input_map.get(int(m.group(1)))
+        return f"cell {idx + 1}" if idx is not None else m.group(0)
+
+    return [_IN_REF.sub(sub, line) for line in lines]
+
+
+@dataclass
+class _Context:
+    """What judging needs to explain failures: the notebook's cells and what went wrong in them."""
+
+    path: Path
+    defs: dict[str, int]
+    problems: dict[int, CellProblem]
+    outcome: JobOutcome
+
+    def where_defined(self, name: str) -> str:
+        idx = self.defs.get(name)
+        if idx is None:
+            return ""
+        problem = self.problems.get(idx + 1)
+        if problem is None:
+            return f" (it is defined in cell {idx + 1})"
+        what = f"{problem.ename}: {problem.evalue}".strip(": ") if problem.ename else problem.evalue or problem.kind
+        return f" - it is defined in cell {idx + 1}, but that cell failed ({what[:200]})"
+
+
+def _probe_failure(raw: dict, check: CheckSpec, ctx: _Context) -> tuple[Status, str, str, list[str] | None]:
+    """(status, kind, message, traceback) for a probe that did not return a value."""
+    status = raw.get("status")
+    fname = f"`{check.name}`"
+    if status == "missing":
+        names = raw.get("names", [])
+        missing = ", ".join(f"`{n}`" for n in names)
+        details = "".join(ctx.where_defined(n) for n in names[:1])
+        return Status.ERROR, "missing", f"{missing} is not defined in {ctx.path.name}{details}", None
+    if status == "not_callable":
+        names, types = raw.get("names", []), raw.get("types", [])
+        pairs = ", ".join(f"`{n}` is a {t}" for n, t in zip(names, types))
+        return Status.ERROR, "not_callable", f"{pairs}, not a function", None
+    if status == "timeout":
+        seconds = raw.get("seconds", check.probe_timeout)
+        return (
+            Status.TIMEOUT,
+            "timeout",
+            f"{fname} did not return within {seconds:g}s - is there an infinite loop, or far more work than needed?",
+            None,
+        )
+    if status == "died":
+        reason = raw.get("reason") or "the kernel died"
+        return Status.ERROR, "kernel_died", f"calling {fname} crashed the kernel: {reason}", None
+    if status == "exception":
+        ename, evalue = raw.get("ename", "Exception"), raw.get("evalue", "")
+        tb = _rewrite_cells(list(raw.get("traceback") or []), ctx.outcome.input_maps[raw.get("kernel", -1)] if ctx.outcome.input_maps else {})
+        if ename == "NotImplementedError":
+            return Status.FAILED, "not_implemented", f"{fname} is not written yet (it still raises NotImplementedError)", tb
+        message = f"{fname} raised {ename}: {evalue}".rstrip(": ")
+        m = re.match(r"name '(\w+)' is not defined", evalue)
+        if ename == "NameError" and m:
+            message += ctx.where_defined(m.group(1)) or f" - `{m.group(1)}` is not defined anywhere in the notebook"
+        return Status.ERROR, "exception", message, tb
+    if status == "interrupted":
+        return Status.TIMEOUT, "timeout", f"{fname} was interrupted (time limit)", None
+    return Status.ERROR, "lost", f"no result came back for {fname} (the kernel stopped before reporting)", None
+
+
+def _decode(raw: dict):
+    return wire.decode(raw["value"])
+
+
+def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | None, reference: dict | None,
+               mistakes: dict[str, dict], ctx: _Context) -> tuple[CaseResult, list[str] | None, object, object]:  # fmt: skip
+    """Verdict on one case: (result, learner traceback, got value, expected value)."""
+    base = dict(label=pc.label, call=None if spec.hidden else pc.call, weight=pc.case.weight)
+    learner = learner or {"status": "lost"}
+    duration = float(learner.get("duration", 0.0) or 0.0)
+    if learner.get("status") != "ok":
+        status, kind, message, tb = _probe_failure(learner, spec, ctx)
+        return CaseResult(status=status, message=message, duration=duration, kind=kind, **base), tb, None, None
+    expected = None
+    if pc.case.reference:
+        if not reference or reference.get("status") != "ok":
+            why = (reference or {}).get("evalue") or (reference or {}).get("status", "no result")
+            raise LessonPackError(f"the reference solution failed on {spec.name} ({pc.label}): {why}")
+        expected = _decode(reference)
+    try:
+        got = _decode(learner)
+    except wire.WireError as exc:
+        msg = f"`{spec.name}` returned a value the grader cannot read: {exc}"
+        return CaseResult(status=Status.ERROR, message=msg, duration=duration, kind="unreadable", **base), None, None, expected
+    judge = pc.case.judge or compare
+    verdict: Verdict = judge(got, expected, pc.tol)
+    if verdict.ok:
+        status = Status.SKIPPED if verdict.kind == "skipped" else Status.PASSED
+        return CaseResult(status=status, message=verdict.message, duration=duration, **base), None, got, expected
+    mistake_name = None
+    message = verdict.message
+    for mistake in check.mistakes:
+        raw = mistakes.get(f"{pc.id}~{mistake.name}")
+        if raw and raw.get("status") == "ok":
+            try:
+                if compare(got, _decode(raw), pc.tol).ok:
+                    mistake_name, message = mistake.name, f"{mistake.message}\n{verdict.message}"
+                    break
+            except (wire.WireError, TypeError):
+                continue
+    kind = "known_mistake" if mistake_name else verdict.kind or (verdict.diff.kind if verdict.diff else "values")
+    return (
+        CaseResult(status=Status.FAILED, message=message, diff=verdict.diff, mistake=mistake_name, duration=duration, kind=kind, **base),
+        None,
+        got,
+        expected,
+    )
+
+
+def judge_check(spec: CheckSpec, check: Check, cases: list[PlannedCase], learner: dict, reference: dict, ctx: _Context) -> CheckResult:
+    results: list[CaseResult] = []
+    traceback = None
+    got_values, expected_values = [], []
+    kind = None
+    for pc in cases:
+        mistakes = {k: v for k, v in reference.items() if k.startswith(pc.id + "~")}
+        result, tb, got, expected = judge_case(pc, check, spec, learner.get(pc.id), reference.get(pc.id), mistakes, ctx)
+        results.append(result)
+        got_values.append(got)
+        expected_values.append(expected)
+        traceback = traceback or tb
+        if result.status is Status.ERROR and learner.get(pc.id, {}).get("status") in ("missing", "not_callable"):
+            kind = learner[pc.id]["status"]
+            results = [result] + [
+                CaseResult(label=p.label, status=Status.ERROR, message=result.message, call=None if spec.hidden else p.call, kind=kind)
+                for p in cases[1:]
+            ]
+            break
+    if spec.hidden:
+        results = [_hide(r) for r in results]
+    counted = [r for r in results if r.status is not Status.SKIPPED]
+    total_w = sum(r.weight for r in counted)
+    passed_w = sum(r.weight for r in counted if r.passed)
+    failing = [r for r in results if r.status not in (Status.PASSED, Status.SKIPPED)]
+    max_points = spec.points if counted else 0.0
+    if not counted:
+        status = Status.SKIPPED
+        points = 0.0
+    elif not failing:
+        status, points = Status.PASSED, spec.points
+    else:
+        statuses = {r.status for r in failing}
+        status = Status.ERROR if kind else Status.FAILED if Status.FAILED in statuses else Status.TIMEOUT if Status.TIMEOUT in statuses else Status.ERROR
+        points = round(spec.points * passed_w / total_w, 2) if spec.partial_credit and total_w else 0.0
+    first = failing[0] if failing else None
+    if first is None:
+        message = results[0].message if status is Status.SKIPPED else ""
+    elif len({r.message for r in failing}) == 1 and len(failing) == len(counted):
+        message = first.message  # every case failed the same way (e.g. not written yet)
+    elif len(counted) > 1:
+        message = f"{len(failing)} of {len(counted)} cases failed. {first.label}: {first.message}"
+    else:
+        message = first.message
+    if kind is None and first is not None:
+        kind = next(("known_mistake" for r in failing if r.mistake), None) or first.kind or _status_kind(first)
+    series = {}
+    if check.series is not None and any(v is not None for v in got_values):
+        try:
+            series = check.series(got_values, expected_values, [pc.case for pc in cases]) or {}
+        except Exception:  # a plot is a nicety: never let it break a grade
+            series = {}
+    hint = spec.hints[0] if spec.hints and status not in (Status.PASSED, Status.SKIPPED) else None
+    return CheckResult(
+        name=spec.name,
+        title=spec.title,
+        status=status,
+        points=points,
+        max_points=max_points,
+        message=message,
+        hint=hint,
+        cases=results,
+        duration=sum(r.duration for r in results),
+        hidden=spec.hidden,
+        kind=kind,
+        traceback=None if spec.hidden else traceback,
+        series={} if spec.hidden else series,
+    )
+
+
+def _status_kind(case: CaseResult) -> str:
+    return {Status.TIMEOUT: "timeout", Status.ERROR: "exception", Status.FAILED: "values"}.get(case.status, "values")
+
+
+def _hide(case: CaseResult) -> CaseResult:
+    """Hidden checks: the learner sees that a case failed and why, never its inputs or expected values."""
+    if case.kind in ("values", "nonfinite", "behaviour", "length", "keys"):
+        message = "returned values that differ from the reference on hidden inputs"
+    else:
+        message = case.message.split("\n")[0]
+    return CaseResult(label=case.label, status=case.status, message=message if not case.passed else "",
+                      weight=case.weight, duration=case.duration, kind=case.kind, mistake=case.mistake)
+
+
+def cell_problems(nb, outcome: JobOutcome) -> list[CellProblem]:
+    problems = []
+    for run in outcome.cells:
+        if run.status == "ok" and not run.truncated:
+            continue
+        source = nb.cells[run.index].source.strip().splitlines()
+        head = "\n".join(source[:3]) + ("\n..." if len(source) > 3 else "")
+        if run.status == "ok":  # only truncated
+            problems.append(CellProblem(run.index + 1, Status.PASSED, "output_limit", evalue="output was truncated", source=head, duration=run.duration))
+            continue
+        kind = {"error": "exception", "timeout": "timeout", "died": "kernel_died", "skipped": "skipped"}[run.status]
+        status = {"timeout": Status.TIMEOUT, "skipped": Status.SKIPPED}.get(run.status, Status.ERROR)
+        evalue = run.evalue
+        if run.status == "timeout" and not evalue:
+            evalue = f"stopped after {run.duration:.0f}s (the cell time limit) - an infinite loop, or too much work?"
+        problems.append(
+            CellProblem(
+                cell=run.index + 1,
+                status=status,
+                kind=kind,
+                ename=run.ename,
+                evalue=evalue,
+                traceback=_rewrite_cells(run.traceback, {run.execution_count: run.index} if run.execution_count else {}),
+                source=head,
+                duration=run.duration,
+            )
+        )
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+def _profile(spec: NotebookSpec, nb) -> str:
+    if spec.profile:
+        return spec.profile
+    return "fastai" if any("fastai" in c.source for c in nb.cells if c.cell_type == "code") else "torch"
+
+
+def _kernel_job(nb, name: str, lesson: Lesson, spec: NotebookSpec, probes: list[dict], cell_timeout: float | None = None) -> KernelJob:
+    budget = min(600.0, 15.0 + sum(float(p["timeout"]) for p in probes))
+    return KernelJob(
+        notebook=nb,
+        name=name,
+        files=lesson.data_files(spec),
+        probes=probes,
+        cell_timeout=min(spec.cell_timeout, cell_timeout) if cell_timeout else spec.cell_timeout,
+        notebook_timeout=spec.notebook_timeout,
+        probe_budget=budget,
+        profile=_profile(spec, nb),
+        limits=Limits(memory_bytes=spec.memory_mb * 2**20),
+    )
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("LEARN_CACHE_DIR"):
+        return Path(os.environ["LEARN_CACHE_DIR"])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("learn", appauthor=False))
+
+
+class Grader:
+    """Grades notebooks on a kernel pool. Use as `async with Grader(...) as g: await g.grade(path)`."""
+
+    def __init__(self, pool_size: int | None = None, seed: int | None = None, only: list[str] | None = None,
+                 use_reference_cache: bool = True, pool: KernelPool | None = None, cell_timeout: float | None = None):  # fmt: skip
+        self.seed = seed if seed is not None else new_seed()
+        self.cell_timeout = cell_timeout
+        self.only = only
+        self.use_reference_cache = use_reference_cache
+        self._own_pool = pool is None
+        self.pool = pool or KernelPool(size=pool_size or min(2, os.cpu_count() or 1))
+        self._lessons: dict[str, Lesson] | None = None
+        self._references: dict[str, asyncio.Future] = {}
+
+    async def __aenter__(self) -> Grader:
+        if self._own_pool:
+            await self.pool.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._own_pool:
+            await self.pool.close()
+
+    @property
+    def lessons(self) -> dict[str, Lesson]:
+        if self._lessons is None:
+            self._lessons = all_lessons()
+        return self._lessons
+
+    async def reference(self, p: Plan) -> dict[str, dict]:
+        """Probe results of the reference solution for this plan (shared, and cached on disk)."""
+        probes = p.probes(reference=True)
+        if not probes:
+            return {}
+        key = hashlib.sha256(
+            json.dumps([__version__, p.lesson.fingerprint(), p.spec.file, probes], sort_keys=True).encode()
+        ).hexdigest()[:32]
+        if key not in self._references:
+            self._references[key] = asyncio.ensure_future(self._reference_uncached(p, probes, key))
+        return await asyncio.shield(self._references[key])
+
+    async def _reference_uncached(self, p: Plan, probes: list[dict], key: str) -> dict[str, dict]:
+        path = _cache_dir() / "reference" / f"{key}.json"
+        if self.use_reference_cache and path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                pass
+        nb = load_notebook(p.lesson.solution_path(p.spec))
+        outcome = await run_job(self.pool, _kernel_job(nb, p.spec.file, p.lesson, p.spec, probes))
+        bad = [c for c in outcome.cells if c.status != "ok"]
+        if bad:
+            c = bad[0]
+            raise LessonPackError(
+                f"the reference solution {p.spec.file} of {p.lesson.id} failed in cell {c.index + 1}: {c.status} {c.ename} {c.evalue}".strip()
+            )
+        if self.use_reference_cache:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(outcome.probes))
+                os.replace(tmp, path)
+            except OSError:
+                pass
+        return outcome.probes
+
+    async def grade(self, path: str | Path, lesson_id: str | None = None, notebook: str | None = None) -> NotebookResult:
+        """Grade one notebook file; every problem becomes part of the result, never an exception."""
+        path = Path(path)
+        started = time.monotonic()
+        result = NotebookResult(path=str(path), exercise=None, lesson=None, status=Status.ERROR, seed=self.seed, grader_version=__version__)
+        try:
+            nb = load_notebook(path)
+            if lesson_id:
+                lesson = self.lessons.get(lesson_id) or _raise_unknown(lesson_id, self.lessons)
+                spec = lesson.notebook(notebook or path.name)
+            else:
+                lesson, spec = identify(nb, path, self.lessons)
+            result.lesson, result.exercise, result.title = lesson.id, spec.file, spec.title
+            return await self._grade_loaded(nb, path, lesson, spec, result, started)
+        except NotebookLoadError as exc:
+            result.error, result.error_kind = str(exc), "load"
+        except UnknownNotebookError as exc:
+            result.error, result.error_kind = str(exc), "unknown_exercise"
+        except ExecutionError as exc:
+            result.error, result.error_kind = f"grading machinery failed: {exc}", "execution"
+        except LearnError as exc:
+            result.error, result.error_kind = str(exc), "lesson"
+        result.duration = round(time.monotonic() - started, 3)
+        return result
+
+    async def _grade_loaded(self, nb, path: Path, lesson: Lesson, spec: NotebookSpec, result: NotebookResult, started: float) -> NotebookResult:
+        t0 = time.monotonic()
+        p = plan(lesson, spec, self.seed, self.only)
+        probes = p.probes(reference=False)
+        learner_task = run_job(self.pool, _kernel_job(nb, path.name, lesson, spec, probes, self.cell_timeout))
+        reference, outcome = await asyncio.gather(self.reference(p), learner_task)
+        t1 = time.monotonic()
+        problems = cell_problems(nb, outcome)
+        ctx = _Context(path, definitions(nb), {c.cell: c for c in problems}, outcome)
+        checks = [judge_check(s, p.code[s.name], p.cases[s.name], outcome.probes, reference, ctx) for s in p.checks]
+        result.checks = checks
+        result.cell_problems = problems
+        result.points = round(sum(c.points for c in checks), 2)
+        result.max_points = round(sum(c.max_points for c in checks), 2)
+        result.status = Status.PASSED if all(c.status in (Status.PASSED, Status.SKIPPED) for c in checks) else Status.FAILED
+        result.sandbox = outcome.sandbox
+        result.timings = {
+            "kernels": round(t1 - t0, 3),
+            "kernel_start": round(outcome.kernel_start_s, 3),
+            "probes": round(outcome.probe_s, 3),
+            "judge": round(time.monotonic() - t1, 3),
+            "restarts": outcome.restarts,
+        }
+        result.duration = round(time.monotonic() - started, 3)
+        return result
+
+    async def grade_many(self, paths: list[Path]) -> RunResult:
+        started = time.monotonic()
+        results = await asyncio.gather(*(self.grade(p) for p in paths))
+        return RunResult(list(results), seed=self.seed, duration=time.monotonic() - started)
+
+
+def _raise_unknown(lesson_id: str, lessons: dict):
+    from .errors import UnknownLessonError
+
+    raise UnknownLessonError(lesson_id, list(lessons))
+
+
+def check_notebooks(paths: list[str | Path], *, seed: int | None = None, only: list[str] | None = None, jobs: int | None = None) -> RunResult:
+    """Grade several notebooks together (one kernel pool); the library form of `learn check`."""
+
+    async def main() -> RunResult:
+        async with Grader(pool_size=jobs, seed=seed, only=only) as grader:
+            return await grader.grade_many([Path(p) for p in paths])
+
+    return asyncio.run(main())
+
+
+def check_notebook(path: str | Path, *, seed: int | None = None, only: list[str] | None = None) -> NotebookResult:
+    """Grade one notebook against the reference solution of the exercise it belongs to.
+
+    Needs no course folder layout: the exercise is recognised from the notebook's metadata
+    or file name. Problems in the notebook (unreadable, crashing, hanging) are reported in
+    the result, not raised.
+    """
+    return check_notebooks([path], seed=seed, only=only).notebooks[0]

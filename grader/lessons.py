@@ -1,0 +1,346 @@
+"""Lesson packs: data, not code in `grader/`.
+
+A pack is one folder (under `solutions/` in this repo, or installed by `learn fetch --from`):
+
+    lesson.toml          notebooks, graded names, points, tolerances, timeouts, hints
+    checks.py            how each graded name is exercised (see grader.checks)
+    01_quadratic.ipynb   solution notebooks, with solution markers (see grader.generate)
+    data files           anything the notebooks read, listed per notebook in lesson.toml
+
+The learner-facing copies (`exercises/<lesson>/`) are generated from it. Adding a lesson means
+adding a pack; nothing in `grader/` changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import LessonPackError, UnknownLessonError, UnknownNotebookError
+
+__all__ = [
+    "NotebookSpec",
+    "CheckSpec",
+    "Lesson",
+    "content_root",
+    "installed_packs_dir",
+    "all_lessons",
+    "get_lesson",
+    "load_lesson",
+    "identify",
+]
+
+MANIFEST = "lesson.toml"
+_TOP_KEYS = {"id", "title", "description", "order", "defaults", "notebooks", "checks", "version"}
+_DEFAULT_KEYS = {"rtol", "atol", "check_dtype", "cell_timeout", "notebook_timeout", "probe_timeout", "points", "partial_credit", "memory_mb"}
+_NOTEBOOK_KEYS = {"file", "title", "cell_timeout", "notebook_timeout", "probe_timeout", "data", "profile", "memory_mb"}
+_CHECK_KEYS = {"notebook", "points", "hints", "rtol", "atol", "check_dtype", "hidden", "title", "partial_credit", "probe_timeout"}
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    file: str
+    title: str
+    cell_timeout: float
+    notebook_timeout: float
+    probe_timeout: float
+    data: tuple[str, ...] = ()
+    profile: str | None = None
+    memory_mb: int = 4096
+
+    @property
+    def stem(self) -> str:
+        return Path(self.file).stem
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    notebook: str
+    points: float
+    hints: tuple[str, ...]
+    rtol: float
+    atol: float
+    check_dtype: bool
+    hidden: bool
+    title: str
+    partial_credit: bool
+    probe_timeout: float
+
+
+@dataclass
+class Lesson:
+    id: str
+    title: str
+    description: str
+    order: int
+    root: Path  # the pack folder: manifest, checks.py, solution notebooks, data
+    exercises_dir: Path
+    notebooks: list[NotebookSpec]
+    checks: dict[str, CheckSpec]
+    version: str = "1"
+    _code: dict | None = field(default=None, repr=False)
+
+    def notebook(self, file: str) -> NotebookSpec:
+        for nb in self.notebooks:
+            if nb.file == file or nb.stem == Path(file).stem:
+                return nb
+        raise UnknownNotebookError(f"lesson {self.id} has no notebook {file!r}")
+
+    def checks_for(self, notebook: NotebookSpec) -> list[CheckSpec]:
+        return [c for c in self.checks.values() if c.notebook == notebook.file]
+
+    def solution_path(self, notebook: NotebookSpec) -> Path:
+        return self.root / notebook.file
+
+    def exercise_path(self, notebook: NotebookSpec) -> Path:
+        return self.exercises_dir / notebook.file
+
+    def data_files(self, notebook: NotebookSpec) -> dict[str, Path]:
+        return {name: self.root / name for name in notebook.data}
+
+    @property
+    def max_points(self) -> float:
+        return sum(c.points for c in self.checks.values())
+
+    def check_code(self) -> dict:
+        """The pack's checks.py, imported (trusted code: it ships with the pack)."""
+        if self._code is None:
+            self._code = _load_checks(self)
+        return self._code
+
+    def fingerprint(self) -> str:
+        """Changes whenever the manifest, checks or a solution notebook change (cache keys)."""
+        h = hashlib.sha256()
+        for path in sorted([self.root / MANIFEST, self.root / "checks.py", *(self.root / n.file for n in self.notebooks)]):
+            if path.exists():
+                h.update(path.name.encode())
+                h.update(path.read_bytes())
+        return h.hexdigest()[:16]
+
+
+def content_root() -> Path:
+    """Where the bundled content lives: inside the installed wheel, or the repo checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_content"
+    return packaged if (packaged / "solutions").is_dir() else here.parent
+
+
+def installed_packs_dir() -> Path:
+    """Lesson packs installed with `learn fetch --from` (LEARN_HOME overrides the location)."""
+    if os.environ.get("LEARN_HOME"):
+        return Path(os.environ["LEARN_HOME"]) / "packs"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("learn", appauthor=False)) / "packs"
+
+
+def _pack_dirs() -> list[tuple[Path, Path]]:
+    """(pack folder, exercises folder) for every lesson: bundled first, then installed."""
+    root = content_root()
+    found = []
+    solutions = root / "solutions"
+    if solutions.is_dir():
+        for d in sorted(solutions.iterdir()):
+            if (d / MANIFEST).is_file():
+                found.append((d, root / "exercises" / d.name))
+    packs = installed_packs_dir()
+    if packs.is_dir():
+        for d in sorted(packs.iterdir()):
+            if (d / "pack" / MANIFEST).is_file():
+                found.append((d / "pack", d / "exercises"))
+    return found
+
+
+def all_lessons() -> dict[str, Lesson]:
+    lessons: dict[str, Lesson] = {}
+    for pack, exercises in _pack_dirs():
+        lesson = load_lesson(pack, exercises)
+        lessons.setdefault(lesson.id, lesson)  # a bundled lesson wins over an installed namesake
+    return dict(sorted(lessons.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def get_lesson(lesson_id: str) -> Lesson:
+    lessons = all_lessons()
+    if lesson_id not in lessons:
+        raise UnknownLessonError(lesson_id, list(lessons))
+    return lessons[lesson_id]
+
+
+def _fail(path: Path, where: str, problem: str) -> LessonPackError:
+    return LessonPackError(f"{path}: {where}: {problem}")
+
+
+def _number(path, where, value, *, positive=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(path, where, f"must be a number, not {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise _fail(path, where, f"must be {'positive' if positive else 'zero or more'}, not {value!r}")
+    return float(value)
+
+
+def _unknown(path, where, given: dict, allowed: set) -> None:
+    extra = sorted(set(given) - allowed)
+    if extra:
+        raise _fail(path, where, f"unknown key(s) {extra}; allowed: {sorted(allowed)}")
+
+
+def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
+    """Read and validate a pack's manifest. Errors name the file and the offending key."""
+    path = pack / MANIFEST
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LessonPackError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LessonPackError(f"{path}: not valid TOML: {exc}") from None
+    _unknown(path, "top level", data, _TOP_KEYS)
+    lesson_id = data.get("id")
+    if not isinstance(lesson_id, str) or not lesson_id.isidentifier():
+        raise _fail(path, "id", f"must be a simple name like 'lesson3', not {lesson_id!r}")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise _fail(path, "defaults", "must be a table")
+    _unknown(path, "[defaults]", defaults, _DEFAULT_KEYS)
+
+    def setting(table: dict, key: str, where: str, fallback, positive=False):
+        value = table.get(key, defaults.get(key, fallback))
+        if isinstance(fallback, bool):
+            if not isinstance(value, bool):
+                raise _fail(path, f"{where}.{key}", f"must be true or false, not {value!r}")
+            return value
+        return _number(path, f"{where}.{key}", value, positive=positive)
+
+    notebooks: list[NotebookSpec] = []
+    raw_notebooks = data.get("notebooks")
+    if not isinstance(raw_notebooks, list) or not raw_notebooks:
+        raise _fail(path, "notebooks", "must be a non-empty array of [[notebooks]] tables")
+    for i, nb in enumerate(raw_notebooks):
+        where = f"notebooks[{i}]"
+        if not isinstance(nb, dict):
+            raise _fail(path, where, "must be a table")
+        _unknown(path, where, nb, _NOTEBOOK_KEYS)
+        file = nb.get("file")
+        if not isinstance(file, str) or not file.endswith(".ipynb") or "/" in file or file.startswith("."):
+            raise _fail(path, f"{where}.file", f"must be a notebook file name, not {file!r}")
+        if not (pack / file).is_file():
+            raise _fail(path, f"{where}.file", f"{file} does not exist in the pack")
+        data_files = nb.get("data", [])
+        if not isinstance(data_files, list) or not all(isinstance(d, str) and ".." not in d and not d.startswith("/") for d in data_files):
+            raise _fail(path, f"{where}.data", "must be a list of relative file names")
+        for d in data_files:
+            if not (pack / d).exists():
+                raise _fail(path, f"{where}.data", f"{d} does not exist in the pack")
+        profile = nb.get("profile")
+        if profile not in (None, "torch", "fastai"):
+            raise _fail(path, f"{where}.profile", "must be 'torch' or 'fastai'")
+        notebooks.append(
+            NotebookSpec(
+                file=file,
+                title=str(nb.get("title", Path(file).stem)),
+                cell_timeout=setting(nb, "cell_timeout", where, 60.0, positive=True),
+                notebook_timeout=setting(nb, "notebook_timeout", where, 600.0, positive=True),
+                probe_timeout=setting(nb, "probe_timeout", where, 10.0, positive=True),
+                data=tuple(data_files),
+                profile=profile,
+                memory_mb=int(setting(nb, "memory_mb", where, 4096.0, positive=True)),
+            )
+        )
+    files = {nb.file for nb in notebooks}
+    if len(files) != len(notebooks):
+        raise _fail(path, "notebooks", "a notebook is listed twice")
+
+    checks: dict[str, CheckSpec] = {}
+    raw_checks = data.get("checks", {})
+    if not isinstance(raw_checks, dict):
+        raise _fail(path, "checks", "must be a table of [checks.NAME] tables")
+    for name, c in raw_checks.items():
+        where = f"checks.{name}"
+        if not isinstance(c, dict):
+            raise _fail(path, where, "must be a table")
+        _unknown(path, where, c, _CHECK_KEYS)
+        if c.get("notebook") not in files:
+            raise _fail(path, f"{where}.notebook", f"must be one of {sorted(files)}, not {c.get('notebook')!r}")
+        hints = c.get("hints", [])
+        if isinstance(hints, str):
+            hints = [hints]
+        if not isinstance(hints, list) or not all(isinstance(h, str) and h.strip() for h in hints):
+            raise _fail(path, f"{where}.hints", "must be a list of non-empty strings")
+        checks[name] = CheckSpec(
+            name=name,
+            notebook=c["notebook"],
+            points=setting(c, "points", where, 1.0),
+            hints=tuple(hints),
+            rtol=setting(c, "rtol", where, 1.3e-6),
+            atol=setting(c, "atol", where, 1e-5),
+            check_dtype=setting(c, "check_dtype", where, True),
+            hidden=bool(c.get("hidden", False)),
+            title=str(c.get("title", name)),
+            partial_credit=setting(c, "partial_credit", where, True),
+            probe_timeout=setting(c, "probe_timeout", where, next(n.probe_timeout for n in notebooks if n.file == c["notebook"]), positive=True),
+        )
+    if not checks:
+        raise _fail(path, "checks", "the pack grades nothing: add [checks.NAME] tables")
+    order = data.get("order", 100)
+    if isinstance(order, bool) or not isinstance(order, int):
+        raise _fail(path, "order", "must be an integer")
+    return Lesson(
+        id=lesson_id,
+        title=str(data.get("title", lesson_id)),
+        description=str(data.get("description", "")),
+        order=order,
+        root=pack,
+        exercises_dir=exercises_dir if exercises_dir is not None else pack.parent.parent / "exercises" / pack.name,
+        notebooks=notebooks,
+        checks=checks,
+        version=str(data.get("version", "1")),
+    )
+
+
+def _load_checks(lesson: Lesson) -> dict:
+    from .checks import Check
+
+    path = lesson.root / "checks.py"
+    if not path.is_file():
+        raise LessonPackError(f"{lesson.root}: checks.py is missing")
+    module_name = f"_learn_checks_{lesson.id}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # inspect.getsource needs the module registered
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise LessonPackError(f"{path}: failed to import: {type(exc).__name__}: {exc}") from None
+    found = {v.name: v for v in vars(module).values() if isinstance(v, Check)}
+    missing = sorted(set(lesson.checks) - set(found))
+    extra = sorted(set(found) - set(lesson.checks))
+    if missing:
+        raise LessonPackError(f"{path}: no @check for manifest entries {missing}")
+    if extra:
+        raise LessonPackError(f"{path}: @check for names not in lesson.toml: {extra}")
+    return found
+
+
+def identify(nb, path: Path, lessons: dict[str, Lesson] | None = None) -> tuple[Lesson, NotebookSpec]:
+    """Which exercise a notebook is: its `learn` metadata first, then its file name."""
+    lessons = lessons if lessons is not None else all_lessons()
+    meta = nb.get("metadata", {}).get("learn", {}) if isinstance(nb.get("metadata"), dict) else {}
+    if isinstance(meta, dict) and meta.get("lesson") in lessons:
+        lesson = lessons[meta["lesson"]]
+        try:
+            return lesson, lesson.notebook(str(meta.get("notebook", path.name)))
+        except UnknownNotebookError:
+            pass
+    matches = [(lesson, nb_spec) for lesson in lessons.values() for nb_spec in lesson.notebooks if nb_spec.stem == path.stem]
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(f"{lid}/{n.file}" for lid, lesson in lessons.items() for n in lesson.notebooks)
+    raise UnknownNotebookError(
+        f"{path}: cannot tell which exercise this notebook is (no learn metadata, and its name matches "
+        f"{'several' if matches else 'no'} exercise). Known exercises: {known}"
+    )

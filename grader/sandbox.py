@@ -1,0 +1,257 @@
+"""Where learner kernels run: inside bubblewrap when it works here, else with rlimits only.
+
+Both modes give every kernel: a scrubbed environment, a fresh working directory holding only
+the notebook and the lesson data it may read, rlimits (CPU time, address space, file size,
+processes, open files), an unprivileged uid when the grader runs as root, and the per-cell /
+per-submission wall clock of `execute`.
+
+`Bubblewrap` adds a filesystem and network view built from an allow-list: the system and Python
+installation read-only, the slot's own directory read-write, no network, own PID namespace.
+Nothing else exists inside: not the lesson solutions, not hidden checks, not the gradebook,
+not other students' submissions, not the learner's home directory.
+
+`RlimitOnly` is the fallback where bwrap is missing or refused (containers without user
+namespaces, macOS); `choose()` says so once, and every result records which mode graded it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+KERNEL_UID = 65534  # 'nobody': used when the grader runs as root
+
+__all__ = ["Sandbox", "RlimitOnly", "Bubblewrap", "choose", "hidden_paths"]
+
+
+def hidden_paths() -> list[Path]:
+    """Paths inside the bound Python installation that learners must not read (a wheel install
+    ships the reference solutions inside site-packages)."""
+    content = Path(__file__).resolve().parent / "_content"
+    return [content / "solutions"] if content.exists() else []
+
+
+class Sandbox:
+    """Base: how to launch a zygote and what its kernels get. Subclasses decide the isolation."""
+
+    mode = "none"
+
+    def __init__(self) -> None:
+        self.kernel_uid = KERNEL_UID if os.geteuid() == 0 and self._python_reachable_by_others() else None
+
+    def _python_reachable_by_others(self) -> bool:
+        """Can an unprivileged uid read the Python installation (e.g. not under a 0700 /root)?"""
+        return all(_others_can_enter(Path(p), ancestors=True) for p in _python_paths())
+
+    def command(self, argv: list[str], slot_dir: Path, ro_files: tuple[Path, ...] = ()) -> list[str]:
+        """The command line that starts `argv` (a zygote) for the slot at `slot_dir`."""
+        return argv
+
+    def zygote_env(self) -> dict[str, str]:
+        env = {
+            "PATH": _default_path(),
+            "LANG": "C.UTF-8",
+            "HOME": "/nonexistent",
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        }
+        for key in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "MPLCONFIGDIR"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        return env
+
+    def kernel_env(self, work: Path, threads: int) -> dict[str, str]:
+        env = self.zygote_env()
+        env.update(
+            HOME=str(work),
+            TMPDIR=str(work / ".tmp"),
+            MPLCONFIGDIR=str(work / ".mpl"),
+            IPYTHONDIR=str(work / ".ipython"),
+            OMP_NUM_THREADS=str(threads),
+            MKL_NUM_THREADS=str(threads),
+            PYTHONHASHSEED="0",
+            LEARN_SANDBOX=self.mode,
+        )
+        return env
+
+    def prepare_slot(self, root: Path) -> None:
+        root.chmod(0o711)
+        (root / "mpl").mkdir(exist_ok=True)
+
+    def prepare_job(self, work: Path, ipc: Path) -> None:
+        """Give the kernel's uid the two directories it may write to."""
+        (work / ".tmp").mkdir(exist_ok=True)
+        if self.kernel_uid is not None:
+            for path in (work, work / ".tmp", ipc):
+                os.chown(path, self.kernel_uid, self.kernel_uid)
+
+    def hand_over(self, path: Path) -> None:
+        """Let the kernel read a file the grader wrote (its connection file)."""
+        if self.kernel_uid is not None:
+            os.chown(path, self.kernel_uid, self.kernel_uid)
+
+    def process_limit(self) -> int | None:
+        """RLIMIT_NPROC counts every task of the uid, so leave room for what already runs."""
+        if self.kernel_uid is None and os.geteuid() != 0:
+            return _count_tasks(os.getuid()) + 512
+        return 512 if self.kernel_uid is not None else None
+
+
+class RlimitOnly(Sandbox):
+    mode = "rlimit"
+
+
+class Bubblewrap(Sandbox):
+    mode = "bwrap"
+
+    def __init__(self, bwrap: str) -> None:
+        super().__init__()
+        self.bwrap = bwrap
+
+    def _python_reachable_by_others(self) -> bool:
+        # inside the sandbox the parents of bound paths are bwrap's own 0755 directories
+        return all(_others_can_enter(Path(p), ancestors=False) for p in _python_paths())
+
+    def command(self, argv: list[str], slot_dir: Path, ro_files: tuple[Path, ...] = ()) -> list[str]:
+        args = [
+            self.bwrap,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname", "learn-sandbox",
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--tmpfs", "/tmp",
+            "--tmpfs", "/run",
+        ]  # fmt: skip
+        args += _system_binds()
+        made: set[str] = {"/", "/tmp", "/run", "/proc", "/dev", "/usr", "/etc", "/sys"}
+        for path in _python_paths():
+            args += _parents(path, made) + ["--ro-bind", path, path]
+        for extra in ro_files:  # e.g. zygote.py when the project is an editable checkout
+            path = str(Path(extra).resolve())
+            if not any(path.startswith(p + os.sep) for p in _python_paths()):
+                args += _parents(path, made) + ["--ro-bind", path, path]
+        for hidden in hidden_paths():
+            args += ["--tmpfs", str(hidden)]
+        slot = str(slot_dir)
+        args += _parents(slot, made) + ["--bind", slot, slot, "--remount-ro", "/tmp", "--chdir", slot]
+        if self.kernel_uid is not None:
+            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"]
+        return args + ["--"] + argv
+
+
+def _parents(path: str, made: set[str]) -> list[str]:
+    """bwrap creates missing parents of a mount point 0700, which another uid cannot enter."""
+    out: list[str] = []
+    for parent in reversed(Path(path).parents):
+        p = str(parent)
+        if p not in made:
+            made.add(p)
+            out += ["--perms", "0755", "--dir", p]
+    return out
+
+
+def _system_binds() -> list[str]:
+    out: list[str] = []
+    for name in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc"):
+        if os.path.islink(name):
+            out += ["--symlink", os.readlink(name), name]
+        elif os.path.isdir(name):
+            out += ["--ro-bind", name, name]
+    for name in ("/sys/devices/system/cpu",):  # torch reads the CPU topology
+        if os.path.isdir(name):
+            out += ["--ro-bind", name, name]
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _python_paths() -> tuple[str, ...]:
+    """The interpreter and its libraries - and no project checkout an editable install points to."""
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    candidates.update(sysconfig.get_paths().get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib"))
+    candidates.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    for entry in sys.path:
+        if entry.endswith(("site-packages", "dist-packages")):
+            candidates.add(entry)
+    dirs = sorted({str(Path(c).resolve()) for c in candidates if c and os.path.isdir(c)})
+    kept: list[str] = []
+    for d in dirs:  # drop paths already under a kept one; never bind '/' or /usr twice
+        if d in ("/", "/usr") or d.startswith("/usr/"):
+            continue
+        if not any(d.startswith(k + os.sep) for k in kept):
+            kept.append(d)
+    return tuple(kept)
+
+
+def _others_can_enter(path: Path, ancestors: bool) -> bool:
+    for p in [path, *path.parents] if ancestors else [path]:
+        try:
+            if not os.stat(p).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _default_path() -> str:
+    bindir = str(Path(sys.executable).parent)
+    return os.pathsep.join(dict.fromkeys([bindir, "/usr/local/bin", "/usr/bin", "/bin"]))
+
+
+def _count_tasks(uid: int) -> int:
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                total += len(os.listdir(f"/proc/{entry}/task"))
+        except OSError:
+            continue
+    return total
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_works() -> str | None:
+    """Path of a bwrap that can actually build our sandbox here, or None."""
+    path = shutil.which("bwrap")
+    if not path:
+        return None
+    probe = Bubblewrap(path).command([sys.executable, "-I", "-c", "pass"], Path("/tmp"))
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if done.returncode == 0 else None
+
+
+_warned = False
+
+
+def choose(preference: str | None = None) -> Sandbox:
+    """The strongest sandbox that works here. LEARN_SANDBOX=rlimit|bwrap forces one."""
+    global _warned
+    wanted = (preference or os.environ.get("LEARN_SANDBOX") or "auto").lower()
+    if wanted in ("auto", "bwrap"):
+        path = bwrap_works()
+        if path:
+            return Bubblewrap(path)
+        if not _warned:
+            print(
+                "learn: bubblewrap is not available here; learner code runs with resource limits only "
+                "(no filesystem or network isolation). Install the 'bubblewrap' package to sandbox it.",
+                file=sys.stderr,
+            )
+            _warned = True
+    return RlimitOnly()

@@ -1,0 +1,318 @@
+"""A warm parent for Jupyter kernels: import the heavy libraries once, fork a fresh kernel per job.
+
+Started by `grader.kernels.Zygote` as ``python -I zygote.py --profile torch`` (possibly inside
+bubblewrap); never imported by the grader itself. A fresh kernel costs ~3 s here (interpreter,
+`import torch`, IPython); a fork of this process costs a few milliseconds and shares the
+imported pages copy-on-write, while each job still gets its own process with nothing left over
+from the previous one.
+
+Fork safety: nothing here starts a thread, creates a ZMQ context, initialises CUDA or runs a
+torch op before forking; each child does that for itself.
+
+Protocol: one JSON object per line. Requests on stdin:
+    {"op": "spawn", "job": id, "cwd": dir, "connection_file": path, "env": {...},
+     "limits": {...}, "threads": n, "uid": optional int}
+    {"op": "signal", "job": id, "sig": n}     signal the kernel's process group
+    {"op": "kill", "job": id}                 SIGKILL the kernel and every other descendant
+Events on stdout:
+    {"event": "ready", "pid": n, "import_s": t, "profile": name}
+    {"event": "spawned", "job": id, "pid": n}
+    {"event": "exited", "job": id, "status": returncode (negative: killed by signal)}
+    {"event": "error", "job": id, "message": text}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+PROFILES = {
+    # what each kind of job needs imported before the fork
+    "torch": ["numpy", "torch", "matplotlib", "matplotlib.pyplot"],
+    "fastai": ["numpy", "torch", "matplotlib", "matplotlib.pyplot", "fastai.vision.all"],
+}
+KERNEL_MODULES = [
+    "IPython",
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.debugger",
+    "matplotlib_inline.backend_inline",
+    "IPython.core.completer",
+]
+
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
+
+_jobs: dict[int, str] = {}  # pid -> job id
+_state = {"clean_shm": False, "uid": None}
+
+
+def send(event: dict) -> None:
+    os.write(1, (json.dumps(event) + "\n").encode())
+
+
+def preload(profile: str) -> float:
+    import importlib
+    import warnings
+
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    started = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in PROFILES[profile] + KERNEL_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # a missing optional library only slows its kernels down
+                print(f"zygote: could not preload {name}: {exc}", file=sys.stderr)
+    return time.monotonic() - started
+
+
+def _prctl(option: int, arg: int) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def apply_limits(limits: dict) -> None:
+    import resource
+
+    table = {
+        "cpu_s": resource.RLIMIT_CPU,
+        "as_bytes": resource.RLIMIT_AS,
+        "fsize_bytes": resource.RLIMIT_FSIZE,
+        "nproc": resource.RLIMIT_NPROC,
+        "nofile": resource.RLIMIT_NOFILE,
+        "core": resource.RLIMIT_CORE,
+    }
+    for key, value in limits.items():
+        if value is None or key not in table:
+            continue
+        which = table[key]
+        if key == "as_bytes":
+            value = _vm_size() + int(value)  # the limit is headroom above what is already mapped
+        soft, hard = resource.getrlimit(which)
+        value = int(value)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(which, (value, value))
+
+
+def _vm_size() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def become_kernel(req: dict) -> None:
+    """Runs in the forked child: isolate, limit, then turn into an IPython kernel. Never returns."""
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        cwd = req["cwd"]
+        null = os.open(os.devnull, os.O_RDWR)
+        log = os.open(os.path.join(cwd, ".kernel.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, 65536)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(req.get("env") or {})
+        os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        _reseed()
+        threads = req.get("threads")
+        if threads and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(threads))
+        uid = req.get("uid")
+        if uid is not None and os.getuid() == 0:
+            os.setgroups([])
+            os.setgid(int(req.get("gid", uid)))
+            os.setuid(int(uid))
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        apply_limits(req.get("limits") or {})
+        sys.argv = ["ipykernel_launcher", "-f", req["connection_file"]]
+        from ipykernel.kernelapp import IPKernelApp
+
+        IPKernelApp.launch_instance(
+            argv=[
+                "-f",
+                req["connection_file"],
+                "--HistoryManager.enabled=False",
+                "--IPKernelApp.parent_handle=0",
+            ]
+        )
+        os._exit(0)
+    except BaseException:
+        import traceback
+
+        try:
+            traceback.print_exc()
+            sys.stderr.flush()
+        finally:
+            os._exit(70)
+
+
+def _reseed() -> None:
+    """A fork inherits the parent's random state; a fresh kernel would not."""
+    import random
+
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    if "torch" in sys.modules:
+        sys.modules["torch"].seed()
+
+
+def descendants() -> list[int]:
+    """Direct children of this process (orphans re-parent here: we are a subreaper)."""
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me:
+            found.append(int(entry))
+    return found
+
+
+def kill_everything() -> None:
+    """Kill every descendant, including processes that left the kernel's group or session."""
+    for pid in list(_jobs):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for _ in range(50):
+        children = descendants()
+        if not children:
+            return
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        reap()
+        time.sleep(0.01)
+
+
+def clean_shm() -> None:
+    """Empty /dev/shm (private to this sandbox) as the kernels' uid, so no job leaves data there."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if _state["uid"] is not None and os.getuid() == 0:
+                os.setgroups([])
+                os.setgid(_state["uid"])
+                os.setuid(_state["uid"])
+            import shutil
+
+            for name in os.listdir("/dev/shm"):
+                path = os.path.join("/dev/shm", name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def reap() -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        job = _jobs.pop(pid, None)
+        if job is not None:
+            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            send({"event": "exited", "job": job, "status": code})
+
+
+def handle(req: dict) -> None:
+    op = req.get("op")
+    job = req.get("job")
+    if op == "spawn":
+        _state["uid"] = req.get("uid")
+        pid = os.fork()
+        if pid == 0:
+            become_kernel(req)
+        _jobs[pid] = job
+        send({"event": "spawned", "job": job, "pid": pid})
+    elif op == "signal":
+        for pid, j in list(_jobs.items()):
+            if j == job:
+                try:
+                    os.killpg(pid, int(req["sig"]))
+                except OSError:
+                    pass
+    elif op == "kill":
+        kill_everything()
+        if _state["clean_shm"] and os.path.isdir("/dev/shm"):
+            clean_shm()
+    else:
+        send({"event": "error", "job": job, "message": f"unknown op {op!r}"})
+
+
+def main(argv: list[str]) -> int:
+    profile = "torch"
+    if "--profile" in argv:
+        profile = argv[argv.index("--profile") + 1]
+    _state["clean_shm"] = "--clean-shm" in argv
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the grader
+    import_s = preload(profile)
+    rfd, wfd = os.pipe()
+    os.set_blocking(wfd, False)
+    signal.set_wakeup_fd(wfd)
+    signal.signal(signal.SIGCHLD, lambda *a: None)
+    send({"event": "ready", "pid": os.getpid(), "import_s": round(import_s, 3), "profile": profile})
+    buf = b""
+    while True:
+        try:
+            readable, _, _ = select.select([0, rfd], [], [])
+        except InterruptedError:
+            continue
+        if rfd in readable:
+            os.read(rfd, 4096)
+            reap()
+        if 0 in readable:
+            chunk = os.read(0, 65536)
+            if not chunk:  # the grader went away: take every kernel with us
+                kill_everything()
+                return 0
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    try:
+                        handle(json.loads(line))
+                    except Exception as exc:  # keep serving: one bad request is not fatal
+                        send({"event": "error", "job": None, "message": repr(exc)})
+        reap()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,465 @@
+"""How each graded function of lesson 3 is exercised.
+
+Probe and mistake functions below are sent into kernels as source: they import what they use
+inside their body. Inputs (tensors, numbers) are built here in the grader from the run's seed.
+"""
+
+import torch
+
+from grader.checks import Case, Mistake, Verdict, check, explained, line_plot
+
+# ---------------------------------------------------------------------------------------------
+# helpers run in the grader
+
+
+def noisy_quadratic(rng, n=20):
+    """x in [-2, 2] and a noisy quadratic of it, like the lesson's data."""
+    a, b, c = rng.uniform(1, 4), rng.uniform(-2, 3), rng.uniform(-1, 2)
+    x = torch.linspace(-2, 2, n)
+    clean = a * x**2 + b * x + c
+    y = clean * (1 + rng.randn(n) * 0.15) + rng.randn(n) * 1.5
+    return x, y
+
+
+def lines_grow(small_key="lines_small", big_key="lines_big", slack=3.0, what="the inputs"):
+    """Judge: values as the reference, and the Python lines run must not grow with the input size."""
+
+    def judge(got, expected, tol):
+        from grader.checks import compare
+
+        if type(got) is not dict or small_key not in got or big_key not in got:
+            return compare(got, expected, tol)
+        verdict = compare(got["value"], expected["value"], tol, "")
+        if not verdict.ok:
+            return verdict
+        small, big = got[small_key], got[big_key]
+        if type(small) is int and type(big) is int and big > slack * small + 10:
+            return Verdict(
+                False,
+                f"the values are right, but your function runs a Python loop where broadcasting should do the work: "
+                f"it executed {small} lines of Python for small {what} and {big} for larger ones",
+                kind="python_loop",
+            )
+        return Verdict.passed()
+
+    return judge
+
+
+# ---------------------------------------------------------------------------------------------
+# probes and mistakes (these run inside kernels)
+
+
+def probe_mk_quad(ns, a, b, c, x):
+    f = ns["mk_quad"](a, b, c)
+    return f(x)
+
+
+def probe_add_noise(ns, n):
+    import torch
+
+    add_noise = ns["add_noise"]
+    x = torch.linspace(1, 3, n)
+    torch.manual_seed(0)
+    only_add = add_noise(x, 0.0, 0.5)
+    only_mult = add_noise(x, 0.2, 0.0)
+    torch.manual_seed(1)
+    first = add_noise(x, 0.1, 0.1)
+    torch.manual_seed(1)
+    again = add_noise(x, 0.1, 0.1)
+    other = add_noise(x, 0.1, 0.1)
+    return {
+        "shape": list(only_add.shape),
+        "std_add": float((only_add - x).std()),
+        "mean_add": float((only_add - x).mean()),
+        "std_mult": float((only_mult / x - 1).std()),
+        "mean_mult": float((only_mult / x - 1).mean()),
+        "reproducible": bool(torch.equal(first, again)),
+        "varies": not bool(torch.equal(again, other)),
+        "no_noise_is_identity": bool(torch.allclose(add_noise(x, 0.0, 0.0), x)),
+    }
+
+
+def judge_add_noise(got, expected, tol):
+    if type(got) is not dict:
+        return Verdict(False, "add_noise must return a tensor with the shape of x", kind="wrong_type")
+    problems = []
+    if got.get("shape") != [100_000]:
+        problems.append(f"for x of shape (100000,) it returned shape {tuple(got.get('shape') or ())}")
+    if not got.get("no_noise_is_identity"):
+        problems.append("with mult=0 and add=0 it did not return x unchanged")
+    std_add, std_mult = got.get("std_add", 0.0), got.get("std_mult", 0.0)
+    if not 0.47 <= std_add <= 0.53:
+        problems.append(f"with mult=0, add=0.5 the added noise had standard deviation {std_add:.3f} (expected about 0.5)")
+    if abs(got.get("mean_add", 0.0)) > 0.01:
+        problems.append(f"the added noise has mean {got.get('mean_add'):.3f}; it should be centred on 0")
+    if not 0.188 <= std_mult <= 0.212:
+        problems.append(
+            f"with mult=0.2, add=0 the relative change y/x - 1 had standard deviation {std_mult:.3f} "
+            "(expected about 0.2): the noise should multiply x by (1 + noise * mult)"
+        )
+    if not got.get("reproducible"):
+        problems.append("two calls after the same torch.manual_seed gave different results: draw noise with torch, e.g. torch.randn_like(x)")
+    if not got.get("varies"):
+        problems.append("two calls in a row gave identical noise")
+    if problems:
+        return Verdict(False, "; ".join(problems), kind="behaviour")
+    return Verdict.passed()
+
+
+def probe_quad_mse(ns, params, x, y):
+    ns["x"], ns["y"] = x, y
+    return ns["quad_mse"](params)
+
+
+def probe_fit_quad(ns, x, y, params, lr, steps):
+    import torch
+
+    ns["x"], ns["y"] = x, y
+    start = params.clone()
+    fitted, losses = ns["fit_quad"](params, lr=lr, steps=steps)
+    return {
+        "params": fitted,
+        "losses": [float(v) for v in losses],
+        "input_unchanged": bool(torch.equal(params, start)),
+    }
+
+
+def fit_quad_without_zero_grad(params, lr=0.01, steps=10):
+    params = params.detach().clone().requires_grad_()
+    losses = []
+    for _ in range(steps):
+        loss = quad_mse(params)  # noqa: F821 - runs in the notebook's namespace
+        loss.backward()
+        with torch.no_grad():
+            params -= params.grad * lr
+        losses.append(loss.item())
+    return params.detach(), losses
+
+
+def quad_times_two(a, b, c, x):
+    return a * x * 2 + b * x + c
+
+
+def mse_sum(preds, acts):
+    return ((preds - acts) ** 2).sum()
+
+
+def mse_rmse(preds, acts):
+    return ((preds - acts) ** 2).mean().sqrt()
+
+
+def mse_unsquared(preds, acts):
+    return (preds - acts).mean()
+
+
+def mse_abs(preds, acts):
+    return (preds - acts).abs().mean()
+
+
+def relu_clipped_above(m, b, x):
+    import torch
+
+    return torch.clip(m * x + b, max=0.0)
+
+
+def relu_bias_after_clip(m, b, x):
+    import torch
+
+    return torch.clip(m * x, min=0.0) + b
+
+
+def probe_relu_model_lines(ns, params_small, params_big, x):
+    value, small = tools.count_lines(ns["relu_model"], params_small, x)  # noqa: F821 - tools is given to probes
+    _, big = tools.count_lines(ns["relu_model"], params_big, x)  # noqa: F821
+    return {"value": value, "lines_small": small, "lines_big": big}
+
+
+def probe_fit_relus(ns, x, y, n_relus, lr, steps):
+    params, losses = ns["fit_relus"](x, y, n_relus=n_relus, lr=lr, steps=steps, seed=0)
+    losses = [float(v) for v in losses]
+    return {"losses": losses, "preds": ns["relu_model"](params, x).detach()}
+
+
+def judge_fit_relus(got, expected, tol):
+    if type(got) is not dict or type(got.get("losses")) is not list:
+        return Verdict(False, "fit_relus must return (params, losses) with one loss per step", kind="wrong_type")
+    losses, ref = got["losses"], expected["losses"]
+    if len(losses) != len(ref):
+        return Verdict(False, f"expected one loss per step ({len(ref)}), got {len(losses)}", kind="length")
+    if not all(v == v for v in losses):
+        return Verdict(False, "the loss became nan during training - is the learning rate too large, or is a gradient never reset?", kind="nonfinite")
+    final, ref_final = losses[-1], ref[-1]
+    if not final < losses[0]:
+        return Verdict(False, f"the loss did not go down ({losses[0]:.4g} -> {final:.4g})", kind="behaviour")
+    bar = 1.5 * ref_final + 0.02
+    if final > bar:
+        return Verdict(
+            False,
+            f"final loss {final:.4g} is well above what the reference reaches on the same data ({ref_final:.4g}; the bar is {bar:.4g}). "
+            "Check that the gradient is reset every step and that the update subtracts lr * grad.",
+            kind="values",
+        )
+    return Verdict.passed()
+
+
+def probe_matmul_lines(ns, name, a_small, b_small, a_big, b_big):
+    fn = ns[name]
+    value, small = tools.count_lines(fn, a_small, b_small)  # noqa: F821
+    _, big = tools.count_lines(fn, a_big, b_big)  # noqa: F821
+    return {"value": value, "lines_small": small, "lines_big": big}
+
+
+def matmul_transposed(a, b):
+    import torch
+
+    return torch.einsum("ik,jk->ij", a, b)
+
+
+def linear_no_bias(x, w, b):
+    return x @ w
+
+
+def prep_money_log(amounts):
+    import torch
+
+    filled = torch.where(torch.isnan(amounts), torch.nanmedian(amounts), amounts)
+    return torch.log(filled)
+
+
+def prep_money_no_fill(amounts):
+    import torch
+
+    return torch.log1p(amounts)
+
+
+def prep_money_fill_zero(amounts):
+    import torch
+
+    return torch.log1p(torch.nan_to_num(amounts, nan=0.0))
+
+
+def prep_money_fill_mean(amounts):
+    import torch
+
+    filled = torch.where(torch.isnan(amounts), amounts.nanmean(), amounts)
+    return torch.log1p(filled)
+
+
+# ---------------------------------------------------------------------------------------------
+# 01_quadratic
+
+
+@check("quad", mistakes=[Mistake("times_two", "x*2 doubles x; the square of x is x**2.", quad_times_two)])
+def quad_cases(rng):
+    yield Case.call(3.0, 2.0, 1.0, 1.5, label="numbers")
+    yield Case.call(3.0, 2.0, 1.0, torch.tensor([-2.0, 0.0, 1.5, 2.0]), label="a tensor x")
+    for _ in range(3):
+        yield Case.call(rng.uniform(-3, 3), rng.uniform(-3, 3), rng.uniform(-3, 3), rng.randn(8, scale=2), random=True)
+
+
+@check("mk_quad")
+def mk_quad_cases(rng):
+    yield Case.call(3.0, 2.0, 1.0, torch.tensor([-1.0, 0.0, 2.0]), probe=probe_mk_quad, show="mk_quad(3.0, 2.0, 1.0)(tensor([-1., 0., 2.]))")
+    for _ in range(2):
+        a, b, c = rng.uniform(-3, 3), rng.uniform(-3, 3), rng.uniform(-3, 3)
+        yield Case.call(a, b, c, rng.randn(6), probe=probe_mk_quad, random=True, show=f"mk_quad({a}, {b}, {c})(x)")
+
+
+@check("add_noise")
+def add_noise_cases(rng):
+    yield Case.call(
+        100_000,
+        probe=probe_add_noise,
+        judge=judge_add_noise,
+        reference=False,
+        label="noise statistics",
+        show="add_noise(x, mult, add) on 100,000 points: spread, centring, repeatability",
+    )
+
+
+@check(
+    "mse",
+    mistakes=[
+        Mistake("sum", "You added up the squared errors; mse takes their mean (.mean(), not .sum()).", mse_sum),
+        Mistake("rmse", "You took the square root: that is the root mean squared error, not the mean squared error.", mse_rmse),
+        Mistake("unsquared", "The differences are averaged without squaring them, so positive and negative errors cancel out.", mse_unsquared),
+        Mistake("abs", "You averaged absolute differences (the L1 loss); mse squares the differences instead.", mse_abs),
+    ],
+)
+def mse_cases(rng):
+    yield Case.call(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 4.0, 0.0]), label="small example")
+    for n in (5, 20):
+        yield Case.call(rng.randn(n, scale=3), rng.randn(n, scale=3), random=True)
+
+
+@check("quad_mse")
+def quad_mse_cases(rng):
+    x, y = noisy_quadratic(rng)
+    yield Case.call(torch.tensor([1.5, 1.5, 1.5]), x, y, probe=probe_quad_mse, show="quad_mse(tensor([1.5, 1.5, 1.5])) on new data x, y")
+    for _ in range(2):
+        params = torch.tensor([rng.uniform(-3, 3), rng.uniform(-3, 3), rng.uniform(-3, 3)])
+        yield Case.call(params, x, y, probe=probe_quad_mse, random=True, show=f"quad_mse(tensor({[round(v, 3) for v in params.tolist()]}))")
+
+
+def fit_series(got, expected, cases):
+    pairs = [(g, e, c) for g, e, c in zip(got, expected, cases) if type(g) is dict and type(e) is dict]
+    if not pairs:
+        return {}
+    g, e, c = pairs[0]
+    x, y = c.args[0], c.args[1]
+    grid = torch.linspace(float(x.min()), float(x.max()), 60)
+
+    def curve(params):
+        try:
+            a, b, cc = (float(v) for v in params)
+            return a * grid**2 + b * grid + cc
+        except (TypeError, ValueError):
+            return None
+
+    return {
+        "fit": line_plot("Fitted quadratic over the data", grid, {"reference": curve(e["params"]), "yours": curve(g["params"])}, points=(x, y), xlabel="x", ylabel="y"),
+        "loss": line_plot("Loss per step", list(range(len(e["losses"]))), {"reference": e["losses"], "yours": g.get("losses")}, xlabel="step", ylabel="mse"),
+    }
+
+
+@check(
+    "fit_quad",
+    mistakes=[
+        Mistake(
+            "no_zero_grad",
+            "Your loss history matches a loop that never resets the gradients. backward() adds each new gradient "
+            "to params.grad, so every step moves by the sum of all gradients so far. Reset it after each update "
+            "with params.grad.zero_().",
+            fit_quad_without_zero_grad,
+        )
+    ],
+    series=fit_series,
+)
+def fit_quad_cases(rng):
+    torch.manual_seed(42)
+    x = torch.linspace(-2, 2, 20)
+    y = (3 * x**2 + 2 * x + 1) * (1 + torch.randn(20) * 0.15) + torch.randn(20) * 1.5
+    judge = explained({"['input_unchanged']": "fit_quad changed the tensor it was given; start from a copy (params.detach().clone())."})
+    yield Case.call(x, y, torch.tensor([1.1, 1.1, 1.1]), 0.01, 10, probe=probe_fit_quad, judge=judge,
+                    label="the lesson's data", show="fit_quad(tensor([1.1, 1.1, 1.1]), lr=0.01, steps=10)")  # fmt: skip
+    x2, y2 = noisy_quadratic(rng)
+    start = torch.tensor([rng.uniform(0, 2), rng.uniform(0, 2), rng.uniform(0, 2)])
+    yield Case.call(x2, y2, start, 0.005, 15, probe=probe_fit_quad, judge=judge, random=True,
+                    show=f"fit_quad(tensor({[round(v, 3) for v in start.tolist()]}), lr=0.005, steps=15) on new data")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# 02_relu
+
+
+@check(
+    "rectified_linear",
+    mistakes=[
+        Mistake("clipped_above", "You kept the negative part and cut off the positive one: a ReLU clips from below (min=0).", relu_clipped_above),
+        Mistake("bias_after_clip", "You added b after clipping; the bias belongs to the line before the negative part is cut off.", relu_bias_after_clip),
+    ],
+)
+def rectified_linear_cases(rng):
+    yield Case.call(1.5, 0.5, torch.tensor([-2.0, -1.0, -0.25, 0.0, 1.0, 2.0]), label="slope 1.5, intercept 0.5")
+    for _ in range(3):
+        yield Case.call(rng.uniform(-2, 2), rng.uniform(-1, 1), rng.randn(10, scale=2), random=True)
+
+
+@check("double_relu")
+def double_relu_cases(rng):
+    yield Case.call(1.5, 0.5, -1.0, -0.2, torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0]), label="two bends")
+    for _ in range(2):
+        yield Case.call(*(rng.uniform(-2, 2) for _ in range(4)), rng.randn(10, scale=2), random=True)
+
+
+@check("relu_model")
+def relu_model_cases(rng):
+    yield Case.call(torch.tensor([1.0, 0.5, -1.0, 0.2]), torch.tensor([-1.0, 0.0, 1.0]), label="two units")
+    for units in (3, 8):
+        yield Case.call(rng.randn(2 * units), rng.randn(12, scale=2), random=True)
+    x = rng.randn(12)
+    yield Case.call(
+        rng.randn(4), rng.randn(100), x,
+        probe=probe_relu_model_lines, judge=lines_grow(what="numbers of units"),
+        label="no loop over units", show="relu_model with 2 units and with 50 units",
+    )  # fmt: skip
+
+
+def relu_fit_series(got, expected, cases):
+    g, e, c = got[0], expected[0], cases[0]
+    if type(g) is not dict or type(e) is not dict:
+        return {}
+    x, y = c.args[0], c.args[1]
+    return {
+        "fit": line_plot("Sum of ReLUs fitted to the data", x, {"reference": e["preds"], "yours": g.get("preds")}, points=(x, y), xlabel="x", ylabel="y"),
+        "loss": line_plot("Loss per step", list(range(len(e["losses"]))), {"reference": e["losses"], "yours": g.get("losses")}, xlabel="step", ylabel="mse"),
+    }
+
+
+@check("fit_relus", requires=("fit_relus", "relu_model"), series=relu_fit_series)
+def fit_relus_cases(rng):
+    x = torch.linspace(-2, 2, 50)
+    y = x.abs() - 0.5 * x + rng.randn(50, scale=0.1)
+    yield Case.call(x, y, 6, 0.05, 300, probe=probe_fit_relus, judge=judge_fit_relus, random=True,
+                    label="a V-shaped target", show="fit_relus(x, y, n_relus=6, lr=0.05, steps=300)")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# 03_matmul
+
+
+def _matrices(rng, n, k, m):
+    return rng.randn(n, k), rng.randn(k, m)
+
+
+@check("matmul_loops", mistakes=[Mistake("transposed", "You multiplied by the transpose of b: the shared index k must run down the columns of b (b[k, j]).", matmul_transposed)])
+def matmul_loops_cases(rng):
+    yield Case.call(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[5.0, 6.0], [7.0, 8.0]]), label="2x2 example")
+    yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
+    yield Case.call(*_matrices(rng, 4, 5, 2), random=True, label="rectangular matrices")
+
+
+@check("matmul_broadcast", mistakes=[Mistake("transposed", "You multiplied by the transpose of b: scale the rows of b (b[k, :]), not its columns.", matmul_transposed)])
+def matmul_broadcast_cases(rng):
+    yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
+    yield Case.call(*_matrices(rng, 4, 5, 2), random=True, label="rectangular matrices")
+    yield Case.call(
+        "matmul_broadcast", *_matrices(rng, 4, 3, 2), *_matrices(rng, 4, 40, 30),
+        probe=probe_matmul_lines, judge=lines_grow(what="matrices"),
+        label="one loop only", show="matmul_broadcast on (4x3)@(3x2) and on (4x40)@(40x30)",
+    )  # fmt: skip
+
+
+@check("matmul_einsum", mistakes=[Mistake("transposed", "Your subscripts transpose b: use 'ik,kj->ij'.", matmul_transposed)])
+def matmul_einsum_cases(rng):
+    yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
+    yield Case.call(*_matrices(rng, 5, 4, 6), random=True, label="rectangular matrices")
+    yield Case.call(
+        "matmul_einsum", *_matrices(rng, 2, 2, 2), *_matrices(rng, 30, 30, 30),
+        probe=probe_matmul_lines, judge=lines_grow(slack=1.5, what="matrices"),
+        label="no Python loop", show="matmul_einsum on 2x2 and on 30x30 matrices",
+    )  # fmt: skip
+
+
+@check("linear", mistakes=[Mistake("no_bias", "The bias b is missing: a linear layer computes x @ w + b.", linear_no_bias)])
+def linear_cases(rng):
+    yield Case.call(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0], [0.5]]), torch.tensor([0.25]), label="one example, one output")
+    yield Case.call(rng.randn(5, 3), rng.randn(3, 2), rng.randn(2), random=True, label="a batch of 5")
+
+
+@check(
+    "prep_money",
+    mistakes=[
+        Mistake("log", "You used log instead of log1p: an amount of 0 becomes -inf. log1p(v) = log(1 + v) maps 0 to 0.", prep_money_log),
+        Mistake("no_fill", "Missing amounts stay nan: fill them with the median (torch.nanmedian) before taking log1p.", prep_money_no_fill),
+        Mistake("fill_zero", "You filled missing amounts with 0; fill them with the median of the known amounts.", prep_money_fill_zero),
+        Mistake("fill_mean", "You filled missing amounts with the mean; the median is far less pulled up by the few very large amounts.", prep_money_fill_mean),
+    ],
+)
+def prep_money_cases(rng):
+    nan = float("nan")
+    yield Case.call(torch.tensor([7.25, 71.28, 0.0, 8.05, nan, 512.33, 13.0]), label="fares with a gap and a zero")
+    amounts = rng.rand(15, low=0.0, high=3.0).exp() * 10
+    amounts[rng.randint(0, 14)] = nan
+    amounts[rng.randint(0, 14)] = 0.0
+    yield Case.call(amounts, random=True, label="random amounts")

@@ -1,0 +1,65 @@
+"""Shared fixtures: paths to the bundled lessons, notebook variants, the CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / "solutions"
+EXERCISES = ROOT / "exercises"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_home(tmp_path_factory):
+    """Keep tests away from the user's real cache, progress and installed packs."""
+    home = tmp_path_factory.mktemp("learn-home")
+    old = {k: os.environ.get(k) for k in ("LEARN_HOME", "LEARN_CACHE_DIR")}
+    os.environ["LEARN_HOME"] = str(home / "data")
+    os.environ["LEARN_CACHE_DIR"] = str(home / "cache")
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def solution(lesson: str, name: str) -> Path:
+    return SOLUTIONS / lesson / name
+
+
+def exercise(lesson: str, name: str) -> Path:
+    return EXERCISES / lesson / name
+
+
+def variant(source: Path, dest: Path, *cells: str, replace: dict[str, str] | None = None) -> Path:
+    """Copy a notebook, optionally replacing cells that define a name, and append code cells."""
+    nb = nbformat.read(str(source), as_version=4)
+    for name, code in (replace or {}).items():
+        hits = [c for c in nb.cells if c.cell_type == "code" and f"def {name}(" in c.source]
+        assert hits, f"{source.name} defines no {name}"
+        hits[0].source = code
+    for code in cells:
+        nb.cells.append(nbformat.v4.new_code_cell(code))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(dest))
+    return dest
+
+
+def copy_to(source: Path, folder: Path, name: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (name or source.name)
+    shutil.copyfile(source, target)
+    return target
