@@ -200,6 +200,11 @@ def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, verbose)
     render_run(run_result, console, verbose=verbose)
     if json_path is not None:
         write_json(run_result, json_path)
+    from .progress import record_check
+
+    warning = record_check(run_result)
+    if warning:
+        _err(warning)
     if run_result.has_input_errors:
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_OK if run_result.passed else EXIT_FAILED)
