@@ -105,7 +105,7 @@ class _Client(NotebookClient):
 
     async def async_start_new_kernel_client(self):
         assert self.km is not None
-        self.kc = self.km.client()
+        self.kc = self.km.client(context=self.km.context)
         await _maybe_await(self.kc.start_channels())
         try:
             await _wait_ready(self.kc, self.km, self.startup_timeout)
@@ -146,10 +146,10 @@ async def _wait_ready(kc, km, timeout: float) -> None:
             replied = msg["parent_header"].get("msg_id") == msg_id
         if not replied:
             continue
-        until = time.monotonic() + 0.5
+        until = time.monotonic() + 0.2
         while time.monotonic() < until:
             try:
-                msg = await kc.iopub_channel.get_msg(timeout=0.05)
+                msg = await kc.iopub_channel.get_msg(timeout=0.02)
             except Empty:
                 continue
             if msg["parent_header"].get("msg_id") == msg_id:
@@ -243,9 +243,20 @@ class _Run:
         self.out.input_maps.append({})
 
     async def stop_kernel(self) -> None:
-        if self.client is not None and self.client.km is not None:
-            with contextlib.suppress(Exception):
-                await self.client._async_cleanup_kernel()
+        """SIGKILL the kernel and everything it started; nothing of a learner's run is worth a
+        graceful shutdown, and jupyter_client's polite path polls for exit every 100 ms."""
+        if self.client is None:
+            return
+        kc, km = self.client.kc, self.client.km
+        with contextlib.suppress(Exception):
+            if kc is not None:
+                kc.stop_channels()
+        await self.slot.zygote.kill_all()
+        with contextlib.suppress(Exception):
+            if km is not None:
+                km.provisioner.pid = None
+                await km.cleanup_resources()
+        self.client.kc = self.client.km = None
         self.client = None
 
     async def exec_source(self, index: int, source: str, timeout: float) -> CellRun:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -24,9 +25,12 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import zmq
+import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
@@ -207,6 +211,19 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])
 
 
+@functools.lru_cache(maxsize=None)
+def _context_for_loop(loop_id: int) -> zmq.asyncio.Context:
+    ctx = zmq.asyncio.Context()
+    ctx.setsockopt(zmq.RECONNECT_IVL, 10)  # default 100 ms: a lost first connect would cost that much
+    ctx.setsockopt(zmq.LINGER, 0)
+    return ctx
+
+
+def zmq_context() -> zmq.asyncio.Context:
+    """One ZMQ context (one I/O thread) for all kernel connections of this event loop."""
+    return _context_for_loop(id(asyncio.get_running_loop()))
+
+
 class ZygoteProvisioner(LocalProvisioner):
     """jupyter_client provisioner that asks a zygote for a forked kernel instead of using Popen."""
 
@@ -223,7 +240,20 @@ class ZygoteProvisioner(LocalProvisioner):
         request = dict(self.spawn_request, connection_file=self.parent.connection_file)
         self.pid = await self.zygote.spawn(self.job, request)
         self.pgid = self.pid
+        await self._until_bound()
         return self.connection_info
+
+    async def _until_bound(self, timeout: float = 30) -> None:
+        """Wait until the kernel has bound its IPC sockets, so our connects succeed at once
+        (a connect to a missing socket file is retried by ZMQ only after its reconnect interval,
+        and iopub messages published before the subscription lands are lost)."""
+        info = self.connection_info
+        files = [f"{info['ip']}-{info[k]}" for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
+        deadline = time.monotonic() + timeout
+        while not all(os.path.exists(f) for f in files):
+            if self.zygote.exit_status(self.job) is not None or time.monotonic() > deadline:
+                return  # the caller's readiness check reports what went wrong
+            await asyncio.sleep(0.003)
 
     async def poll(self) -> int | None:
         if not self.has_process:
@@ -301,7 +331,7 @@ class Slot:
         """A kernel manager whose kernels come from this slot's zygote over IPC sockets."""
         assert self.zygote is not None
         job = f"j{next(_job_ids)}"
-        km = AsyncKernelManager(transport="ipc", ip=str(self.ipc / job))
+        km = AsyncKernelManager(transport="ipc", ip=str(self.ipc / job), context=zmq_context())
         km._kernel_spec = _PYTHON_KERNEL_SPEC
         km.connection_file = str(self.ipc / f"{job}.json")
         provisioner = ZygoteProvisioner(kernel_id=job, kernel_spec=_PYTHON_KERNEL_SPEC, parent=km)
