@@ -6,7 +6,6 @@ else is a bug and is reported as one (LEARN_DEBUG=1 shows the traceback).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import sys
@@ -173,36 +172,35 @@ def generate(lessons: tuple[str, ...], out: Path | None, check_only: bool):
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to run at once (default: 2 or your core count).")
 @click.option("--cell-timeout", type=click.FloatRange(min=0.5), default=None, metavar="SECONDS",
               help="Stop any cell running longer than this (the lesson's own limit applies if lower).")  # fmt: skip
+@click.option("--no-cache", is_flag=True, help="Re-run notebooks even if they have not changed since the last check.")
 @click.option("-v", "--verbose", is_flag=True, help="Show details for passing functions too.")
 @handle_errors
-def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, verbose):
+def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache, verbose):
     """Run your notebooks and grade every function against the reference solution.
 
+    An unchanged notebook gets its previous result back at once (--no-cache re-runs it).
     Exit status: 0 all pass, 1 something fails, 2 a notebook cannot be graded (or bad usage).
     """
-    from .grading import Grader
+    from .cache import cached_check
     from .report import render_run, write_json
+    from .results import RunResult
     from .workspace import resolve_targets
 
     paths = resolve_targets(targets, work_dir)
     console = make_console(stderr=json_path is not None and str(json_path) == "-")
-
-    async def run():
-        pool_size = jobs or min(2, len(paths), os.cpu_count() or 1)
-        async with Grader(pool_size=pool_size, seed=seed, only=list(only) or None, cell_timeout=cell_timeout) as grader:
-            return await grader.grade_many(paths)
-
+    options = dict(seed=seed, only=list(only) or None, jobs=jobs, cell_timeout=cell_timeout, use_cache=not no_cache)
     if console.is_terminal:
-        with console.status(f"Running {len(paths)} notebook{'s' * (len(paths) != 1)}..."):
-            run_result = asyncio.run(run())
+        with console.status(f"Checking {len(paths)} notebook{'s' * (len(paths) != 1)}..."):
+            run_result = cached_check(paths, **options)
     else:
-        run_result = asyncio.run(run())
+        run_result = cached_check(paths, **options)
     render_run(run_result, console, verbose=verbose)
     if json_path is not None:
         write_json(run_result, json_path)
     from .progress import record_check
 
-    warning = record_check(run_result)
+    fresh = [n for n in run_result.notebooks if not n.cached]
+    warning = record_check(RunResult(fresh, seed=run_result.seed)) if fresh else None
     if warning:
         _err(warning)
     if run_result.has_input_errors:

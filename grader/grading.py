@@ -546,11 +546,13 @@ def _raise_unknown(lesson_id: str, lessons: dict):
     raise UnknownLessonError(lesson_id, list(lessons))
 
 
-def check_notebooks(paths: list[str | Path], *, seed: int | None = None, only: list[str] | None = None, jobs: int | None = None) -> RunResult:
-    """Grade several notebooks together (one kernel pool); the library form of `learn check`."""
+def check_notebooks(paths: list[str | Path], *, seed: int | None = None, only: list[str] | None = None, jobs: int | None = None,
+                    cell_timeout: float | None = None) -> RunResult:  # fmt: skip
+    """Grade several notebooks together (one kernel pool); see also `cache.cached_check`."""
+    pool_size = jobs or max(1, min(2, len(paths), os.cpu_count() or 1))
 
     async def main() -> RunResult:
-        async with Grader(pool_size=jobs, seed=seed, only=only) as grader:
+        async with Grader(pool_size=pool_size, seed=seed, only=only, cell_timeout=cell_timeout) as grader:
             return await grader.grade_many([Path(p) for p in paths])
 
     return asyncio.run(main())

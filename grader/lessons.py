@@ -117,10 +117,13 @@ class Lesson:
     def fingerprint(self) -> str:
         """Changes whenever the manifest, checks or a solution notebook change (cache keys)."""
         h = hashlib.sha256()
-        for path in sorted([self.root / MANIFEST, self.root / "checks.py", *(self.root / n.file for n in self.notebooks)]):
-            if path.exists():
-                h.update(path.name.encode())
-                h.update(path.read_bytes())
+        data = [self.root / d for n in self.notebooks for d in n.data]
+        files = [self.root / MANIFEST, self.root / "checks.py", *(self.root / n.file for n in self.notebooks), *data]
+        for path in sorted(set(files)):
+            for item in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if item.is_file():
+                    h.update(str(item.relative_to(self.root)).encode())
+                    h.update(item.read_bytes())
         return h.hexdigest()[:16]
 
 

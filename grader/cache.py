@@ -1,0 +1,129 @@
+"""Results of `learn check` for notebooks that have not changed since they were last graded.
+
+A learner re-runs `learn check` dozens of times; an unchanged notebook gets its previous result
+back at once (marked `cached`), without starting a kernel or importing torch. The key covers
+everything the grade depends on: the notebook's bytes, the lesson pack (manifest, checks, solution
+notebooks, data), the grader's own code, and the options that change grading (--only, an explicit
+--seed, --cell-timeout). `--no-cache` bypasses it.
+
+Entries live in the user cache directory (`$LEARN_CACHE_DIR` overrides), one JSON file each,
+written atomically; an unreadable entry is simply a miss.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import time
+
+from . import __version__
+from .errors import LearnError
+from .results import NotebookResult, RunResult, Status
+
+__all__ = ["cache_dir", "grader_fingerprint", "result_key", "load_result", "store_result", "cached_check"]
+
+
+def cache_dir() -> Path:
+    if os.environ.get("LEARN_CACHE_DIR"):
+        return Path(os.environ["LEARN_CACHE_DIR"])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("learn", appauthor=False))
+
+
+@functools.lru_cache(maxsize=1)
+def grader_fingerprint() -> str:
+    """Changes whenever any source file of the grader package changes (not just its version)."""
+    h = hashlib.sha256(__version__.encode())
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def result_key(notebook_bytes: bytes, lesson_fingerprint: str, options: dict) -> str:
+    h = hashlib.sha256()
+    h.update(notebook_bytes)
+    h.update(lesson_fingerprint.encode())
+    h.update(grader_fingerprint().encode())
+    h.update(json.dumps(options, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:40]
+
+
+def _entry(key: str) -> Path:
+    return cache_dir() / "results" / key[:2] / f"{key}.json"
+
+
+def load_result(key: str, path: str | Path) -> NotebookResult | None:
+    """The cached result for this key, re-pointed at `path`, or None."""
+    try:
+        data = json.loads(_entry(key).read_text())
+        result = NotebookResult.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    result.path = str(path)
+    result.cached = True
+    return result
+
+
+def store_result(key: str, result: NotebookResult) -> None:
+    """Remember a result - only real grades, never failures of the machinery itself."""
+    if result.status is Status.ERROR and result.error_kind == "execution":
+        return
+    entry = _entry(key)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result.to_dict()))
+        os.replace(tmp, entry)
+    except OSError:
+        pass  # a cache is an optimisation: never fail a check because it cannot be written
+
+
+def _key_for(path: Path, options: dict, lessons: dict) -> str | None:
+    """The cache key of a notebook, or None when it cannot be read or identified (never cached)."""
+    from .lessons import identify
+    from .notebook import MAX_NOTEBOOK_BYTES, parse_notebook
+
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            return None
+        raw = path.read_bytes()
+        lesson, spec = identify(parse_notebook(raw, path), path, lessons)
+    except (OSError, LearnError):
+        return None
+    return result_key(raw, f"{lesson.fingerprint()}:{spec.file}", options)
+
+
+def cached_check(paths: list[Path], *, seed: int | None = None, only: list[str] | None = None, jobs: int | None = None,
+                 cell_timeout: float | None = None, use_cache: bool = True) -> RunResult:  # fmt: skip
+    """`learn check` as one library call: cached results for unchanged notebooks, a fresh grade
+    (kernels, torch) only for the others."""
+    from .lessons import all_lessons
+
+    started = time.monotonic()
+    options = {"only": sorted(only or []), "seed": seed, "cell_timeout": cell_timeout}
+    lessons = all_lessons()
+    keys = {p: _key_for(p, options, lessons) for p in paths} if use_cache else {}
+    hits = {p: r for p, k in keys.items() if k and (r := load_result(k, p)) is not None}
+    misses = [p for p in paths if p not in hits]
+    graded: dict[Path, NotebookResult] = {}
+    run_seed = seed
+    if misses:
+        from .grading import check_notebooks
+
+        fresh = check_notebooks(misses, seed=seed, only=only, jobs=jobs, cell_timeout=cell_timeout)
+        run_seed = fresh.seed
+        for path, result in zip(misses, fresh.notebooks):
+            graded[path] = result
+            if keys.get(path):
+                store_result(keys[path], result)
+    if run_seed is None and hits:
+        run_seed = next(iter(hits.values())).seed
+    results = [hits.get(p) or graded[p] for p in paths]
+    return RunResult(results, seed=run_seed, duration=time.monotonic() - started)
