@@ -205,15 +205,16 @@ class _Run:
     def _spawn_request(self, threads: int) -> dict:
         box = self.slot.box
         limits = self.job.limits.as_request()
-        limits["nproc"] = box.process_limit() if self.job.limits.processes else None
+        uid = self.slot.uid
+        limits["nproc"] = box.process_limit(uid) if self.job.limits.processes else None
         req = {
             "cwd": str(self.slot.work),
             "env": box.kernel_env(self.slot.work, threads),
             "limits": limits,
             "threads": threads,
         }
-        if box.kernel_uid is not None:
-            req["uid"] = box.kernel_uid
+        if uid is not None:
+            req["uid"] = uid
         return req
 
     async def start_kernel(self, threads: int) -> None:

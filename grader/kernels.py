@@ -236,7 +236,7 @@ class ZygoteProvisioner(LocalProvisioner):
         return getattr(self, "pid", None) is not None
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
-        self.zygote.box.hand_over(Path(self.parent.connection_file))
+        self.zygote.box.hand_over(Path(self.parent.connection_file), self.spawn_request.get("uid"))
         request = dict(self.spawn_request, connection_file=self.parent.connection_file)
         self.pid = await self.zygote.spawn(self.job, request)
         self.pgid = self.pid
@@ -339,8 +339,13 @@ class Slot:
         km.provisioner = provisioner
         return km
 
+    @property
+    def uid(self) -> int | None:
+        """The unprivileged uid this slot's kernels run as (None: no privilege drop possible)."""
+        return self.box.kernel_uid(self.index)
+
     def prepare_job(self) -> None:
-        self.box.prepare_job(self.work, self.ipc)
+        self.box.prepare_job(self.work, self.ipc, self.uid)
 
     async def reset(self) -> None:
         """Kill whatever the last job left running and empty the work and ipc directories."""

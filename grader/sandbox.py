@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import shutil
 import site
 import subprocess
@@ -25,7 +26,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
-KERNEL_UID = 65534  # 'nobody': used when the grader runs as root
+# When the grader runs as root, each slot's kernels run as their own unprivileged uid, taken from a
+# range no real account uses. RLIMIT_NPROC counts processes per uid, so a fork bomb in one slot
+# exhausts only that slot's quota, never the other kernels' of the batch.
+KERNEL_UID_BASE = 1_600_000_000
 
 __all__ = ["Sandbox", "RlimitOnly", "Bubblewrap", "choose", "hidden_paths"]
 
@@ -43,7 +47,12 @@ class Sandbox:
     mode = "none"
 
     def __init__(self) -> None:
-        self.kernel_uid = KERNEL_UID if os.geteuid() == 0 and self._python_reachable_by_others() else None
+        self.drops_privileges = os.geteuid() == 0 and self._python_reachable_by_others()
+        # a random block per pool, so two graders on one machine do not share a uid either
+        self._uid_block = KERNEL_UID_BASE + random.SystemRandom().randrange(0, 2**20) * 256
+
+    def kernel_uid(self, slot: int) -> int | None:
+        return self._uid_block + slot if self.drops_privileges else None
 
     def _python_reachable_by_others(self) -> bool:
         """Can an unprivileged uid read the Python installation (e.g. not under a 0700 /root)?"""
@@ -73,6 +82,8 @@ class Sandbox:
             TMPDIR=str(work / ".tmp"),
             MPLCONFIGDIR=str(work / ".mpl"),
             IPYTHONDIR=str(work / ".ipython"),
+            USER="learner",
+            LOGNAME="learner",
             OMP_NUM_THREADS=str(threads),
             MKL_NUM_THREADS=str(threads),
             PYTHONHASHSEED="0",
@@ -84,23 +95,25 @@ class Sandbox:
         root.chmod(0o711)
         (root / "mpl").mkdir(exist_ok=True)
 
-    def prepare_job(self, work: Path, ipc: Path) -> None:
+    def prepare_job(self, work: Path, ipc: Path, uid: int | None) -> None:
         """Give the kernel's uid the two directories it may write to."""
         (work / ".tmp").mkdir(exist_ok=True)
-        if self.kernel_uid is not None:
+        if uid is not None:
             for path in (work, work / ".tmp", ipc):
-                os.chown(path, self.kernel_uid, self.kernel_uid)
+                os.chown(path, uid, uid)
 
-    def hand_over(self, path: Path) -> None:
+    def hand_over(self, path: Path, uid: int | None) -> None:
         """Let the kernel read a file the grader wrote (its connection file)."""
-        if self.kernel_uid is not None:
-            os.chown(path, self.kernel_uid, self.kernel_uid)
+        if uid is not None:
+            os.chown(path, uid, uid)
 
-    def process_limit(self) -> int | None:
-        """RLIMIT_NPROC counts every task of the uid, so leave room for what already runs."""
-        if self.kernel_uid is None and os.geteuid() != 0:
+    def process_limit(self, uid: int | None) -> int | None:
+        """RLIMIT_NPROC counts every task (thread) of the uid, so leave room for what already runs."""
+        if uid is not None:
+            return 256
+        if os.geteuid() != 0:
             return _count_tasks(os.getuid()) + 512
-        return 512 if self.kernel_uid is not None else None
+        return None  # root without a uid to drop to: the limit would not apply anyway
 
 
 class RlimitOnly(Sandbox):
@@ -146,7 +159,7 @@ class Bubblewrap(Sandbox):
             args += ["--tmpfs", str(hidden)]
         slot = str(slot_dir)
         args += _parents(slot, made) + ["--bind", slot, slot, "--remount-ro", "/tmp", "--chdir", slot]
-        if self.kernel_uid is not None:
+        if self.drops_privileges:
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"]
         return args + ["--"] + argv
 

@@ -121,6 +121,7 @@ def become_kernel(req: dict) -> None:
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the file-size limit: write() fails, the kernel lives
         cwd = req["cwd"]
         null = os.open(os.devnull, os.O_RDWR)
         log = os.open(os.path.join(cwd, ".kernel.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
