@@ -85,6 +85,31 @@ class _Client(NotebookClient):
         self._sizes: dict[int, int] = {}
         self.truncated: set[int] = set()
         self.probe_messages: list[dict] = []
+        self._pollers: set[asyncio.Task] = set()
+
+    # nbclient leaves a cell's iopub poller running after a CellTimeoutError (it is a
+    # CellControlSignal, which nbclient does not cancel for). A leftover poller competes for
+    # iopub messages and silently swallows half of the next cells' outputs, so we track the
+    # pollers and cancel whatever outlives its cell (`cancel_pollers`).
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        return await self._tracked(super()._async_poll_output_msg(parent_msg_id, cell, cell_index))
+
+    async def _async_poll_kernel_alive(self):
+        return await self._tracked(super()._async_poll_kernel_alive())
+
+    async def _tracked(self, coro):
+        task = asyncio.current_task()
+        self._pollers.add(task)
+        try:
+            return await coro
+        finally:
+            self._pollers.discard(task)
+
+    async def cancel_pollers(self) -> None:
+        pending = [t for t in self._pollers if not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
@@ -276,6 +301,8 @@ class _Run:
         except DeadKernelError:
             run.status = "died"
             run.evalue = await self._death_reason()
+        finally:
+            await self.client.cancel_pollers()
         run.duration = time.monotonic() - started
         run.execution_count = cell.get("execution_count")
         run.truncated = bool(self.client.truncated)
