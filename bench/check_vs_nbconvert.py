@@ -41,7 +41,7 @@ def main() -> None:
             shutil.copy(nb, work / nb.name)
         names = [nb.name for nb in notebooks]
         nbconvert = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--output-dir", str(work / "out"), *names]
-        learn = [shutil.which("learn") or "learn", "check", *names]
+        learn = [shutil.which("learn") or "learn", "check", "--no-cache", *names]
         a, b = [], []
         for _ in range(args.repeat):
             a.append(timed(nbconvert, work))

@@ -12,6 +12,7 @@ written atomically; an unreadable entry is simply a miss.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -85,6 +86,19 @@ def store_result(key: str, result: NotebookResult) -> None:
         pass  # a cache is an optimisation: never fail a check because it cannot be written
 
 
+async def _grade_fresh(paths: list[Path], *, seed, only, jobs, cell_timeout) -> RunResult:
+    """Start the kernel servers first, then import the grading machinery (torch) while they warm up:
+    both take a couple of seconds, and they need not take them one after the other."""
+    from .kernels import KernelPool
+
+    size = jobs or max(1, min(2, len(paths), os.cpu_count() or 1))
+    async with KernelPool(size) as pool:
+        from .grading import Grader
+
+        async with Grader(pool=pool, seed=seed, only=only, cell_timeout=cell_timeout) as grader:
+            return await grader.grade_many(paths)
+
+
 def _key_for(path: Path, options: dict, lessons: dict) -> str | None:
     """The cache key of a notebook, or None when it cannot be read or identified (never cached)."""
     from .lessons import identify
@@ -115,9 +129,7 @@ def cached_check(paths: list[Path], *, seed: int | None = None, only: list[str] 
     graded: dict[Path, NotebookResult] = {}
     run_seed = seed
     if misses:
-        from .grading import check_notebooks
-
-        fresh = check_notebooks(misses, seed=seed, only=only, jobs=jobs, cell_timeout=cell_timeout)
+        fresh = asyncio.run(_grade_fresh(misses, seed=seed, only=only, jobs=jobs, cell_timeout=cell_timeout))
         run_seed = fresh.seed
         for path, result in zip(misses, fresh.notebooks):
             graded[path] = result
