@@ -55,10 +55,10 @@ def test_cli_reports_cached_results_and_no_cache_flag(cache_env, runner):
     nb = copy_to(solution("lesson3", "03_matmul.ipynb"), cache_env / "w")
     assert runner.invoke(cli, ["check", str(nb)]).exit_code == 0
     again = runner.invoke(cli, ["check", str(nb), "--json", str(cache_env / "r.json")])
-    assert again.exit_code == 0 and "cached" in again.output
+    assert again.exit_code == 0 and "cached (unchanged" in again.output
     assert json.loads((cache_env / "r.json").read_text())["notebooks"][0]["cached"] is True
     forced = runner.invoke(cli, ["check", str(nb), "--no-cache"])
-    assert forced.exit_code == 0 and "cached" not in forced.output
+    assert forced.exit_code == 0 and "cached (unchanged" not in forced.output
 
 
 def test_unreadable_notebooks_are_never_cached(cache_env):
