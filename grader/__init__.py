@@ -7,6 +7,9 @@ Public API (the CLI is a thin layer over it):
     result.points, result.max_points, result.checks     # per-function results
     result.to_dict()                                    # JSON-safe, versioned
 
+    from grader import check                            # inside your own notebook:
+    check("quad")                                       # one function, in the running kernel
+
 Names are imported lazily so `import grader` stays cheap (no torch) for commands that do not
 grade anything.
 """
@@ -28,6 +31,7 @@ __all__ = [
     "Status",
     "Diff",
     "LearnError",
+    "check",
 ]
 
 _LAZY = {
@@ -42,6 +46,7 @@ _LAZY = {
     "Status": "results",
     "Diff": "results",
     "LearnError": "errors",
+    "check": "inline",  # in-notebook: check("quad") against the reference (learn check is the grade)
 }
 
 

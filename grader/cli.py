@@ -173,9 +173,12 @@ def generate(lessons: tuple[str, ...], out: Path | None, check_only: bool):
 @click.option("--cell-timeout", type=click.FloatRange(min=0.5), default=None, metavar="SECONDS",
               help="Stop any cell running longer than this (the lesson's own limit applies if lower).")  # fmt: skip
 @click.option("--no-cache", is_flag=True, help="Re-run notebooks even if they have not changed since the last check.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the HTML report here (default: learn-report.html next to the notebooks).")  # fmt: skip
+@click.option("--no-html", is_flag=True, help="Do not write the HTML report.")
 @click.option("-v", "--verbose", is_flag=True, help="Show details for passing functions too.")
 @handle_errors
-def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache, verbose):
+def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache, html_path, no_html, verbose):
     """Run your notebooks and grade every function against the reference solution.
 
     An unchanged notebook gets its previous result back at once (--no-cache re-runs it).
@@ -197,15 +200,354 @@ def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache
     render_run(run_result, console, verbose=verbose)
     if json_path is not None:
         write_json(run_result, json_path)
+    report_failed = not no_html and not _write_check_report(run_result, paths, html_path, console)
     from .progress import record_check
 
     fresh = [n for n in run_result.notebooks if not n.cached]
     warning = record_check(RunResult(fresh, seed=run_result.seed)) if fresh else None
     if warning:
         _err(warning)
-    if run_result.has_input_errors:
+    if run_result.has_input_errors or report_failed:
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_OK if run_result.passed else EXIT_FAILED)
+
+
+# ---------------------------------------------------------------------------------------------
+# instructors: learn assign / grade / export / dashboard (grader.assign, batch, export, dashboard)
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: ./assignment-ID): release/ for students, source/ to grade with.")  # fmt: skip
+@click.option("--id", "lesson_id", default=None, help="Assignment id for nbgrader or plain solution notebooks (default: from the folder name).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to run at once for the self-test.")
+@handle_errors
+def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jobs: int | None):
+    """Make student notebooks from solution notebooks, after proving every check works.
+
+    SOURCE is a lesson id, a lesson-pack folder, or solution notebooks (a folder or files) with
+    our markers or nbgrader's; an nbgrader assignment's test cells become its checks. Writes
+    OUT/release/ (hand this out) and OUT/source/ (keep it: hidden checks stay there). Refuses
+    (exit 1) if a check does not pass on the solution or does not fail on the student version.
+    """
+    from .assign import assign as run_assign
+
+    report = run_assign(list(sources), out, lesson_id=lesson_id, jobs=jobs, echo=click.echo)
+    if not report.ok:
+        for problem in report.problems:
+            _err(problem)
+        _err(f"refusing to write the assignment: {len(report.problems)} check(s) cannot tell a solution from a stub")
+        sys.exit(EXIT_FAILED)
+    click.echo(f"{report.lesson.id}: {len(report.checks)} checks pass on the solution and fail on the student version")
+    click.echo(f"  release (for students): {report.release}")
+    click.echo(f"  source (keep private):  {report.source}")
+    click.echo(f"Next: hand out {report.release}, then `learn grade SUBMISSIONS --assignment {report.out}`.")
+
+
+@cli.command()
+@click.argument("submissions", type=click.Path(exists=True, path_type=Path), metavar="SUBMISSIONS")
+@click.option("--assignment", default=None, metavar="A",
+              help="Lesson id, lesson-pack folder or `learn assign` folder (default: guessed from the notebook names).")  # fmt: skip
+@click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("gradebook.db"),
+              show_default=True, help="SQLite gradebook to write (created if missing).")  # fmt: skip
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Submissions graded at once (default: your core count).")
+@click.option("--regrade", is_flag=True, help="Grade every submission again, even unchanged ones.")
+@click.option("--seed", type=int, default=None, help="Seed for the randomized inputs (default: chosen once per gradebook and kept).")
+@click.option("--cell-timeout", type=click.FloatRange(min=0.5), default=None, metavar="SECONDS",
+              help="Stop any cell running longer than this (the lesson's own limit applies if lower).")  # fmt: skip
+@click.option("--timeout", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="Wall-clock budget of one whole submission (default: the notebooks' own limits added up).")  # fmt: skip
+@click.option("--feedback", "feedback_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write one feedback page per student into this folder.")  # fmt: skip
+@handle_errors
+def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_timeout, timeout, feedback_dir):
+    """Grade a class's submissions in parallel into a gradebook.
+
+    SUBMISSIONS is a folder with one folder per student (SUBMISSIONS/<student>/*.ipynb) or a zip
+    of such folders. Unchanged submissions are skipped; a notebook that crashes, hangs or is not
+    a notebook becomes that student's error and the batch goes on. Safe to interrupt and re-run.
+    Exit status: 0 every submission graded, 1 some could not be graded (retried next run).
+    """
+    from .batch import PlainProgress, RichProgress, grade_folder
+
+    console = make_console()
+    progress = RichProgress(console) if console.is_terminal else PlainProgress(click.echo)
+    summary = grade_folder(submissions, gradebook_path, assignment, warn=lambda line: _err(line), jobs=jobs, regrade=regrade,
+                           seed=seed, cell_timeout=cell_timeout, timeout=timeout, progress=progress)  # fmt: skip
+    click.echo(
+        f"{summary.assignment}: {summary.graded} graded ({summary.ok} ok, {summary.not_ok} failed, {summary.errors} error), "
+        f"{summary.unchanged} unchanged" + (f", {summary.busy} busy elsewhere" if summary.busy else "")
+        + (f", {summary.failed} NOT graded" if summary.failed else "") + f" in {summary.duration:.1f}s -> {gradebook_path}"
+    )
+    if feedback_dir is not None:
+        from .export import export
+
+        _, written = export(gradebook_path, "feedback", feedback_dir, assignment=summary.assignment)
+        click.echo(f"feedback: {len(written)} pages in {feedback_dir}")
+    sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+@cli.command("export")
+@click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("gradebook.db"),
+              show_default=True, help="The gradebook `learn grade` wrote.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["csv", "gradescope", "junit", "feedback"]), default="csv", show_default=True,
+              help="csv: a row per student; gradescope: OUT/<student>/results.json; junit: XML; feedback: OUT/<student>.html.")  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="File (csv, junit) or folder (gradescope, feedback); default: stdout.")
+@click.option("--assignment", default=None, metavar="A", help="Only this assignment (needed if the gradebook holds several).")
+@click.option("--student", "students", multiple=True, metavar="ID", help="Only this student (repeatable).")
+@handle_errors
+def export_cmd(gradebook_path, fmt, out, assignment, students):
+    """Export the gradebook: CSV, Gradescope results.json, JUnit XML, or feedback pages."""
+    from .export import export
+
+    text, written = export(gradebook_path, fmt, out, assignment=assignment, students=list(students) or None)
+    if text is not None:
+        click.echo(text, nl=False)
+    elif len(written) == 1:
+        click.echo(f"wrote {written[0]}", err=True)
+    else:
+        click.echo(f"wrote {len(written)} files to {out}", err=True)
+
+
+@cli.command()
+@click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("gradebook.db"),
+              show_default=True, help="The gradebook `learn grade` wrote.")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("dashboard.html"), show_default=True,
+              help="Where to write the page.")  # fmt: skip
+@click.option("--assignment", default=None, metavar="A", help="Only this assignment (default: the only one, or all).")
+@handle_errors
+def dashboard(gradebook_path, out, assignment):
+    """Write the class dashboard: score histogram, pass rate per check, runtimes, errors, students to help."""
+    from .dashboard import write_dashboard
+
+    path = write_dashboard(gradebook_path, out, assignment=assignment)
+    click.echo(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# learners: HTML report of a check, learn progress / hint / solution / watch
+# (grader.html, grader.progress, grader.helpers, grader.watch)
+
+
+def _write_check_report(run_result, paths, html_path, console) -> bool:
+    """Write the HTML report of a check; False only if a report asked for with --html failed."""
+    from .html import default_report_path, write_report
+    from .results import Status
+
+    if html_path is None and all(n.status is Status.ERROR for n in run_result.notebooks):
+        return True  # nothing was graded (typo, not a notebook): no report file by default
+    target = html_path or default_report_path(paths)
+    try:
+        written = write_report(run_result, target)
+    except OSError as exc:
+        _err(f"could not write the HTML report {target}: {exc.strerror or exc}")
+        return html_path is None
+    except Exception as exc:  # a broken template must not cost the learner their grade output
+        _err(f"could not render the HTML report: {type(exc).__name__}: {exc} (please report it)")
+        return html_path is None
+    console.print(f"HTML report: {written}", markup=False, highlight=False)
+    return True
+
+
+@cli.command()
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write an HTML page with progress bars, score over time and checks per function.")  # fmt: skip
+@handle_errors
+def progress(html_path: Path | None):
+    """Show your progress: per lesson, functions solved, points, checks run and your streak.
+
+    Every `learn check` and quiz is recorded in $LEARN_HOME/progress.db (by default in your
+    user data folder); this reads it back.
+    """
+    from .progress import render_progress, summarize
+
+    summary = summarize()
+    console = make_console()
+    render_progress(summary, console)
+    if html_path is not None:
+        from .html import render_progress_page, write_html
+
+        try:
+            written = write_html(render_progress_page(summary), html_path)
+        except OSError as exc:
+            raise LearnError(f"could not write {html_path}: {exc.strerror or exc}") from None
+        console.print(f"HTML progress page: {written}", markup=False, highlight=False)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--lesson", "lesson_id", default=None, metavar="LESSON", help="The lesson, if several grade a function of that name.")
+@click.option("--all", "show_all", is_flag=True, help="Show every hint of the function at once.")
+@click.option("--reset", is_flag=True, help="Start this function's hints again from the first.")
+@handle_errors
+def hint(name: str, lesson_id: str | None, show_all: bool, reset: bool):
+    """Show the next hint for a graded function (one more each time you ask)."""
+    from .helpers import all_hints, next_hint, reset_hints
+
+    if reset:
+        warning = reset_hints(name, lesson_id)
+        if warning:
+            _err(warning)
+        click.echo(f"Hints for {name} start again from the first.")
+    hints = all_hints(name, lesson_id) if show_all else [h for h in [next_hint(name, lesson_id)] if h]
+    if not hints:
+        click.echo(f"There are no hints for {name}; re-read the notebook's instructions, or run `learn check` for details.")
+        return
+    for h in hints:
+        click.echo(f"Hint {h.number} of {h.total} for {h.name} ({h.lesson}):")
+        click.echo(f"  {h.text}")
+    last = hints[-1]
+    if last.warning:
+        _err(last.warning)
+    if not show_all and not last.last:
+        click.echo(f"(`learn hint {last.name}` again for the next one)")
+    elif not show_all:
+        click.echo(f"(that was the last hint; `learn solution {last.name}` shows the reference)")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--lesson", "lesson_id", default=None, metavar="LESSON", help="The lesson, if several grade a function of that name.")
+@click.option("-y", "--yes", is_flag=True, help="Show it without asking first.")
+@handle_errors
+def solution(name: str, lesson_id: str | None, yes: bool):
+    """Show the reference solution of one graded function (only that function).
+
+    Asks first, and records in your progress history that you looked.
+    """
+    from .helpers import record_solution_viewed, solution_source
+
+    lesson, spec, source = solution_source(name, lesson_id)
+    if not yes:
+        question = f"Show the reference solution of {spec.name}? (`learn hint {spec.name}` gives a smaller nudge)"
+        try:
+            if not click.confirm(question, default=False):
+                click.echo("Not shown.")
+                return
+        except click.Abort:
+            _err("not shown: answer the question, or pass --yes")
+            sys.exit(EXIT_FAILED)
+    warning = record_solution_viewed(lesson, spec)
+    if warning:
+        _err(warning)
+    console = make_console()
+    console.print(f"Reference solution of {spec.name} ({lesson.id}, {spec.notebook}):", markup=False, highlight=False)
+    if console.is_terminal:
+        from rich.syntax import Syntax
+
+        console.print(Syntax(source, "python", background_color="default"))
+    else:
+        click.echo(source, nl=False)
+
+
+@cli.command()
+@click.argument("lesson_id", required=False, metavar="[LESSON]")
+@click.option("--dir", "work_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder holding the notebooks (default: ./LESSON, or the current folder).")  # fmt: skip
+@click.option("--only", multiple=True, metavar="NAME", help="Grade only this function (repeatable).")
+@click.option("--seed", type=int, default=None, help="Seed for the randomized inputs (kept for the whole session).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to keep warm (default: 2 or fewer).")
+@click.option("--no-html", is_flag=True, help="Do not keep the HTML report next to the notebooks up to date.")
+@click.option("--max-runs", type=click.IntRange(1), default=None, hidden=True)
+@handle_errors
+def watch(lesson_id, work_dir, only, seed, jobs, no_html, max_runs):
+    """Check your notebooks, then re-check each one every time you save it (Ctrl-C stops).
+
+    Kernels stay warm between checks, so a re-check takes a few seconds.
+    """
+    import asyncio
+    import time as _time
+
+    from .report import render_run
+    from .watch import watch as watch_loop
+    from .workspace import resolve_targets
+
+    paths = resolve_targets((lesson_id,) if lesson_id else (), work_dir)
+    console = make_console()
+    folders = sorted({str(p.resolve().parent) for p in paths})
+
+    def show(round_):
+        if console.is_terminal:
+            console.clear()
+        stamp = _time.strftime("%H:%M:%S", _time.localtime(round_.at))
+        names = ", ".join(p.name for p in round_.changed)
+        console.print(f"[bold]learn watch[/bold] · round {round_.number} at {stamp} · checked {names}", highlight=False)
+        render_run(round_.latest if console.is_terminal else round_.run, console)
+        for warning in round_.warnings:
+            _err(warning)
+        if round_.report:
+            console.print(f"HTML report: {round_.report}", markup=False, highlight=False)
+        console.print(f"[dim]Watching {len(paths)} notebook{'s' * (len(paths) != 1)} in {', '.join(folders)}: save one to re-check it. Ctrl-C stops.[/dim]")
+
+    console.print(f"Checking {len(paths)} notebook{'s' * (len(paths) != 1)}, then watching for saves...", highlight=False)
+    try:
+        asyncio.run(watch_loop(paths, on_round=show, max_rounds=max_runs, seed=seed, only=list(only) or None, jobs=jobs, report=not no_html))
+    except KeyboardInterrupt:
+        console.print("Stopped watching.")
+
+
+# ---------------------------------------------------------------------------------------------
+# quizzes: learn quiz (grader.quiz)
+
+
+def _read_line(prompt: str) -> str:
+    """One line of the learner's input (EOFError at the end of input). Piped answers are echoed,
+    so that a transcript shows each answer after its prompt."""
+    line = input(prompt)
+    if not sys.stdin.isatty():
+        click.echo(line)
+    return line
+
+
+@cli.command()
+@click.argument("quiz_name", metavar="[QUIZ]", required=False)
+@click.option("--topic", "topics", multiple=True, metavar="TAG", help="Only questions with this topic tag (repeatable).")
+@click.option("--shuffle", is_flag=True, help="Ask the questions in a random order (printed seed; --seed repeats it).")
+@click.option("--seed", type=int, default=None, help="Seed for --shuffle.")
+@click.option("--restart", is_flag=True, help="Start afresh instead of offering to resume a saved session.")
+@click.option("--answers", "answers_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Grade a YAML file of answers (question id: answer) without asking; exit 0 when all are right.")  # fmt: skip
+@handle_errors
+def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
+    """Answer a lesson's questionnaire, with feedback after each question.
+
+    \b
+    learn quiz                           list the quizzes
+    learn quiz chapter4                  question by question; resumes where you stopped
+    learn quiz chapter4 --topic sgd      only one topic
+    learn quiz chapter4 --answers a.yaml grade a file of answers (exit 0 all right, 1 not, 2 bad file)
+    """
+    from rich.text import Text
+
+    from .quiz import CodeRunner, bundled_quizzes, find_quiz, grade_answers, parse_answers, record, render_report, run_interactive
+
+    console = make_console()
+    if not quiz_name:
+        for name, path in bundled_quizzes().items():
+            q = find_quiz(name)
+            console.print(Text(f"{name:12} {len(q.questions):3} questions  {q.title}  (topics: {', '.join(q.topics())})"))
+        return
+    chosen = find_quiz(quiz_name)
+    if answers_path is not None:
+        from .quiz import QuizAnswersError
+
+        try:
+            text = answers_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise QuizAnswersError(f"{answers_path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        answers = parse_answers(text, str(answers_path), chosen)
+        report = grade_answers(chosen, answers, topics=list(topics) or None)
+        render_report(report, console)
+        warning = record(report)
+        if warning:
+            _err(warning)
+        sys.exit(EXIT_OK if report.all_correct else EXIT_FAILED)
+    chosen.select(list(topics) or None)  # an unknown topic is reported before anything is asked
+    result = run_interactive(chosen, console, _read_line, topics=list(topics) or None, shuffle=shuffle, seed=seed,
+                             restart=restart, runner_factory=CodeRunner)  # fmt: skip
+    if result.interrupted:
+        sys.exit(130)
 
 
 def main():

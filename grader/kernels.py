@@ -81,7 +81,7 @@ class Zygote:
         argv = [sys.executable, "-I", str(ZYGOTE_SCRIPT), "--profile", self.profile]
         if self.box.mode == "bwrap":
             argv.append("--clean-shm")  # /dev/shm is private to this sandbox: empty it between jobs
-        argv = self.box.command(argv, self.slot_dir, ro_files=(ZYGOTE_SCRIPT,))
+        argv = self.box.command(argv, self.slot_dir, ro_files=(ZYGOTE_SCRIPT.parent,))
         log = open(self.slot_dir / "zygote.log", "ab")
         try:
             self.proc = await asyncio.create_subprocess_exec(

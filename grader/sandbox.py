@@ -151,7 +151,7 @@ class Bubblewrap(Sandbox):
         made: set[str] = {"/", "/tmp", "/run", "/proc", "/dev", "/usr", "/etc", "/sys"}
         for path in _python_paths():
             args += _parents(path, made) + ["--ro-bind", path, path]
-        for extra in ro_files:  # e.g. zygote.py when the project is an editable checkout
+        for extra in ro_files:  # the grader package itself when the project is an editable checkout (never the checkout's solutions/)
             path = str(Path(extra).resolve())
             if not any(path.startswith(p + os.sep) for p in _python_paths()):
                 args += _parents(path, made) + ["--ro-bind", path, path]

@@ -1,0 +1,241 @@
+"""`check("quad")` inside a learner's own notebook: a quick verdict on one function, right there.
+
+    from grader import check
+    check("quad")          # in Jupyter: a compact HTML result; elsewhere: plain text
+
+It is the same engine as `learn check`, run differently:
+
+* the reference values come from a `Grader` (the solution notebook runs in a forked kernel,
+  once; the values are cached on disk, so later calls are instant);
+* the learner's values come from running the same probes *here*, in the running kernel, on the
+  functions the learner has defined (IPython's user namespace, or the caller's globals);
+* `grading.judge_check` decides, exactly as for `learn check`.
+
+It is a convenience, not the grade: the authoritative result is `learn check`, which runs the
+whole notebook from a clean kernel in the sandbox on fresh random inputs. Probes may set
+globals (e.g. `x`, `y` for `quad_mse`): the notebook's top-level names and random number
+generators are restored afterwards. Inside the grading sandbox the reference solutions are
+not visible, so there `check()` says it is not available instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .results import CheckResult, Status
+
+__all__ = ["check", "InlineResult", "in_grading_sandbox", "DEFAULT_SEED"]
+
+DEFAULT_SEED = 20240  # fixed, so the reference is computed once and then read from the cache
+AUTHORITATIVE = "A quick check in your running notebook; your grade comes from `learn check`."
+
+
+@dataclass
+class InlineResult:
+    """What `check()` returns: rich HTML in Jupyter (`_repr_html_`), plain text elsewhere."""
+
+    name: str
+    result: CheckResult | None = None
+    lesson: str | None = None
+    unavailable: str | None = None  # why no verdict could be given
+
+    @property
+    def passed(self) -> bool:
+        return self.result is not None and self.result.passed
+
+    @property
+    def status(self) -> Status | None:
+        return self.result.status if self.result is not None else None
+
+    def __str__(self) -> str:
+        if self.result is None:
+            return f"check({self.name!r}) is not available: {self.unavailable}"
+        r = self.result
+        head = f"{r.name}: {r.status.value}, {r.points:g}/{r.max_points:g} points"
+        lines = [head]
+        if r.message:
+            lines += ["  " + line for line in r.message.splitlines()]
+        if r.traceback and not r.hidden:
+            lines.append("  your code's traceback:")
+            lines += ["    " + line for line in r.traceback[-8:]]
+        if r.hint:
+            lines.append(f"  hint: {r.hint}")
+        lines.append(f"({AUTHORITATIVE})")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        if self.result is None:
+            from html import escape
+
+            return (
+                '<div style="border:1px solid #d1d9e0;border-radius:8px;padding:8px 12px;max-width:900px">'
+                f"<b><code>check({escape(repr(self.name))})</code></b> is not available: {escape(self.unavailable or '')}</div>"
+            )
+        from .html import render_check_fragment
+
+        return render_check_fragment(self.result, lesson=self.lesson, note=AUTHORITATIVE)
+
+
+def in_grading_sandbox() -> bool:
+    """True inside a kernel that `learn check` started: its environment is built by the sandbox
+    (LEARN_SANDBOX set, HOME is the kernel's private working folder)."""
+    if not os.environ.get("LEARN_SANDBOX"):
+        return False
+    home = os.environ.get("HOME", "")
+    try:
+        return bool(home) and Path(home).resolve() == Path.cwd().resolve()
+    except OSError:
+        return True
+
+
+def _caller_namespace(depth: int = 2) -> dict:
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            return shell.user_ns
+    except ImportError:
+        pass
+    return sys._getframe(depth).f_globals
+
+
+@contextlib.contextmanager
+def _restored(ns: dict):
+    """Undo what probes do to the notebook: rebinding its top-level names, reseeding RNGs."""
+    names = dict(ns)
+    states: list[tuple[Any, Any]] = [(random.setstate, random.getstate())]
+    if "numpy" in sys.modules:
+        np_random = sys.modules["numpy"].random
+        states.append((np_random.set_state, np_random.get_state()))
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        states.append((torch.set_rng_state, torch.get_rng_state()))
+    try:
+        yield
+    finally:
+        for key in [k for k in ns if k not in names]:
+            del ns[key]
+        for key, value in names.items():
+            if ns.get(key, _MISSING) is not value:
+                ns[key] = value
+        for setter, state in states:
+            with contextlib.suppress(Exception):
+                setter(state)
+
+
+_MISSING = object()
+
+
+def _kernel_functions() -> dict:
+    """`_run_probe` with the wire format in its globals, exactly as the harness sends them."""
+    from .harness import _kernel_code
+
+    scope: dict = {"__name__": "__learn__"}
+    exec(compile(_kernel_code(), "<learn harness>", "exec"), scope)
+    return scope
+
+
+def _run_learner_probes(probes: list[dict], ns: dict) -> dict[str, dict]:
+    run_probe = _kernel_functions()["_run_probe"]
+    return {p["id"]: run_probe(p, ns) for p in probes}
+
+
+def _reference_values(p) -> dict[str, dict]:
+    """The reference solution's probe values: a kernel only if they are not cached yet.
+
+    Runs its own event loop in a worker thread: Jupyter's kernel already runs one here.
+    """
+    from .grading import Grader
+    from .kernels import KernelPool
+
+    class LazyPool(KernelPool):
+        """Starts its zygote on first use, so a cached reference costs no process at all."""
+
+        @contextlib.asynccontextmanager
+        async def slot(self, profile=None):
+            if self.root is None:
+                await KernelPool.__aenter__(self)
+            async with KernelPool.slot(self, profile) as s:
+                yield s
+
+    async def main():
+        pool = LazyPool(size=1)
+        try:
+            return await Grader(pool=pool, seed=p.seed).reference(p)
+        finally:
+            if pool.root is not None:
+                await pool.close()
+
+    box: dict[str, Any] = {}
+
+    def work():
+        try:
+            box["value"] = asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name="learn-reference", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def check(name: str, *, lesson: str | None = None, seed: int | None = None, namespace: dict | None = None) -> InlineResult:
+    """Check one graded function of your running notebook against the reference solution.
+
+    Returns an InlineResult: Jupyter shows it as HTML, a console as text. Unknown names raise
+    UnknownCheckError listing the closest ones. The grade that counts is `learn check`.
+    """
+    from .errors import ExecutionError, LessonPackError
+    from .grading import _Context, judge_check, plan
+    from .helpers import find_check
+
+    if in_grading_sandbox():  # first: in there even the lesson packs may be invisible
+        return InlineResult(name, lesson=lesson,
+                            unavailable="this notebook is being graded by `learn check`, where the reference solutions are not visible")  # fmt: skip
+    ns = namespace if namespace is not None else _caller_namespace()
+    lesson_obj, spec = find_check(name, lesson)
+    nb_spec = lesson_obj.notebook(spec.notebook)
+    solution = lesson_obj.solution_path(nb_spec)
+    if not os.access(solution, os.R_OK):
+        return InlineResult(spec.name, lesson=lesson_obj.id, unavailable="the reference solutions are not installed here; run `learn check`")
+    with _restored(ns):  # case generators and probes may reseed RNGs and set globals
+        # the reference of the whole notebook: one kernel run (then cached) serves every function of it
+        p = plan(lesson_obj, nb_spec, DEFAULT_SEED if seed is None else seed)
+        try:
+            reference = _reference_values(p)
+        except (LessonPackError, ExecutionError) as exc:
+            return InlineResult(spec.name, lesson=lesson_obj.id, unavailable=f"the reference could not be computed ({exc}); run `learn check`")
+        learner = _run_learner_probes([q for q in p.probes(reference=False) if q["id"].startswith(spec.name + "/")], ns)
+    from .execute import JobOutcome
+
+    ctx = _Context(Path("your notebook"), {}, {}, JobOutcome())
+    result = judge_check(spec, p.code[spec.name], p.cases[spec.name], learner, reference, ctx)
+    outcome = InlineResult(spec.name, result=result, lesson=lesson_obj.id)
+    if _plain_script():
+        print(outcome)
+    return outcome
+
+
+def _plain_script() -> bool:
+    """Running as a plain script (no IPython, no interactive prompt): nothing would show the result."""
+    if "IPython" in sys.modules:
+        try:
+            if sys.modules["IPython"].get_ipython() is not None:
+                return False
+        except AttributeError:
+            pass
+    return not hasattr(sys, "ps1") and not sys.flags.interactive

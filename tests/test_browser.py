@@ -1,0 +1,118 @@
+"""The report and the progress page in a real headless Chromium: they render, their plots show,
+learner HTML stays text (no alert fires), nothing is fetched, and the console stays clean.
+Screenshots are kept in test-artifacts/ for people to look at."""
+
+from __future__ import annotations
+
+import pytest
+
+from grader.cli import cli
+
+from .conftest import ARTIFACTS, solution, variant
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+PWN = '<script>alert("pwn")</script>'
+ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]  # fmt: skip
+FIT_QUAD_NO_ZERO_GRAD = """def fit_quad(params, lr=0.01, steps=10):
+    params = params.detach().clone().requires_grad_()
+    losses = []
+    for _ in range(steps):
+        loss = quad_mse(params)
+        loss.backward()
+        with torch.no_grad():
+            params -= params.grad * lr
+        losses.append(loss.item())
+    return params.detach(), losses
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as p:
+        try:
+            chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        except Exception as exc:  # noqa: BLE001 - no browser here: say so and skip
+            pytest.skip(f"headless Chromium cannot be launched here: {str(exc).splitlines()[0][:200]}")
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory):
+    """A real report of a failing notebook, and the progress page after it."""
+    from click.testing import CliRunner
+
+    work = tmp_path_factory.mktemp("browser")
+    nb = variant(solution("lesson3", "01_quadratic.ipynb"), work / "w" / "01_quadratic.ipynb", f"raise ValueError('{PWN}')",
+                 replace={"fit_quad": FIT_QUAD_NO_ZERO_GRAD})  # fmt: skip
+    runner = CliRunner()
+    checked = runner.invoke(cli, ["check", str(nb), "--only", "quad", "--only", "fit_quad", "--html", str(work / "report.html")])
+    assert checked.exit_code == 1, checked.output
+    progress = runner.invoke(cli, ["progress", "--html", str(work / "progress.html")])
+    assert progress.exit_code == 0, progress.output
+    return work / "report.html", work / "progress.html"
+
+
+def open_page(browser, path):
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    events = {"console": [], "dialogs": [], "requests": []}
+    page.on("console", lambda m: events["console"].append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: events["console"].append(f"pageerror: {e}"))
+    page.on("dialog", lambda d: (events["dialogs"].append(d.message), d.dismiss()))
+    page.on("request", lambda r: events["requests"].append(r.url))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return page, events
+
+
+def svg_sizes(page) -> list[tuple[float, float]]:
+    return page.eval_on_selector_all("svg", "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })")
+
+
+def images_loaded(page) -> bool:
+    return page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+
+
+def test_report_in_chromium(pages, browser):  # pages first: playwright runs an event loop
+    report, _ = pages
+    page, events = open_page(browser, report)
+    try:
+        assert page.locator("h1").first.is_visible() and "learn check" in page.locator("h1").first.inner_text()
+        fit = page.locator("details#check-fit_quad")
+        assert fit.get_attribute("open") is not None and fit.locator("summary .badge.failed").is_visible()
+        assert "never resets the gradients" in fit.inner_text()
+        assert fit.locator(".hint").is_visible()
+        sizes = svg_sizes(page)
+        assert len(sizes) >= 2 and all(w > 200 and h > 100 for w, h in sizes), sizes
+        assert fit.locator("svg").first.is_visible()
+        assert images_loaded(page)
+        assert PWN in page.locator(".problem").first.inner_text()  # shown as text, not run
+        assert events["dialogs"] == [] and events["console"] == [], events
+        assert all(url.startswith("file://") for url in events["requests"]), events["requests"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_progress_page_in_chromium(pages, browser):
+    _, progress = pages
+    page, events = open_page(browser, progress)
+    try:
+        row = page.locator("tr.lesson#lesson-lesson3")
+        assert row.is_visible() and row.locator('[role="progressbar"]').is_visible()
+        width = row.locator('[role="progressbar"] > span').evaluate("e => e.getBoundingClientRect().width")
+        assert width > 0
+        assert page.locator('svg[aria-label="Score over time"]').is_visible()
+        assert page.locator('svg[aria-label="Checks per function"]').is_visible()
+        assert all(w > 200 and h > 100 for w, h in svg_sizes(page))
+        assert images_loaded(page)
+        assert events["dialogs"] == [] and events["console"] == [], events
+        assert all(url.startswith("file://") for url in events["requests"]), events["requests"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "progress.png"), full_page=True)
+    finally:
+        page.close()
