@@ -129,11 +129,11 @@ class Zygote:
         # the zygote is gone: every kernel it had is gone too
         tail = _tail(self.slot_dir / "zygote.log")
         err = ExecutionError(f"kernel server exited unexpectedly{': ' + tail if tail else ''}")
-        if self.ready and not self.ready.done():
-            self.ready.set_exception(err)
-        for fut in self._spawned.values():
-            if not fut.done():
+        for fut in [self.ready, *self._spawned.values()]:
+            if fut is not None and not fut.done():
                 fut.set_exception(err)
+                # whoever awaits it gets the error; a pool closed before anyone asked is not news
+                fut.add_done_callback(lambda f: f.exception())
         for fut in self._exited.values():
             _resolve(fut, -signal.SIGKILL)
 

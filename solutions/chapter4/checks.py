@@ -1,0 +1,709 @@
+"""How each graded name of chapter 4 (MNIST basics) is exercised.
+
+Probe, mistake and judge helpers follow grader.checks: probes and mistakes run inside kernels
+(self-contained, importing what they use), inputs are built here from the run's seed, and
+judges decide in the grader's process. Functions that read notebook globals (mean3, weights,
+dl, valid_dl ...) are probed by setting those globals in `ns` first, so a learner's own values
+never decide a result.
+
+The digits come from digits37.npz next to this file (see make_data.py). Accuracy checks send the
+training and validation images into the kernel and get raw predictions back; the accuracy is
+computed here, against labels the kernel never reports.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grader.checks import Case, Mistake, Verdict, check, compare, explained
+from grader.compare import fmt_shape
+
+DATA_FILE = Path(__file__).with_name("digits37.npz")
+ACCURACY_BAR = 0.95  # the reference reaches 98.9% with TRAIN_SEED (linear model and simple_net; 96.7-100% over 30 seeds)
+TRAIN_SEED = 0
+
+
+@functools.lru_cache(maxsize=1)
+def digits() -> dict[str, torch.Tensor]:
+    """The chapter's data as uint8 tensors: flattened images and labels (1 for a 3, 0 for a 7)."""
+    with np.load(DATA_FILE) as data:
+        arrays = {k: torch.from_numpy(data[k].copy()) for k in data.files}
+    out = {}
+    for split in ("train", "valid"):
+        threes, sevens = arrays[f"{split}3"], arrays[f"{split}7"]
+        out[f"{split}3"], out[f"{split}7"] = threes, sevens
+        out[f"{split}_x"] = torch.cat([threes, sevens]).reshape(-1, 28 * 28)
+        out[f"{split}_y"] = torch.tensor([1] * len(threes) + [0] * len(sevens)).unsqueeze(1)
+    return out
+
+
+def images(stack: torch.Tensor) -> torch.Tensor:
+    return stack.float() / 255
+
+
+# ---------------------------------------------------------------------------------------------
+# judges (run in the grader)
+
+
+def vectorised(fix: str, what: str = "batch sizes", slack: float = 3.0):
+    """Judge: a wrong shape gets `fix` as advice; values as the reference; and for probes that
+    count Python lines ({"value", "lines_small", "lines_big"}), no growth with the batch size."""
+
+    def judge(got, expected, tol):
+        lines = None
+        if type(expected) is dict and "lines_small" in expected:
+            if type(got) is not dict or "value" not in got:
+                return compare(got, expected, tol)
+            lines = got.get("lines_small"), got.get("lines_big")
+            got, expected = got["value"], expected["value"]
+        if type(got) is torch.Tensor and type(expected) is torch.Tensor and got.shape != expected.shape:
+            return Verdict(
+                False,
+                f"returned shape {fmt_shape(got.shape)} where {fmt_shape(expected.shape)} was expected: {fix}",
+                kind="shape",
+            )
+        verdict = compare(got, expected, tol)
+        if not verdict.ok or lines is None:
+            return verdict
+        small, big = lines
+        if type(small) is int and type(big) is int and big > slack * small + 10:
+            return Verdict(
+                False,
+                "the values are right, but your function loops in Python where broadcasting should do the work: "
+                f"it ran {small} lines of Python for small {what} and {big} for larger ones. To fix it: {fix}.",
+                kind="python_loop",
+            )
+        return Verdict.passed()
+
+    return judge
+
+
+def accuracy_at_least(bar: float, what: str):
+    """Judge for a training probe returning {"preds": raw outputs on the validation images}."""
+
+    def judge(got, expected, tol):
+        labels = digits()["valid_y"].flatten().bool()
+        if type(got) is dict and type(got.get("error")) is str:
+            return Verdict(False, got["error"], kind="wrong_type")
+        preds = got.get("preds") if type(got) is dict else None
+        if type(preds) is not torch.Tensor or preds.numel() != labels.numel():
+            return Verdict(False, f"after training, {what} did not give one prediction per validation image", kind="wrong_type")
+        preds = preds.detach().flatten().double()
+        if not bool(torch.isfinite(preds).all()):
+            return Verdict(False, f"after training, {what} predicts nan or inf: the weights blew up. "
+                           "Check that the step subtracts lr * grad and that gradients are reset after each step.", kind="nonfinite")  # fmt: skip
+        accuracy = float(((preds > 0) == labels).double().mean())
+        if accuracy < bar:
+            return Verdict(
+                False,
+                f"after training, {what} classifies {accuracy:.1%} of the {labels.numel()} validation images correctly; "
+                f"at least {bar:.0%} is needed (the reference solution reaches about 99%). Look for a step that goes "
+                "uphill (+ instead of -), gradients that are never reset, or a loss without the sigmoid.",
+                kind="accuracy",
+            )
+        return Verdict(True, f"validation accuracy {accuracy:.1%} (needed: {bar:.0%})")
+
+    return judge
+
+
+def judge_init_params(got, expected, tol):
+    if type(got) is not dict:
+        return Verdict(False, "init_params must return a tensor", kind="wrong_type")
+    if not got.get("is_tensor"):
+        return Verdict(False, f"init_params returned a {got.get('type')}, not a tensor", kind="wrong_type")
+    problems = []
+    if got.get("shapes") != [[784, 1], [1], [3, 2]]:
+        problems.append(f"init_params((784, 1)), init_params(1) and init_params((3, 2)) gave shapes {got.get('shapes')} "
+                        "(expected [784, 1], [1] and [3, 2]): pass size straight to torch.randn")  # fmt: skip
+    if not got.get("requires_grad"):
+        problems.append("the result does not require gradients: call .requires_grad_() on it")
+    elif not got.get("is_leaf"):
+        problems.append("the result is not a leaf tensor, so backward() will not fill its .grad "
+                        "(torch.randn(size, requires_grad=True) * std is a computed tensor): scale first, then .requires_grad_()")  # fmt: skip
+    elif not got.get("grad_filled"):
+        problems.append("after backward() the result's .grad is still None")
+    std, std_default, mean = got.get("std", 0.0), got.get("std_default", 0.0), got.get("mean", 0.0)
+    if not 0.48 <= std <= 0.52:
+        problems.append(f"init_params(size, std=0.5) has standard deviation {std:.3f} (expected about 0.5): multiply normal noise by std")
+    if not 0.96 <= std_default <= 1.04:
+        problems.append(f"init_params(size) has standard deviation {std_default:.3f}; the default std is 1.0")
+    if abs(mean) > 0.02:
+        problems.append(f"the values have mean {mean:.3f}; they should be centred on 0 (torch.randn, not torch.rand)")
+    if not got.get("repeatable"):
+        problems.append("two calls after the same torch.manual_seed differ: draw with torch.randn")
+    if problems:
+        return Verdict(False, "; ".join(problems), kind="behaviour")
+    return Verdict.passed()
+
+
+def judge_basic_optim(got, expected, tol):
+    if type(got) is not dict or type(expected) is not dict:
+        return compare(got, expected, tol)
+    verdict = compare(got.get("step"), expected["step"], tol, "['step']")
+    if not verdict.ok:
+        verdict.message = "after step() the parameters are not p - lr * grad.\n" + verdict.message
+        return verdict
+    if got.get("grad_untouched") is not True:
+        return Verdict(False, "step() changed the gradients; it should only move the parameters (zero_grad clears the gradients)", kind="behaviour")
+    if got.get("cleared") is not True:
+        return Verdict(False, "after zero_grad() the gradients are still there: set each p.grad to None (or zero it in place)", kind="behaviour")
+    verdict = compare(got.get("second_step"), expected["second_step"], tol, "['second_step']")
+    if not verdict.ok:
+        verdict.message = "a second step(), after zero_grad() and new gradients, went wrong.\n" + verdict.message
+        return verdict
+    return compare(got, expected, tol)
+
+
+def judge_simple_net(got, expected, tol):
+    if type(got) is dict and got.get("module") is False:
+        return Verdict(False, f"simple_net is a {got.get('type')}; make it a model object: nn.Sequential(nn.Linear(28*28, 30), nn.ReLU(), nn.Linear(30, 1))", kind="wrong_type")  # fmt: skip
+    verdict = compare(got, expected, tol)
+    if verdict.ok or verdict.diff is None:
+        return verdict
+    advice = {
+        "['layers']": "simple_net should have exactly three layers: Linear, ReLU, Linear.",
+        "['n_params']": "simple_net has the wrong number of parameters: 784 inputs to 30 hidden units, then 30 to 1 output (with biases: 23,581).",
+        "['out_shape']": "simple_net should map a batch of shape (n, 784) to outputs of shape (n, 1).",
+    }
+    path = verdict.diff.path
+    key = next((k for k in advice if path.startswith(k)), None)
+    if key:
+        verdict.message = advice[key] + "\n" + verdict.message
+    return verdict
+
+
+# ---------------------------------------------------------------------------------------------
+# probes and mistakes (these run inside kernels)
+
+
+def probe_is_3(ns, mean3, mean7, x):
+    ns["mean3"], ns["mean7"] = mean3, mean7
+    return ns["is_3"](x)
+
+
+def probe_lines(ns, name, small, big, *rest):
+    fn = ns[name]
+    value, n_small = tools.count_lines(fn, small, *rest)  # noqa: F821 - tools is given to probes
+    _, n_big = tools.count_lines(fn, big, *rest)  # noqa: F821
+    return {"value": value, "lines_small": n_small, "lines_big": n_big}
+
+
+def probe_is_3_lines(ns, mean3, mean7, small, big):
+    ns["mean3"], ns["mean7"] = mean3, mean7
+    value, n_small = tools.count_lines(ns["is_3"], small)  # noqa: F821
+    _, n_big = tools.count_lines(ns["is_3"], big)  # noqa: F821
+    return {"value": value, "lines_small": n_small, "lines_big": n_big}
+
+
+def probe_loss_lines(ns, preds_small, targets_small, preds_big, targets_big):
+    fn = ns["mnist_loss"]
+    value, n_small = tools.count_lines(fn, preds_small, targets_small)  # noqa: F821
+    _, n_big = tools.count_lines(fn, preds_big, targets_big)  # noqa: F821
+    return {"value": value, "lines_small": n_small, "lines_big": n_big}
+
+
+def probe_init_params(ns):
+    import torch
+
+    init = ns["init_params"]
+    torch.manual_seed(0)
+    big = init((1000, 50), 0.5)
+    if not isinstance(big, torch.Tensor):
+        return {"is_tensor": False, "type": type(big).__name__}
+    default = init((50_000,))
+    shapes = [list(init((784, 1)).shape), list(init(1).shape), list(init((3, 2)).shape)]
+    torch.manual_seed(1)
+    first = init((5,), 1.0).detach().clone()
+    torch.manual_seed(1)
+    again = init((5,), 1.0).detach().clone()
+    grad_filled = False
+    if big.requires_grad and big.is_leaf:
+        big.sum().backward()
+        grad_filled = big.grad is not None
+    return {
+        "is_tensor": True,
+        "shapes": shapes,
+        "requires_grad": bool(big.requires_grad),
+        "is_leaf": bool(big.is_leaf),
+        "grad_filled": grad_filled,
+        "std": float(big.detach().std()),
+        "mean": float(big.detach().mean()),
+        "std_default": float(default.detach().std()),
+        "repeatable": bool(torch.equal(first, again)),
+    }
+
+
+def probe_linear1(ns, xb, weights, bias):
+    ns["weights"], ns["bias"] = weights, bias
+    return ns["linear1"](xb)
+
+
+def probe_calc_grad(ns, xb, yb, w, b):
+    w = w.clone().requires_grad_()
+    b = b.clone().requires_grad_()
+    ns["weights"], ns["bias"] = w, b
+    ns["calc_grad"](xb, yb, lambda x: x @ w + b)
+    return {"has_grad": w.grad is not None and b.grad is not None, "weights_grad": w.grad, "bias_grad": b.grad}
+
+
+def probe_train_epoch(ns, xs, ys, w, b, lr):
+    import torch
+
+    w = w.clone().requires_grad_()
+    b = b.clone().requires_grad_()
+    start = w.detach().clone()
+    ns["weights"], ns["bias"] = w, b
+    ns["dl"] = list(zip(xs, ys))  # fixed batches, in a fixed order
+    ns["train_epoch"](lambda x: x @ w + b, lr, (w, b))
+    return {"changed": not bool(torch.equal(w.detach(), start)), "weights": w.detach().clone(), "bias": b.detach().clone()}
+
+
+def probe_train_linear(ns, train_x, train_y, valid_x, epochs, lr, batch_size, seed):
+    import torch
+    from torch.utils.data import DataLoader
+
+    train_x, valid_x = train_x.float() / 255, valid_x.float() / 255
+    torch.manual_seed(seed)
+    w = (torch.randn(28 * 28, 1) * 0.1).requires_grad_()
+    b = (torch.randn(1) * 0.1).requires_grad_()
+    ns["weights"], ns["bias"] = w, b
+    ns["dl"] = DataLoader(list(zip(train_x, train_y)), batch_size=batch_size, shuffle=True,
+                          generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest, and immune to busy neighbours
+    try:
+        for _ in range(epochs):
+            ns["train_epoch"](lambda x: x @ w + b, lr, (w, b))
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        return {"preds": (valid_x @ w + b).flatten()}
+
+
+def probe_validate_epoch(ns, valid_xs, valid_ys, train_xs, train_ys, w, b):
+    ns["valid_dl"] = list(zip(valid_xs, valid_ys))
+    ns["dl"] = list(zip(train_xs, train_ys))  # a decoy: validating on dl gives another number
+    return ns["validate_epoch"](lambda x: x @ w + b)
+
+
+def probe_basic_optim(ns, w, gw, b, gb, lr):
+    import torch
+
+    p1, p2 = w.clone().requires_grad_(), b.clone().requires_grad_()
+    p1.grad, p2.grad = gw.clone(), gb.clone()
+    opt = ns["BasicOptim"]([p1, p2], lr)
+    opt.step()
+    step = [p1.detach().clone(), p2.detach().clone()]
+    untouched = p1.grad is not None and p2.grad is not None and bool(torch.equal(p1.grad, gw)) and bool(torch.equal(p2.grad, gb))
+    opt.zero_grad()
+    cleared = all(p.grad is None or not bool(p.grad.any()) for p in (p1, p2))
+    p1.grad, p2.grad = gw.clone() * 2, gb.clone() * 2
+    opt.step()
+    return {"step": step, "grad_untouched": untouched, "cleared": cleared, "second_step": [p1.detach().clone(), p2.detach().clone()]}
+
+
+def probe_simple_net(ns, xb):
+    from torch import nn
+
+    net = ns["simple_net"]
+    if isinstance(net, nn.Sequential) and len(net) == 0:
+        raise NotImplementedError("simple_net is still an empty nn.Sequential")
+    if not isinstance(net, nn.Module):
+        return {"module": False, "type": type(net).__name__}
+    return {
+        "module": True,
+        "layers": [type(m).__name__ for m in net.children()],
+        "n_params": sum(p.numel() for p in net.parameters()),
+        "out_shape": list(net(xb).shape),
+    }
+
+
+def probe_simple_net_trains(ns, train_x, train_y, valid_x, epochs, lr, batch_size, seed):
+    import copy
+
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    net = ns["simple_net"]
+    if isinstance(net, nn.Sequential) and len(net) == 0:
+        raise NotImplementedError("simple_net is still an empty nn.Sequential")
+    if not isinstance(net, nn.Module):
+        return {"error": f"simple_net is a {type(net).__name__}, not a model that can be trained"}
+    net = copy.deepcopy(net)
+    torch.manual_seed(seed)
+    for module in net.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    params = list(net.parameters())
+    train_x, valid_x = train_x.float() / 255, valid_x.float() / 255
+    dl = DataLoader(list(zip(train_x, train_y)), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(epochs):
+            for xb, yb in dl:
+                preds = net(xb).sigmoid()
+                torch.where(yb == 1, 1 - preds, preds).mean().backward()
+                with torch.no_grad():
+                    for p in params:
+                        p -= lr * p.grad
+                        p.grad = None
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        return {"preds": net(valid_x).flatten()}
+
+
+def mean_image_sum(stack):
+    return stack.sum(0)
+
+
+def mean_image_all(stack):
+    return stack.mean()
+
+
+def mean_image_last_axis(stack):
+    return stack.mean(-1)
+
+
+def mnist_distance_sum(a, b):
+    return (a - b).abs().sum((-1, -2))
+
+
+def mnist_distance_rmse(a, b):
+    return ((a - b) ** 2).mean((-1, -2)).sqrt()
+
+
+def mnist_distance_all(a, b):
+    return (a - b).abs().mean()
+
+
+def mnist_distance_no_abs(a, b):
+    return (a - b).mean((-1, -2))
+
+
+def is_3_reversed(x):
+    return mnist_distance(x, mean3) > mnist_distance(x, mean7)  # noqa: F821 - runs in the notebook's namespace
+
+
+def linear1_no_bias(xb):
+    return xb @ weights  # noqa: F821
+
+
+def sigmoid_sign(x):
+    import torch
+
+    return 1 / (1 + torch.exp(x))
+
+
+def mnist_loss_no_sigmoid(preds, targets):
+    import torch
+
+    return torch.where(targets == 1, 1 - preds, preds).mean()
+
+
+def mnist_loss_swapped(preds, targets):
+    import torch
+
+    preds = preds.sigmoid()
+    return torch.where(targets == 1, preds, 1 - preds).mean()
+
+
+def mnist_loss_sum(preds, targets):
+    import torch
+
+    preds = preds.sigmoid()
+    return torch.where(targets == 1, 1 - preds, preds).sum()
+
+
+def calc_grad_mse(xb, yb, model):
+    loss = ((model(xb) - yb) ** 2).mean()
+    loss.backward()
+
+
+def train_epoch_no_zero_grad(model, lr, params):
+    for xb, yb in dl:  # noqa: F821
+        calc_grad(xb, yb, model)  # noqa: F821
+        for p in params:
+            p.data -= p.grad * lr
+
+
+def train_epoch_uphill(model, lr, params):
+    for xb, yb in dl:  # noqa: F821
+        calc_grad(xb, yb, model)  # noqa: F821
+        for p in params:
+            p.data += p.grad * lr
+            p.grad.zero_()
+
+
+def batch_accuracy_no_sigmoid(xb, yb):
+    return ((xb > 0.5) == yb).float().mean()
+
+
+def batch_accuracy_count(xb, yb):
+    return ((xb.sigmoid() > 0.5) == yb).float().sum()
+
+
+def validate_epoch_on_dl(model):
+    import torch
+
+    accs = [batch_accuracy(model(xb), yb) for xb, yb in dl]  # noqa: F821
+    return round(torch.stack(accs).mean().item(), 4)
+
+
+class BasicOptimUphill:
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+
+    def step(self, *args, **kwargs):
+        for p in self.params:
+            p.data += p.grad.data * self.lr
+
+    def zero_grad(self, *args, **kwargs):
+        for p in self.params:
+            p.grad = None
+
+
+class BasicOptimNoZeroGrad:
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+
+    def step(self, *args, **kwargs):
+        for p in self.params:
+            p.data -= p.grad.data * self.lr
+
+    def zero_grad(self, *args, **kwargs):
+        pass
+
+
+class BasicOptimNoLr:
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+
+    def step(self, *args, **kwargs):
+        for p in self.params:
+            p.data -= p.grad.data
+
+    def zero_grad(self, *args, **kwargs):
+        for p in self.params:
+            p.grad = None
+
+
+# ---------------------------------------------------------------------------------------------
+# the ideal digits and pixel similarity
+
+MEAN_FIX = "the ideal digit is one image - average over axis 0 (the images) only, keeping the pixel grid: stack.mean(0)"
+DISTANCE_FIX = "average over the last two axes only, .mean((-1, -2)), and let broadcasting pair a batch (n, h, w) with one image (h, w)"
+IS_3_FIX = "compare two distances computed by mnist_distance on the whole batch at once; the result has one True/False per image"
+
+
+@check(
+    "mean_image",
+    mistakes=[
+        Mistake("sum", "You added the images up; the ideal digit is their mean (.mean(0), not .sum(0)).", mean_image_sum),
+        Mistake("all_axes", "You averaged every pixel of every image into one number; average over axis 0 only.", mean_image_all),
+        Mistake("last_axis", "You averaged over the last axis (the columns); the images are counted by axis 0.", mean_image_last_axis),
+    ],
+)
+def mean_image_cases(rng):
+    judge = vectorised(MEAN_FIX)
+    yield Case.call(torch.tensor([[[0.0, 1.0], [1.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]]]), judge=judge, label="two 2x2 images")
+    yield Case.call(images(digits()["train3"][:20]), judge=judge, label="twenty 3s", show="mean_image(stacked_threes[:20])")
+    yield Case.call(rng.rand(7, 28, 28), judge=judge, random=True, label="random images")
+
+
+@check(
+    "mnist_distance",
+    mistakes=[
+        Mistake("sum", "You added up the absolute differences; take their mean, so the distance does not grow with the image size.", mnist_distance_sum),
+        Mistake("rmse", "You computed the root mean squared error (L2); mnist_distance is the mean absolute difference (L1).", mnist_distance_rmse),
+        Mistake("all_axes", "You averaged over every axis, batch included; average over the last two axes only, (-1, -2).", mnist_distance_all),
+        Mistake("no_abs", "Without .abs() positive and negative differences cancel out.", mnist_distance_no_abs),
+    ],
+)
+def mnist_distance_cases(rng):
+    judge = vectorised(DISTANCE_FIX)
+    d = digits()
+    three, mean3 = images(d["train3"][0]), images(d["train3"]).mean(0)
+    yield Case.call(three, mean3, judge=judge, label="one image and the ideal 3", show="mnist_distance(a_three, mean3)")
+    yield Case.call(images(d["valid3"][:6]), mean3, judge=judge, label="a batch against one image", show="mnist_distance(valid_threes[:6], mean3)")
+    yield Case.call(rng.rand(5, 28, 28), rng.rand(28, 28), judge=judge, random=True, label="random batch of 5")
+    yield Case.call(rng.rand(4, 8, 8), rng.rand(4, 8, 8), judge=judge, random=True, label="pairs of 8x8 images")
+    yield Case.call(
+        "mnist_distance", rng.rand(2, 8, 8), rng.rand(200, 8, 8), rng.rand(8, 8),
+        probe=probe_lines, judge=vectorised(DISTANCE_FIX, "batches"),
+        label="no loop over the batch", show="mnist_distance on batches of 2 and of 200 images",
+    )  # fmt: skip
+
+
+@check("is_3", requires=("is_3", "mnist_distance"), mistakes=[Mistake("reversed", "The comparison is the wrong way round: an image is a 3 when its distance to mean3 is the SMALLER one.", is_3_reversed)])
+def is_3_cases(rng):
+    judge = vectorised(IS_3_FIX)
+    d = digits()
+    mean3, mean7 = images(d["train3"]).mean(0), images(d["train7"]).mean(0)
+    batch = images(torch.cat([d["valid3"][:5], d["valid7"][:5]]))
+    yield Case.call(mean3, mean7, batch, probe=probe_is_3, judge=judge, label="five 3s and five 7s", show="is_3(valid images: five 3s, five 7s)")
+    yield Case.call(mean3, mean7, images(d["valid7"][0]), probe=probe_is_3, judge=judge, label="a single 7", show="is_3(valid_sevens[0])")
+    yield Case.call(rng.rand(28, 28), rng.rand(28, 28), rng.rand(6, 28, 28), probe=probe_is_3, judge=judge, random=True,
+                    label="other ideals", show="is_3(x) with new values of mean3 and mean7")  # fmt: skip
+    yield Case.call(
+        rng.rand(8, 8), rng.rand(8, 8), rng.rand(2, 8, 8), rng.rand(200, 8, 8),
+        probe=probe_is_3_lines, judge=vectorised(IS_3_FIX, "batches"),
+        label="no loop over the batch", show="is_3 on batches of 2 and of 200 images",
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# the model, the loss, the gradients
+
+
+@check("init_params")
+def init_params_cases(rng):
+    yield Case.call(probe=probe_init_params, judge=judge_init_params, reference=False, label="shape, spread and gradients",
+                    show="init_params((1000, 50), 0.5), init_params((784, 1)), init_params(1) ...")  # fmt: skip
+
+
+@check("linear1", mistakes=[Mistake("no_bias", "The bias is missing: linear1 computes xb @ weights + bias.", linear1_no_bias)])
+def linear1_cases(rng):
+    yield Case.call(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[0.5], [-1.0], [2.0]]), torch.tensor([0.25]),
+                    probe=probe_linear1, label="one input, three pixels", show="linear1(tensor([[1., 2., 3.]])) with weights [[0.5], [-1.], [2.]] and bias [0.25]")  # fmt: skip
+    yield Case.call(rng.rand(6, 784), rng.randn(784, 1), rng.randn(1), probe=probe_linear1, random=True,
+                    label="a batch of 6 images", show="linear1(xb) for a batch of 6, with new weights and bias")  # fmt: skip
+
+
+@check("sigmoid", mistakes=[Mistake("sign", "The sign in the exponent is flipped: sigmoid is 1 / (1 + exp(-x)), so large x gives values near 1.", sigmoid_sign)])
+def sigmoid_cases(rng):
+    yield Case.call(torch.tensor([-30.0, -2.0, 0.0, 0.5, 2.0, 30.0]), label="from -30 to 30")
+    yield Case.call(rng.randn(4, 3, scale=3), random=True)
+
+
+LOSS_FIX = "pick each item's error with torch.where on the whole tensor at once and average with .mean()"
+
+
+def _targets(rng, *shape):
+    return (rng.rand(*shape) > 0.5).long()
+
+
+@check(
+    "mnist_loss",
+    mistakes=[
+        Mistake("no_sigmoid", "You forgot the sigmoid: raw predictions are not between 0 and 1, so 1 - preds can be negative and the loss can fall below zero. Apply sigmoid(preds) first.", mnist_loss_no_sigmoid),
+        Mistake("swapped", "The two branches of torch.where are swapped: for a target of 1 the error is 1 - preds, for 0 it is preds.", mnist_loss_swapped),
+        Mistake("sum", "You added the errors up; take their mean, so the loss does not grow with the batch size.", mnist_loss_sum),
+    ],
+)
+def mnist_loss_cases(rng):
+    judge = vectorised(LOSS_FIX)
+    yield Case.call(torch.tensor([0.9, 0.4, -2.0]), torch.tensor([1, 0, 1]), judge=judge, label="the chapter's example")
+    yield Case.call(rng.randn(8, 1, scale=2), _targets(rng, 8, 1), judge=judge, random=True, label="a batch of 8, targets as a column")
+    yield Case.call(rng.randn(6, scale=3), _targets(rng, 6).float(), judge=judge, random=True, label="float targets")
+    yield Case.call(
+        rng.randn(4, 1), _targets(rng, 4, 1), rng.randn(300, 1), _targets(rng, 300, 1),
+        probe=probe_loss_lines, judge=vectorised(LOSS_FIX, "batches"),
+        label="no loop over the items", show="mnist_loss on batches of 4 and of 300",
+    )  # fmt: skip
+
+
+def _batch(rng, n, features=784):
+    return rng.rand(n, features), _targets(rng, n, 1)
+
+
+@check(
+    "calc_grad",
+    requires=("calc_grad", "mnist_loss"),
+    mistakes=[Mistake("mse", "The gradients match the mean squared error; calc_grad should use mnist_loss.", calc_grad_mse)],
+)
+def calc_grad_cases(rng):
+    judge = explained({"['has_grad']": "After calc_grad the parameters still have no gradient: compute the loss with mnist_loss and call loss.backward()."})
+    for n in (4, 10):
+        xb, yb = _batch(rng, n)
+        yield Case.call(xb, yb, rng.randn(784, 1, scale=0.1), rng.randn(1, scale=0.1), probe=probe_calc_grad, judge=judge, random=True,
+                        label=f"a batch of {n}", show=f"calc_grad(xb, yb, model) on a batch of {n}, then the gradients of weights and bias")  # fmt: skip
+
+
+@check(
+    "train_epoch",
+    requires=("train_epoch", "calc_grad", "mnist_loss"),
+    callables=("train_epoch",),
+    mistakes=[
+        Mistake("no_zero_grad", "The gradients are never reset: backward() adds each batch's gradient to .grad, so every step uses the sum of all gradients so far. Call p.grad.zero_() after each update.", train_epoch_no_zero_grad),
+        Mistake("uphill", "You added lr * grad: that climbs the loss. Subtract it: p.data -= p.grad * lr.", train_epoch_uphill),
+    ],
+)
+def train_epoch_cases(rng):
+    judge = explained({"['changed']": "train_epoch did not change the parameters: update them in place (p.data -= p.grad * lr), not by assigning a new tensor to the loop variable."})
+    batches = [_batch(rng, 5, 12) for _ in range(3)]
+    xs, ys = [x for x, _ in batches], [y for _, y in batches]
+    yield Case.call(xs, ys, rng.randn(12, 1, scale=0.5), rng.randn(1, scale=0.5), 0.5, probe=probe_train_epoch, judge=judge, random=True,
+                    label="three batches", show="train_epoch(model, lr=0.5, params) over a dl of three batches; the parameters afterwards")  # fmt: skip
+    d = digits()
+    yield Case.call(
+        d["train_x"], d["train_y"], d["valid_x"], 20, 1.0, 32, TRAIN_SEED,
+        probe=probe_train_linear, judge=accuracy_at_least(ACCURACY_BAR, "the linear model"), reference=False, timeout=30,
+        label="trains a linear model", show="20 epochs of train_epoch(linear model, lr=1.0) on the 3s and 7s; accuracy on the validation set",
+    )  # fmt: skip
+
+
+@check(
+    "batch_accuracy",
+    mistakes=[
+        Mistake("no_sigmoid", "The raw outputs were compared with 0.5 without the sigmoid; sigmoid(x) > 0.5 is the same as x > 0.", batch_accuracy_no_sigmoid),
+        Mistake("count", "You counted the correct predictions; batch_accuracy is the fraction: .mean(), not .sum().", batch_accuracy_count),
+    ],
+)
+def batch_accuracy_cases(rng):
+    yield Case.call(torch.tensor([[0.9], [0.4], [-2.0], [0.2]]), torch.tensor([[1], [0], [1], [0]]), label="four predictions")
+    for n in (16, 40):
+        yield Case.call(rng.randn(n, 1), _targets(rng, n, 1), random=True, label=f"a batch of {n}")
+
+
+@check(
+    "validate_epoch",
+    requires=("validate_epoch", "batch_accuracy"),
+    callables=("validate_epoch",),
+    mistakes=[Mistake("on_dl", "You measured accuracy on the training batches (dl); validate_epoch uses valid_dl.", validate_epoch_on_dl)],
+)
+def validate_epoch_cases(rng):
+    for n_batches in (3, 5):
+        valid = [_batch(rng, 8, 10) for _ in range(n_batches)]
+        train = [_batch(rng, 8, 10) for _ in range(2)]
+        yield Case.call(
+            [x for x, _ in valid], [y for _, y in valid], [x for x, _ in train], [y for _, y in train], rng.randn(10, 1), rng.randn(1),
+            probe=probe_validate_epoch, random=True, label=f"{n_batches} validation batches",
+            show=f"validate_epoch(model) with a valid_dl of {n_batches} batches of 8",
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# the optimiser and the neural net
+
+
+@check(
+    "BasicOptim",
+    mistakes=[
+        Mistake("uphill", "step() adds lr * grad, which climbs the loss; it must subtract: p.data -= p.grad.data * self.lr.", BasicOptimUphill),
+        Mistake("no_zero_grad", "zero_grad() does nothing, so gradients pile up from one batch to the next; set each p.grad to None.", BasicOptimNoZeroGrad),
+        Mistake("no_lr", "step() ignores the learning rate: multiply the gradient by self.lr.", BasicOptimNoLr),
+    ],
+)
+def basic_optim_cases(rng):
+    for lr in (0.1, 1.5):
+        yield Case.call(rng.randn(3, 2), rng.randn(3, 2), rng.randn(2), rng.randn(2), lr, probe=probe_basic_optim, judge=judge_basic_optim, random=True,
+                        label=f"lr={lr}", show=f"BasicOptim([w, b], lr={lr}): step(), zero_grad(), then step() again with new gradients")  # fmt: skip
+
+
+@check("simple_net")
+def simple_net_cases(rng):
+    yield Case.call(rng.rand(5, 784), probe=probe_simple_net, judge=judge_simple_net, label="layers and shapes",
+                    show="the layers of simple_net, its number of parameters, and simple_net(xb).shape for 5 images")  # fmt: skip
+    d = digits()
+    yield Case.call(
+        d["train_x"], d["train_y"], d["valid_x"], 10, 0.5, 32, TRAIN_SEED,
+        probe=probe_simple_net_trains, judge=accuracy_at_least(ACCURACY_BAR, "simple_net"), reference=False, timeout=30,
+        label="learns 3 versus 7", show="simple_net, freshly initialised and trained for 10 epochs (lr=0.5); accuracy on the validation set",
+    )  # fmt: skip
