@@ -35,7 +35,7 @@ from nbformat import NotebookNode
 
 from .errors import LessonPackError
 
-__all__ = ["stub_code", "stub_markdown", "make_exercise", "generate_lesson", "has_solution_markers", "MarkerError"]
+__all__ = ["stub_code", "stub_markdown", "make_exercise", "generate_lesson", "has_solution_markers", "hidden_lines", "MarkerError"]
 
 _BEGIN = re.compile(r"^(\s*)(?:#\|\s*begin solution|###\s*BEGIN SOLUTION)\s*$", re.I)
 _END = re.compile(r"^\s*(?:#\|\s*end solution|###\s*END SOLUTION)\s*$", re.I)
@@ -50,6 +50,19 @@ MD_PLACEHOLDER = "*Your answer here.*"
 
 class MarkerError(LessonPackError):
     """Unbalanced or nested solution markers."""
+
+
+def hidden_lines(source: str) -> set[int]:
+    """1-based numbers of the lines inside hidden blocks (markers included)."""
+    hidden, inside = set(), False
+    for number, line in enumerate(source.splitlines(), 1):
+        if _HIDDEN_BEGIN.match(line):
+            inside = True
+        if inside:
+            hidden.add(number)
+        if _HIDDEN_END.match(line):
+            inside = False
+    return hidden
 
 
 def has_solution_markers(source: str) -> bool:

@@ -388,6 +388,22 @@ def cell_problems(nb, outcome: JobOutcome) -> list[CellProblem]:
 # running
 
 
+def apply_kernel_death_policy(result: NotebookResult) -> None:
+    """A notebook that kills its Python kernel while running top to bottom (os._exit, a segfault,
+    the memory limit) scores nothing: it would not survive "Restart & Run All". The engine still
+    replays the cells around the crash, so each check says what it would have scored."""
+    died = next((p for p in result.cell_problems if p.kind == "kernel_died"), None)
+    if died is None:
+        return
+    note = (f"not scored: the notebook killed its Python kernel in cell {died.cell}"
+            f" ({died.evalue or 'the kernel died'}); a submission must run from top to bottom")  # fmt: skip
+    for check in result.checks:
+        would = f" (this function alone would score {check.points:g}/{check.max_points:g})" if check.points else ""
+        check.message = note + would + (f"\n{check.message}" if check.message and not check.passed else "")
+        check.status, check.points, check.kind = Status.ERROR, 0.0, "kernel_died"
+    result.points, result.status, result.error, result.error_kind = 0.0, Status.ERROR, note, "kernel_died"
+
+
 def _profile(spec: NotebookSpec, nb) -> str:
     if spec.profile:
         return spec.profile
@@ -421,14 +437,17 @@ class Grader:
     """Grades notebooks on a kernel pool. Use as `async with Grader(...) as g: await g.grade(path)`."""
 
     def __init__(self, pool_size: int | None = None, seed: int | None = None, only: list[str] | None = None,
-                 use_reference_cache: bool = True, pool: KernelPool | None = None, cell_timeout: float | None = None):  # fmt: skip
+                 use_reference_cache: bool = True, pool: KernelPool | None = None, cell_timeout: float | None = None,
+                 lessons: dict[str, Lesson] | None = None):  # fmt: skip
+        """`lessons` restricts (or extends) the packs notebooks are matched against: `learn grade`
+        passes exactly the assignment's pack, wherever it lives."""
         self.seed = seed if seed is not None else new_seed()
         self.cell_timeout = cell_timeout
         self.only = only
         self.use_reference_cache = use_reference_cache
         self._own_pool = pool is None
         self.pool = pool or KernelPool(size=pool_size or min(2, os.cpu_count() or 1))
-        self._lessons: dict[str, Lesson] | None = None
+        self._lessons: dict[str, Lesson] | None = lessons
         self._references: dict[str, asyncio.Future] = {}
 
     async def __aenter__(self) -> Grader:
@@ -523,6 +542,7 @@ class Grader:
         result.points = round(sum(c.points for c in checks), 2)
         result.max_points = round(sum(c.max_points for c in checks), 2)
         result.status = Status.PASSED if all(c.status in (Status.PASSED, Status.SKIPPED) for c in checks) else Status.FAILED
+        apply_kernel_death_policy(result)
         result.sandbox = outcome.sandbox
         result.timings = {
             "kernels": round(t1 - t0, 3),

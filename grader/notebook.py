@@ -18,7 +18,7 @@ from nbformat import NotebookNode
 
 from .errors import NotebookLoadError
 
-__all__ = ["load_notebook", "parse_notebook", "definitions", "code_cells", "MAX_NOTEBOOK_BYTES", "MAX_CELLS"]
+__all__ = ["load_notebook", "parse_notebook", "definitions", "code_cells", "python_only", "MAX_NOTEBOOK_BYTES", "MAX_CELLS"]
 
 MAX_NOTEBOOK_BYTES = 200 * 2**20
 MAX_CELLS = 20_000
@@ -104,7 +104,7 @@ def code_cells(nb: NotebookNode) -> list[tuple[int, str]]:
     return [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
 
 
-def _python_only(source: str) -> str:
+def python_only(source: str) -> str:
     """Blank out IPython magics and shell escapes so `ast` can parse the rest."""
     return "\n".join("" if _MAGIC.match(line) else line for line in source.splitlines())
 
@@ -114,7 +114,7 @@ def definitions(nb: NotebookNode) -> dict[str, int]:
     found: dict[str, int] = {}
     for index, source in code_cells(nb):
         try:
-            tree = ast.parse(_python_only(source))
+            tree = ast.parse(python_only(source))
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         for node in tree.body:

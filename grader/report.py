@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .results import CheckResult, NotebookResult, RunResult, Status
+from .results import INPUT_ERROR_KINDS, CheckResult, NotebookResult, RunResult, Status
 
 __all__ = ["render_run", "write_json", "STATUS_STYLE"]
 
@@ -39,7 +39,9 @@ def _notebook_header(nb: NotebookResult) -> Text:
     text.append(Path(nb.path).name, style="bold")
     if nb.lesson:
         text.append(f"  ·  {nb.lesson}: {nb.title or nb.exercise}", style="dim")
-    if nb.status is Status.ERROR:
+    if nb.status is Status.ERROR and nb.error_kind not in INPUT_ERROR_KINDS:
+        text.append(f"  {_points(nb.points, nb.max_points)} points ({nb.error_kind or 'error'})", style="bold red")
+    elif nb.status is Status.ERROR:
         text.append("  cannot be graded", style="bold red")
     else:
         style = "bold green" if nb.passed else "bold yellow"
@@ -95,7 +97,8 @@ def render_notebook(nb: NotebookResult, verbose: bool = False) -> Group:
     parts: list = [_notebook_header(nb)]
     if nb.status is Status.ERROR:
         parts.append(Text("   " + (nb.error or "unknown error"), style="red"))
-        return Group(*parts)
+        if not nb.checks:
+            return Group(*parts)
     parts.append(_checks_table(nb))
     parts.extend(_cell_problems(nb))
     todo = [c for c in nb.checks if c.kind == "not_implemented"]
@@ -122,7 +125,7 @@ def render_run(run: RunResult, console: Console | None = None, verbose: bool = F
             console.print()
         console.print(render_notebook(nb, verbose))
     console.print()
-    graded = [n for n in run.notebooks if n.status is not Status.ERROR]
+    graded = [n for n in run.notebooks if n.status is not Status.ERROR or n.error_kind not in INPUT_ERROR_KINDS]
     summary = Text()
     if graded:
         style = "bold green" if run.passed else "bold"

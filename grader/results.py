@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 SCHEMA_VERSION = 1
+INPUT_ERROR_KINDS = frozenset({"load", "unknown_exercise", "lesson", "execution"})
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -235,7 +236,9 @@ class RunResult:
 
     @property
     def has_input_errors(self) -> bool:
-        return any(n.status is Status.ERROR for n in self.notebooks)
+        """A notebook could not be graded at all (unreadable, not an exercise, machinery failure) -
+        unlike one that ran and failed, or killed its own kernel."""
+        return any(n.status is Status.ERROR and n.error_kind in INPUT_ERROR_KINDS for n in self.notebooks)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -95,9 +95,13 @@ def test_kernel_death_is_reported_and_grading_goes_on(runner, tmp_path):
     nbformat.write(nb, str(path))
     result = check(runner, path, "--json", tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())["notebooks"][0]
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # it ran and failed: not a usage error
     problem = data["cell_problems"][0]
     assert problem["kind"] == "kernel_died" and "exited with status 1" in problem["evalue"]
+    # the notebook would not survive "Restart & Run All": no points, but each check says what it would score
+    assert data["points"] == 0 and data["error_kind"] == "kernel_died"
+    assert all("would score" in c["message"] for c in data["checks"])
+    assert "killed its Python kernel in cell 4" in result.output
 
 
 def test_nbformat3_notebook_is_upgraded_and_graded(runner, tmp_path):

@@ -1,0 +1,420 @@
+"""`learn assign`: student notebooks from solution notebooks, after proving the checks work.
+
+    SOURCE ─► a lesson pack (staging) ─► release/ (generated stubs + data) ─► self-test ─► OUT/
+      lesson id / pack folder: copied as is             every check must pass on the solution
+      nbgrader or plain solution notebooks: converted    and fail on the generated stub
+
+    OUT/source/    the pack to grade with: lesson.toml, checks.py, solutions, hidden tests (keep it)
+    OUT/release/   what students get: exercise notebooks and data files (hand it out)
+
+nbgrader assignments have no checks.py: their autograder *test cells* (cell metadata
+`nbgrader.grade = true` and not a solution cell, or - without nbgrader metadata - a cell with a
+top-level `assert`) become checks. The converted pack's checks.py has one line per test cell,
+`test_cell(HERE / "notebook.ipynb", "name")`, which reads that cell's full source (hidden tests
+included) from the solution notebook in the pack. At grading time the cell runs in the student's
+kernel after their notebook and the check passes when it raises nothing.
+
+Trust caveat: unlike our own checks, whose values are judged in the grader's process, a test
+cell's asserts run *inside the student's kernel*, so a notebook that patches what the asserts use
+(e.g. redefines `np.allclose` or a compared object's `__eq__`) can make them pass - the same
+trust nbgrader and otter-grader place in the student's kernel. The student never sees hidden test
+code (it is not in the release), and the verdict still travels through the probe channel.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import datetime as _dt
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import nbformat
+
+from . import __version__
+from .errors import LearnError, LessonPackError
+from .generate import generate_lesson, has_solution_markers, hidden_lines
+from .lessons import MANIFEST, Lesson, all_lessons, load_lesson
+from .notebook import load_notebook, python_only
+from .results import Status
+
+__all__ = ["AssignReport", "assign", "convert_notebooks", "is_test_cell", "test_cell", "run_test_cell", "self_test"]
+
+MARKER = ".learn-assign.json"
+_IGNORED = {"__pycache__", ".ipynb_checkpoints", "__MACOSX", "release", "source", "feedback"}
+
+
+# ---------------------------------------------------------------------------------------------
+# test cells as checks (used by the checks.py of converted packs)
+
+
+def run_test_cell(ns, source):
+    """Runs in the learner's kernel: execute one test cell in their namespace, report what it raised."""
+    import traceback
+
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        code = shell.transform_cell(source) if shell is not None else source
+    except Exception:
+        code = source
+    try:
+        exec(compile(code, "<test cell>", "exec"), ns)
+    except (Exception, SystemExit) as exc:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<test cell>"]
+        return {"passed": False, "ename": type(exc).__name__, "evalue": str(exc)[:1000], "line": frames[-1].lineno if frames else None}
+    return {"passed": True}
+
+
+def _test_cell_judge(source: str):
+    """Judge (in the grader) of a test cell's report: pass when it raised nothing. A failure in a
+    hidden block names only the exception type; elsewhere it quotes the failing line."""
+    lines = source.splitlines()
+    hidden = hidden_lines(source)
+
+    def judge(got, expected, tol):
+        from .compare import Verdict
+
+        if type(got) is not dict or type(got.get("passed")) is not bool:
+            return Verdict(False, "the test cell did not report a readable result", kind="unreadable")
+        if got["passed"]:
+            return Verdict.passed()
+        ename, evalue, line = str(got.get("ename") or "Exception"), str(got.get("evalue") or ""), got.get("line")
+        kind = {"NotImplementedError": "not_implemented", "AssertionError": "assertion"}.get(ename, "exception")
+        if type(line) is int and line in hidden or type(line) is not int or not 0 < line <= len(lines):
+            return Verdict(False, f"a hidden test failed ({ename})" if hidden else f"the test cell raised {ename}: {evalue}".rstrip(": "),
+                           kind=kind)  # fmt: skip
+        detail = f"{ename}: {evalue}".rstrip(": ") + (" (a function it calls is not written yet)" if kind == "not_implemented" else "")
+        return Verdict(False, f"test failed at line {line}: {lines[line - 1].strip()}  ->  {detail}", kind=kind)
+
+    return judge
+
+
+def _find_test_cell(notebook: Path, name: str) -> tuple[str, int]:
+    nb = nbformat.read(str(notebook), as_version=4)
+    for index, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {}).get("learn", {})
+        if cell.cell_type == "code" and isinstance(meta, dict) and meta.get("test") == name:
+            return cell.source, index
+    raise LessonPackError(f"{notebook}: no test cell named {name!r} (cell metadata learn.test)")
+
+
+def test_cell(notebook: str | Path, name: str):
+    """The Check for one test cell of a solution notebook (found by its metadata `learn.test`)."""
+    from .checks import Case, Check
+
+    source, index = _find_test_cell(Path(notebook), name)
+    judge = _test_cell_judge(source)
+
+    def cases(rng):
+        yield Case.call(source, probe=run_test_cell, judge=judge, reference=False, label="test cell",
+                        show=f"test cell {index + 1} of {Path(notebook).name}")  # fmt: skip
+
+    return Check(name=name, cases=cases, requires=(), callables=())
+
+
+test_cell.__test__ = False  # not a pytest test, whatever its name says
+
+
+# ---------------------------------------------------------------------------------------------
+# converting nbgrader / plain solution notebooks into a pack
+
+
+def _top_level_assert(source: str) -> bool:
+    try:
+        tree = ast.parse(python_only(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(isinstance(node, ast.Assert) for node in tree.body)
+
+
+def is_test_cell(cell) -> bool:
+    """An autograder test: nbgrader `grade: true` and not a solution cell; or, in a notebook cell
+    without nbgrader metadata and without solution markers, a top-level `assert`."""
+    if cell.get("cell_type") != "code":
+        return False
+    meta = cell.get("metadata", {}).get("nbgrader")
+    if isinstance(meta, dict) and meta:
+        return bool(meta.get("grade")) and not meta.get("solution")
+    return not has_solution_markers(cell.source) and _top_level_assert(cell.source)
+
+
+def _identifier(text: str, fallback: str) -> str:
+    name = re.sub(r"\W+", "_", text).strip("_").lower()
+    if not name:
+        name = fallback
+    return name if name[0].isalpha() else f"t_{name}"
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def _title_of(nb, fallback: str) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            m = re.search(r"^#+\s+(.+)$", cell.source, re.M)
+            if m:
+                return m.group(1).strip()[:120]
+    return fallback
+
+
+@dataclass
+class _TestCell:
+    name: str
+    notebook: str
+    index: int
+    points: float
+    hidden: bool
+
+
+def convert_notebooks(paths: list[Path], dest: Path, lesson_id: str, data: list[Path] = ()) -> list[str]:
+    """Write a lesson pack into `dest` from solution notebooks with nbgrader (or our) markers:
+    the notebooks (test cells named in cell metadata), lesson.toml, checks.py and data files.
+    Returns the check names."""
+    dest.mkdir(parents=True, exist_ok=True)
+    data_names = []
+    for item in data:
+        target = dest / item.name
+        shutil.copytree(item, target) if item.is_dir() else shutil.copyfile(item, target)
+        data_names.append(item.name)
+    tests: list[_TestCell] = []
+    titles: dict[str, str] = {}
+    used: set[str] = set()
+    for path in paths:
+        nb = load_notebook(path)
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            meta = cell.metadata.get("nbgrader") or {}
+            if meta.get("solution") and not has_solution_markers(cell.source):  # nbgrader: the whole cell is the answer
+                cell.source = f"### BEGIN SOLUTION\n{cell.source}\n### END SOLUTION"
+            if not is_test_cell(cell):
+                continue
+            base = _identifier(str(meta.get("grade_id") or ""), f"{path.stem}_test_{len(tests) + 1}")
+            name = base if base not in used else _identifier(f"{path.stem}_{base}", base)
+            while name in used:
+                name += "_"
+            used.add(name)
+            points = meta.get("points", 1)
+            points = float(points) if isinstance(points, (int, float)) and not isinstance(points, bool) and points >= 0 else 1.0
+            cell.metadata["learn"] = {"test": name}
+            tests.append(_TestCell(name, path.name, index, points, bool(hidden_lines(cell.source))))
+        titles[path.name] = _title_of(nb, path.stem)
+        nb.metadata["learn"] = {"lesson": lesson_id, "notebook": path.name, "kind": "solution"}
+        nbformat.write(nb, str(dest / path.name))
+    if not tests:
+        raise LessonPackError(
+            f"no graded test cells in {', '.join(p.name for p in paths)}: mark autograder tests as nbgrader does "
+            "(cell metadata nbgrader.grade = true) or write cells with assert statements"
+        )
+    _write_manifest(dest, lesson_id, paths, titles, tests, data_names)
+    _write_checks(dest, lesson_id, tests)
+    return [t.name for t in tests]
+
+
+def _write_manifest(dest: Path, lesson_id: str, paths: list[Path], titles: dict[str, str], tests: list[_TestCell], data: list[str]) -> None:
+    lines = [
+        f"# Generated by `learn assign` (learn {__version__}) from {', '.join(p.name for p in paths)}.",
+        "# One check per test cell: it runs (hidden tests included) in the student's kernel after the notebook.",
+        "",
+        f"id = {_toml(lesson_id)}",
+        f"title = {_toml(titles.get(paths[0].name, lesson_id))}",
+        'version = "1"',
+        "",
+        "[defaults]",
+        "probe_timeout = 30",
+        "partial_credit = false",
+    ]
+    for path in paths:
+        lines += ["", "[[notebooks]]", f"file = {_toml(path.name)}", f"title = {_toml(titles[path.name])}"]
+        if data:
+            lines.append(f"data = {_toml(data)}")
+    for t in tests:
+        lines += ["", f"[checks.{t.name}]", f"notebook = {_toml(t.notebook)}", f"title = {_toml(f'test cell {t.index + 1} of {t.notebook}')}",
+                  f"points = {_toml(t.points)}"]  # fmt: skip
+        if t.hidden:
+            lines.append("hidden = true")
+    (dest / MANIFEST).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _write_checks(dest: Path, lesson_id: str, tests: list[_TestCell]) -> None:
+    lines = [
+        f'"""Checks of {lesson_id}, generated by `learn assign` from the test cells of its solution notebooks.',
+        "",
+        "Each check runs one test cell (hidden tests included) in the student's kernel after their notebook,",
+        'and passes when the cell raises nothing. See grader/assign.py for the trust caveat."""',
+        "",
+        "from pathlib import Path",
+        "",
+        "from grader.assign import test_cell",
+        "",
+        "HERE = Path(__file__).parent",
+        "",
+    ]
+    lines += [f"check_{t.name} = test_cell(HERE / {t.notebook!r}, {t.name!r})" for t in tests]
+    (dest / "checks.py").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+@dataclass
+class AssignReport:
+    lesson: Lesson
+    out: Path
+    checks: list[str]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def release(self) -> Path:
+        return self.out / "release"
+
+    @property
+    def source(self) -> Path:
+        return self.out / "source"
+
+
+def _source_kind(sources: list[str]) -> tuple[str, Path | None, list[Path]]:
+    """('pack', pack folder, []) or ('notebooks', folder, notebook paths)."""
+    if len(sources) == 1:
+        value = sources[0]
+        path = Path(value)
+        if path.is_dir() and (path / MANIFEST).is_file():
+            return "pack", path, []
+        lessons = all_lessons()
+        if value in lessons and "/" not in value:  # a lesson id wins over a learner's same-named folder (./lesson3 is the folder)
+            return "pack", lessons[value].root, []
+        if path.is_dir():
+            notebooks = sorted(p for p in path.glob("*.ipynb") if not p.name.startswith(".") and ".bak." not in p.name)
+            if not notebooks:
+                raise LearnError(f"{path} holds no notebooks and no lesson.toml")
+            return "notebooks", path, notebooks
+        if not path.exists():
+            raise LearnError(f"{value}: not a lesson id ({', '.join(lessons) or 'none installed'}), folder or notebook")
+    paths = [Path(s) for s in sources]
+    for p in paths:
+        if not p.is_file() or p.suffix != ".ipynb":
+            raise LearnError(f"{p}: expected solution notebooks (.ipynb files), one lesson id, or one folder")
+    if len({p.name for p in paths}) != len(paths):
+        raise LearnError("two solution notebooks have the same file name")
+    return "notebooks", paths[0].parent, paths
+
+
+def _data_files(folder: Path, notebooks: list[Path]) -> list[Path]:
+    names = {p.name for p in notebooks}
+    return sorted(
+        p for p in folder.iterdir()
+        if p.name not in names and not p.name.startswith(".") and p.name not in _IGNORED and p.suffix not in (".ipynb", ".db", ".zip")
+        and not p.is_symlink()
+    )  # fmt: skip
+
+
+def _stage(sources: list[str], staging: Path, lesson_id: str | None) -> Lesson:
+    kind, folder, notebooks = _source_kind(sources)
+    pack = staging / "source"
+    if kind == "pack":
+        assert folder is not None
+        shutil.copytree(folder, pack, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", ".*"))
+        lesson = load_lesson(pack, exercises_dir=staging / "release")
+        if lesson_id and lesson_id != lesson.id:
+            raise LearnError(f"--id {lesson_id} does not match the pack's id {lesson.id} (edit its lesson.toml to rename it)")
+        return lesson
+    assert folder is not None
+    lesson_id = lesson_id or _identifier(folder.resolve().name, "assignment")
+    if not lesson_id.isidentifier():
+        raise LearnError(f"--id must be a simple name like 'ps1', not {lesson_id!r}")
+    data = _data_files(folder, notebooks) if len(sources) == 1 else []
+    convert_notebooks(notebooks, pack, lesson_id, data)
+    return load_lesson(pack, exercises_dir=staging / "release")
+
+
+async def _grade_all(lesson: Lesson, paths: list[tuple[str, Path]], jobs: int, seed: int):
+    from .batch import lesson_grader
+
+    async with lesson_grader(lesson, pool_size=jobs, seed=seed) as grader:
+        return await asyncio.gather(*(grader.grade(path, lesson.id, spec_file) for spec_file, path in paths))
+
+
+def self_test(lesson: Lesson, release: Path, jobs: int | None = None) -> list[str]:
+    """Problems that make the assignment unusable: a check that does not pass on the solution,
+    one that does not fail on the generated stub, a solution notebook that raises."""
+    from .batch import default_seed
+
+    lesson.check_code()  # a broken checks.py is reported as such, before any kernel starts
+    files = [spec.file for spec in lesson.notebooks]
+    paths = [(f, lesson.root / f) for f in files] + [(f, release / f) for f in files]
+    jobs = jobs or min(2, len(paths))
+    results = asyncio.run(_grade_all(lesson, paths, jobs, default_seed(lesson)))
+    solutions, stubs = results[: len(files)], results[len(files) :]
+    problems = []
+    for file, sol, stub in zip(files, solutions, stubs):
+        if sol.error:
+            problems.append(f"{file}: the solution cannot be graded: {sol.error}")
+            continue
+        for p in sol.cell_problems:
+            if p.kind != "output_limit":
+                problems.append(f"{file}: the solution fails in cell {p.cell}: {(p.ename + ': ' + p.evalue).strip(': ') or p.kind}")
+        stub_checks = {c.name: c for c in stub.checks}
+        for check in sol.checks:
+            if check.status is not Status.PASSED:
+                problems.append(f"{check.name} ({file}): does not pass on the solution: {check.status} - {check.message.splitlines()[0] if check.message else ''}")
+            other = stub_checks.get(check.name)
+            if stub.error:
+                problems.append(f"{check.name} ({file}): the generated student version cannot be graded: {stub.error}")
+            elif other is None or other.status in (Status.PASSED, Status.SKIPPED):
+                problems.append(f"{check.name} ({file}): passes on the generated student version (the stub), so it cannot tell work from no work")
+    return list(dict.fromkeys(problems))
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise LearnError(f"--out {out} is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise LearnError(f"{out} exists and was not written by `learn assign`; choose another --out (or remove it)")
+
+
+def assign(sources: str | list[str], out: Path | None = None, *, lesson_id: str | None = None, jobs: int | None = None,
+           echo: Callable[[str], None] | None = None) -> AssignReport:  # fmt: skip
+    """Build the pack and the student release in a staging folder, self-test them, and only then
+    move them into OUT (default ./assignment-ID). Returns the report (problems: nothing written)."""
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    staging = Path(tempfile.mkdtemp(prefix="learn-assign-"))
+    try:
+        lesson = _stage(sources, staging, lesson_id)
+        generate_lesson(lesson, staging / "release")
+        out = Path(out) if out is not None else Path(f"assignment-{lesson.id}")
+        _prepare_out(out)
+        if echo:
+            echo(f"self-test: grading the {len(lesson.notebooks)} solution notebook(s) and the generated student version(s)...")
+        problems = self_test(lesson, staging / "release", jobs)
+        report = AssignReport(lesson, out, list(lesson.checks), problems)
+        if problems:
+            return report
+        out.mkdir(parents=True, exist_ok=True)
+        for part in ("source", "release"):
+            shutil.rmtree(out / part, ignore_errors=True)
+            shutil.move(str(staging / part), str(out / part))
+        (out / MARKER).write_text(json.dumps({"lesson": lesson.id, "sources": sources, "learn": __version__,
+                                              "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")  # fmt: skip
+        report.lesson = load_lesson(out / "source", exercises_dir=out / "release")
+        return report
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

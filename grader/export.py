@@ -1,0 +1,262 @@
+"""Views of a gradebook for other systems: CSV for spreadsheets and LMS uploads, Gradescope's
+results.json, JUnit XML for CI dashboards, and per-student feedback pages.
+
+All of them read what `learn grade` stored (per-check rows and the full RunResult JSON) and
+decide nothing: points and statuses come from the grader.
+
+Gradescope's format describes *one submission* (its autograder writes
+/autograder/results/results.json per student), so the export writes one file per student,
+`OUT/<student>/results.json`: each can be uploaded or compared as Gradescope would see it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from .errors import GradebookError, LearnError
+from .gradebook import Gradebook, SubmissionRecord
+from .results import Status
+
+__all__ = ["FORMATS", "csv_text", "gradescope_results", "write_gradescope", "junit_xml", "write_feedback", "safe_name", "load_records"]
+
+FORMATS = ("csv", "gradescope", "junit", "feedback")
+_NUMBERISH = re.compile(r"(total|score|points|possible)", re.I)
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def load_records(gradebook: Gradebook, assignment: str | None = None, students: list[str] | None = None,
+                 with_json: bool = False) -> list[SubmissionRecord]:  # fmt: skip
+    records = gradebook.submissions(assignment, students, with_json=with_json)
+    if assignment is not None and not records and assignment not in gradebook.assignments():
+        known = ", ".join(gradebook.assignments()) or "none yet"
+        raise GradebookError(f"the gradebook {gradebook.path} has no assignment {assignment!r} (it has: {known})")
+    if students:
+        missing = sorted(set(students) - {r.student for r in records})
+        if missing:
+            raise GradebookError(f"no graded submission for {', '.join(missing)} in {gradebook.path}")
+    return records
+
+
+def safe_name(student: str) -> str:
+    """A file name for a student id (ids come from folder names, which may hold anything)."""
+    name = re.sub(r"[^\w.@+-]", "_", student).strip("._") or "student"
+    return name if name == student else f"{name}-{hashlib.sha1(student.encode()).hexdigest()[:6]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def _check_column(assignment: str, name: str, multi: bool) -> str:
+    column = f"{assignment}:{name}" if multi else name
+    # keep the score columns unambiguous for spreadsheets and scripts that look for "total"
+    return f"check:{column}" if _NUMBERISH.search(column) or column in ("student", "status", "problems") else column
+
+
+def csv_text(records: list[SubmissionRecord]) -> str:
+    """One row per student: `student`, `total` (points), `possible`, `percent`, `status`, then
+    the points of every check, then problems (missing notebooks, errors)."""
+    assignments = list(dict.fromkeys(r.assignment for r in records))
+    multi = len(assignments) > 1
+    columns: dict[tuple[str, str], str] = {}
+    for r in records:
+        for c in r.checks:
+            columns.setdefault((r.assignment, c.name), _check_column(r.assignment, c.name, multi))
+    per_assignment = [f"{a} total" for a in assignments] if multi else []
+    header = ["student", "total", "possible", "percent", "status", *per_assignment, *columns.values(), "problems"]
+    rows: dict[str, dict] = {}
+    for r in records:
+        row = rows.setdefault(r.student, {"student": r.student, "total": 0.0, "possible": 0.0, "status": [], "problems": []})
+        row["total"] += r.points
+        row["possible"] += r.max_points
+        row["status"].append(r.status if r.state == "graded" else "not graded")
+        if multi:
+            row[f"{r.assignment} total"] = _fmt(r.points)
+        for c in r.checks:
+            row[columns[(r.assignment, c.name)]] = _fmt(c.points)
+        row["problems"] += r.problems + ([r.error] if r.error else [])
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    for row in rows.values():
+        statuses = row["status"]
+        row["status"] = "error" if "error" in statuses or "not graded" in statuses else "failed" if "failed" in statuses else "ok"
+        row["percent"] = _fmt(100.0 * row["total"] / row["possible"]) if row["possible"] else ""
+        row["total"], row["possible"] = _fmt(row["total"]), _fmt(row["possible"])
+        row["problems"] = " | ".join(dict.fromkeys(p.replace("\n", " ") for p in row["problems"]))
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def _fmt(value: float) -> str:
+    value = round(float(value), 2)
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradescope
+
+
+def gradescope_results(record: SubmissionRecord) -> dict:
+    """Gradescope's results.json for one submission (keys as in Gradescope's autograder spec:
+    top-level score, execution_time, output, visibility, stdout_visibility, extra_data, tests;
+    per test name, number, score, max_score, status, output, tags, visibility).
+
+    Hidden checks are `after_published`: the student sees their name and message (the message of a
+    hidden check never shows inputs or expected values) once grades are published."""
+    run = record.run_result()
+    tests = []
+    if run is not None:
+        for i, nb in enumerate(run.notebooks, 1):
+            for j, check in enumerate(nb.checks, 1):
+                output = check.message or ("passed" if check.passed else "")
+                if check.hint and not check.passed:
+                    output += f"\nHint: {check.hint}"
+                tests.append({
+                    "name": f"{nb.exercise or Path(nb.path).name}: {check.title or check.name}",
+                    "number": f"{i}.{j}",
+                    "score": check.points,
+                    "max_score": check.max_points,
+                    "status": "passed" if check.passed else "failed",
+                    "output": _ANSI.sub("", output),
+                    "output_format": "text",
+                    "tags": [t for t in (check.kind, "hidden" if check.hidden else None) if t],
+                    "visibility": "after_published" if check.hidden else "visible",
+                })  # fmt: skip
+    lines = [f"{record.assignment}: {record.points:g}/{record.max_points:g} points"]
+    lines += [f"- {p}" for p in record.problems]
+    if record.error:
+        lines.append(f"- {record.error}")
+    return {
+        "score": record.points,
+        "execution_time": round(record.duration, 2),
+        "output": "\n".join(lines),
+        "output_format": "text",
+        "test_output_format": "text",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "extra_data": {"student": record.student, "assignment": record.assignment, "status": record.status,
+                       "graded_at": record.graded_at, "grader_version": record.grader_version},  # fmt: skip
+        "tests": tests,
+    }
+
+
+def write_gradescope(records: list[SubmissionRecord], out_dir: Path) -> list[Path]:
+    """OUT/<student>/results.json for each student (one assignment per export)."""
+    _one_assignment(records, "gradescope")
+    written = []
+    for record in records:
+        path = Path(out_dir) / safe_name(record.student) / "results.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(gradescope_results(record), indent=2) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _one_assignment(records: list[SubmissionRecord], what: str) -> None:
+    assignments = sorted({r.assignment for r in records})
+    if len(assignments) > 1:
+        raise LearnError(f"the gradebook holds several assignments ({', '.join(assignments)}): pass --assignment for the {what} export")
+
+
+# ---------------------------------------------------------------------------------------------
+# JUnit XML
+
+
+def _xml_text(text: str | None) -> str:
+    return _XML_BAD.sub("", _ANSI.sub("", text or ""))
+
+
+def junit_xml(records: list[SubmissionRecord]) -> str:
+    """JUnit XML: <testsuites> with one <testsuite> per student's submission and one <testcase>
+    per check (classname student.notebook); failed checks get <failure>, errors and timeouts
+    <error>, skipped ones <skipped>. One document for the class, as CI systems ingest one file."""
+    root = ET.Element("testsuites", name=f"learn grade: {', '.join(sorted({r.assignment for r in records}))}")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for record in records:
+        suite = ET.SubElement(root, "testsuite", name=record.student, timestamp=record.graded_at or "", time=f"{record.duration:.3f}")
+        props = ET.SubElement(suite, "properties")
+        for key, value in (("assignment", record.assignment), ("points", f"{record.points:g}"), ("max_points", f"{record.max_points:g}"),
+                           ("status", record.status or record.state)):  # fmt: skip
+            ET.SubElement(props, "property", name=key, value=_xml_text(str(value)))
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        for check in record.checks:
+            counts["tests"] += 1
+            case = ET.SubElement(suite, "testcase", name=check.name, classname=f"{record.student}.{Path(check.notebook).stem}",
+                                 time=f"{check.duration:.3f}")  # fmt: skip
+            message = _xml_text(check.message)
+            first = message.splitlines()[0] if message else check.status
+            if check.status == Status.FAILED.value:
+                counts["failures"] += 1
+                ET.SubElement(case, "failure", message=first, type=check.kind or "failed").text = message
+            elif check.status in (Status.ERROR.value, Status.TIMEOUT.value):
+                counts["errors"] += 1
+                ET.SubElement(case, "error", message=first, type=check.kind or check.status).text = message
+            elif check.status == Status.SKIPPED.value:
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message=first)
+            ET.SubElement(case, "system-out").text = _xml_text(f"{check.points:g}/{check.max_points:g} points")
+        notes = record.problems + ([record.error] if record.error else [])
+        if notes:
+            ET.SubElement(suite, "system-err").text = _xml_text("\n".join(notes))
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", f"{sum(r.duration for r in records):.3f}")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# feedback pages
+
+
+def write_feedback(records: list[SubmissionRecord], out_dir: Path) -> list[Path]:
+    """One HTML page per student (the learner report of `learn check`, same templates):
+    OUT/<student>.html. Hidden checks show their name and message only."""
+    from .html import write_report
+
+    written = []
+    for record in records:
+        run = record.run_result()
+        if run is None:
+            continue
+        name = safe_name(record.student) + ("" if len({r.assignment for r in records}) == 1 else f"-{record.assignment}")
+        title = f"{record.assignment}: feedback for {record.student}"
+        written.append(write_report(run, Path(out_dir) / f"{name}.html", title=title))
+    return written
+
+
+def export(gradebook_path: Path, fmt: str, out: Path | None, assignment: str | None = None,
+           students: list[str] | None = None) -> tuple[str | None, list[Path]]:  # fmt: skip
+    """Run one export. Returns (text for stdout or None, files written)."""
+    if fmt not in FORMATS:
+        raise LearnError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    with Gradebook(gradebook_path, create=False) as gb:
+        records = load_records(gb, assignment, students, with_json=fmt in ("gradescope", "feedback"))
+    if not records:
+        raise GradebookError(f"the gradebook {gradebook_path} holds no graded submissions yet")
+    if fmt in ("gradescope", "feedback"):
+        if out is None:
+            if fmt == "gradescope" and len(records) == 1:
+                return json.dumps(gradescope_results(records[0]), indent=2) + "\n", []
+            raise LearnError(f"--format {fmt} writes one file per student: give --out DIR" +
+                             (" (or --student NAME for one results.json on stdout)" if fmt == "gradescope" else ""))  # fmt: skip
+        if out.exists() and not out.is_dir():
+            raise LearnError(f"--out {out} must be a folder for --format {fmt}")
+        return None, (write_gradescope(records, out) if fmt == "gradescope" else write_feedback(records, out))
+    text = csv_text(records) if fmt == "csv" else junit_xml(records)
+    if out is None:
+        return text, []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return None, [out]
