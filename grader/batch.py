@@ -610,7 +610,9 @@ class _Batch:
         for spec in self.lesson.notebooks:
             path = sub.notebooks.get(spec.file)
             if path is None:
-                results.append(_stand_in(self.lesson, spec, spec.file, "not_submitted", f"{spec.file} was not submitted", self.seed))
+                why = next((n for n in sub.notes if n.startswith(spec.file) and "symbolic link" in n), None)
+                message = f"{spec.file} was not graded: it is a symbolic link; submit the notebook file itself" if why else f"{spec.file} was not submitted"
+                results.append(_stand_in(self.lesson, spec, spec.file, "not_submitted", message, self.seed))
                 continue
             remaining = deadline - time.monotonic()
             limit = f"the submission's time limit of {self.budget:.0f}s"

@@ -508,11 +508,12 @@ class Grader:
         started = time.monotonic()
         result = NotebookResult(path=str(path), exercise=None, lesson=None, status=Status.ERROR, seed=self.seed, grader_version=__version__)
         try:
-            nb = load_notebook(path)
-            if lesson_id:
+            if lesson_id:  # named by the caller: known even if the file turns out unreadable
                 lesson = self.lessons.get(lesson_id) or _raise_unknown(lesson_id, self.lessons)
                 spec = lesson.notebook(notebook or path.name)
-            else:
+                result.lesson, result.exercise, result.title = lesson.id, spec.file, spec.title
+            nb = load_notebook(path)
+            if not lesson_id:
                 lesson, spec = identify(nb, path, self.lessons)
             result.lesson, result.exercise, result.title = lesson.id, spec.file, spec.title
             return await self._grade_loaded(nb, path, lesson, spec, result, started)
