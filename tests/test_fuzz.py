@@ -139,3 +139,45 @@ def test_manifest_loader_on_random_text(pack, text):
         load_lesson(pack)
     except LessonPackError as exc:
         assert "lesson.toml" in str(exc)
+
+
+question = st.fixed_dictionaries(
+    {"id": st.one_of(st.sampled_from(["q1", "q2", "q1"]), json_values),
+     "type": st.sampled_from(["single", "multiple", "numeric", "text", "code", "essay", 7])},  # fmt: skip
+    optional={
+        "prompt": st.one_of(st.text(max_size=20), json_values),
+        "options": st.one_of(st.lists(st.text(max_size=5), max_size=4), json_values),
+        "answer": json_values,
+        "answers": json_values,
+        "keywords": json_values,
+        "tolerance": st.one_of(st.floats(allow_nan=True), json_values),
+        "explanation": st.one_of(st.text(max_size=20), json_values),
+        "topic": json_values,
+        "function": st.one_of(st.sampled_from(["f", "def", "1x"]), json_values),
+        "reference": st.one_of(st.sampled_from(["def f(x):\n    return x\n", "def f(:\n", "import os\n"]), json_values),
+        "cases": json_values,
+    },
+)
+quiz_docs = st.one_of(
+    st.lists(question, max_size=4),
+    st.fixed_dictionaries({"questions": st.one_of(st.lists(question, max_size=4), json_values)},
+                          optional={"id": json_values, "title": json_values, "description": json_values}),  # fmt: skip
+    json_values,
+)
+
+
+@FUZZ
+@given(quiz_docs)
+def test_quiz_parser_on_quiz_shaped_documents(doc):
+    import yaml
+
+    from grader.errors import QuizFormatError
+    from grader.quiz import parse_quiz
+
+    try:
+        quiz = parse_quiz(yaml.safe_dump(doc, allow_unicode=True), "fuzz.yaml")
+    except QuizFormatError as exc:
+        assert "fuzz.yaml" in str(exc)
+        return
+    ids = [q.id for q in quiz.questions]
+    assert len(ids) == len(set(ids)), "duplicate ids must be refused"
