@@ -508,8 +508,10 @@ class _Batch:
     """One run of `learn grade` over the claimed submissions (see module docstring)."""
 
     def __init__(self, gradebook: Gradebook, lesson: Lesson, seed: int, fingerprint: str, *, jobs: int, regrade: bool,
-                 cell_timeout: float | None, timeout: float | None, progress, summary: BatchSummary):  # fmt: skip
+                 cell_timeout: float | None, timeout: float | None, progress, summary: BatchSummary,
+                 scheduler: str | None = None):  # fmt: skip
         self.gb, self.lesson, self.seed, self.fingerprint = gradebook, lesson, seed, fingerprint
+        self.scheduler = scheduler
         self.jobs, self.regrade, self.cell_timeout, self.progress, self.summary = jobs, regrade, cell_timeout, progress, summary
         self.budget = timeout or self.default_budget(lesson)
         self.in_flight: set[str] = set()
@@ -526,6 +528,13 @@ class _Batch:
         return (sub.content_hash, __version__, self.fingerprint)
 
     async def run(self, todo: list[Submission]) -> None:
+        if self.scheduler:
+            from .cluster import run_on_cluster
+
+            await run_on_cluster(self, todo, self.scheduler)
+            if self.abort is not None:
+                raise self.abort
+            return
         from .kernels import KernelPool
 
         async with KernelPool(size=self.jobs) as pool:
@@ -586,6 +595,10 @@ class _Batch:
         started = time.monotonic()
         run = await self.grade_submission(sub, started + self.budget)
         run.duration = time.monotonic() - started
+        return self.store(sub, run)
+
+    def store(self, sub: Submission, run: RunResult) -> Outcome:
+        """Record a graded submission (from here or from a cluster worker) in the gradebook."""
         machinery = [nb for nb in run.notebooks if nb.error_kind in ("execution", "lesson")]
         status = submission_status(run)
         first_error = next((nb for nb in run.notebooks if nb.error), None)
@@ -606,34 +619,42 @@ class _Batch:
 
     async def grade_submission(self, sub: Submission, deadline: float) -> RunResult:
         assert self.grader is not None
-        results = []
-        for spec in self.lesson.notebooks:
-            path = sub.notebooks.get(spec.file)
-            if path is None:
-                why = next((n for n in sub.notes if n.startswith(spec.file) and "symbolic link" in n), None)
-                message = f"{spec.file} was not graded: it is a symbolic link; submit the notebook file itself" if why else f"{spec.file} was not submitted"
-                results.append(_stand_in(self.lesson, spec, spec.file, "not_submitted", message, self.seed))
-                continue
-            remaining = deadline - time.monotonic()
-            limit = f"the submission's time limit of {self.budget:.0f}s"
-            if remaining <= 0:
-                results.append(_stand_in(self.lesson, spec, sub.label(path), "timeout", f"not run: {limit} was used up", self.seed))
-                continue
-            try:
-                nb = await asyncio.wait_for(self.grader.grade(path, self.lesson.id, spec.file), remaining)
-            except asyncio.TimeoutError:
-                nb = _stand_in(self.lesson, spec, sub.label(path), "timeout", f"stopped: {limit} was reached", self.seed)
-            label = sub.label(path)
-            nb.path, nb.error = label, nb.error.replace(str(path), label) if nb.error else nb.error
-            results.append(finish_notebook(nb, self.lesson, spec))
-        return RunResult(results, seed=self.seed)
+        return await grade_notebooks(self.grader, self.lesson, sub.notebooks, sub.notes, self.seed, deadline, self.budget, sub.label)
+
+
+async def grade_notebooks(grader, lesson: Lesson, notebooks: dict[str, Path], notes: list[str], seed: int, deadline: float,
+                          budget: float, label: Callable[[Path], str]) -> RunResult:  # fmt: skip
+    """One submission's notebooks, one after another within its time budget: the unit of work of
+    `learn grade`, run here or on a Dask worker (`grader.cluster`)."""
+    results = []
+    for spec in lesson.notebooks:
+        path = notebooks.get(spec.file)
+        if path is None:
+            why = next((n for n in notes if n.startswith(spec.file) and "symbolic link" in n), None)
+            message = f"{spec.file} was not graded: it is a symbolic link; submit the notebook file itself" if why else f"{spec.file} was not submitted"
+            results.append(_stand_in(lesson, spec, spec.file, "not_submitted", message, seed))
+            continue
+        remaining = deadline - time.monotonic()
+        limit = f"the submission's time limit of {budget:.0f}s"
+        if remaining <= 0:
+            results.append(_stand_in(lesson, spec, label(path), "timeout", f"not run: {limit} was used up", seed))
+            continue
+        try:
+            nb = await asyncio.wait_for(grader.grade(path, lesson.id, spec.file), remaining)
+        except asyncio.TimeoutError:
+            nb = _stand_in(lesson, spec, label(path), "timeout", f"stopped: {limit} was reached", seed)
+        name = label(path)
+        nb.path, nb.error = name, nb.error.replace(str(path), name) if nb.error else nb.error
+        results.append(finish_notebook(nb, lesson, spec))
+    return RunResult(results, seed=seed)
 
 
 def grade_class(submissions: list[Submission], lesson: Lesson, gradebook: Gradebook, *, jobs: int | None = None,
                 regrade: bool = False, seed: int | None = None, cell_timeout: float | None = None,
-                timeout: float | None = None, progress=None) -> BatchSummary:  # fmt: skip
+                timeout: float | None = None, progress=None, scheduler: str | None = None) -> BatchSummary:  # fmt: skip
     """Grade every submission that is new or changed into `gradebook`; the library form of
-    `learn grade`. Unchanged submissions are skipped without starting a kernel."""
+    `learn grade`. Unchanged submissions are skipped without starting a kernel. With `scheduler`
+    (a Dask scheduler address) the grading runs on that cluster's workers (see grader.cluster)."""
     started = time.monotonic()
     seed = gradebook.seed(lesson.id, seed if seed is not None else default_seed(lesson), force=seed is not None)
     fingerprint = assignment_fingerprint(lesson, seed, cell_timeout, timeout)
@@ -649,7 +670,7 @@ def grade_class(submissions: list[Submission], lesson: Lesson, gradebook: Gradeb
     try:
         if todo:
             batch = _Batch(gradebook, lesson, seed, fingerprint, jobs=min(jobs, len(todo)), regrade=regrade,
-                           cell_timeout=cell_timeout, timeout=timeout, progress=progress, summary=summary)  # fmt: skip
+                           cell_timeout=cell_timeout, timeout=timeout, progress=progress, summary=summary, scheduler=scheduler)  # fmt: skip
             asyncio.run(batch.run(todo))
     finally:
         if progress is not None:

@@ -260,8 +260,10 @@ def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jo
               help="Wall-clock budget of one whole submission (default: the notebooks' own limits added up).")  # fmt: skip
 @click.option("--feedback", "feedback_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write one feedback page per student into this folder.")  # fmt: skip
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Grade on the workers of this Dask scheduler instead of here (the gradebook stays here).")  # fmt: skip
 @handle_errors
-def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_timeout, timeout, feedback_dir):
+def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_timeout, timeout, feedback_dir, scheduler):
     """Grade a class's submissions in parallel into a gradebook.
 
     SUBMISSIONS is a folder with one folder per student (SUBMISSIONS/<student>/*.ipynb) or a zip
@@ -274,7 +276,7 @@ def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_tim
     console = make_console()
     progress = RichProgress(console) if console.is_terminal else PlainProgress(click.echo)
     summary = grade_folder(submissions, gradebook_path, assignment, warn=lambda line: _err(line), jobs=jobs, regrade=regrade,
-                           seed=seed, cell_timeout=cell_timeout, timeout=timeout, progress=progress)  # fmt: skip
+                           seed=seed, cell_timeout=cell_timeout, timeout=timeout, progress=progress, scheduler=scheduler)  # fmt: skip
     click.echo(
         f"{summary.assignment}: {summary.graded} graded ({summary.ok} ok, {summary.not_ok} failed, {summary.errors} error), "
         f"{summary.unchanged} unchanged" + (f", {summary.busy} busy elsewhere" if summary.busy else "")

@@ -123,9 +123,9 @@ def _strip_markers(source: str) -> str:
 
 def _definition(source: str, name: str) -> str | None:
     """The source of the top-level `def`/`class` called `name` in one cell, decorators included."""
-    from .notebook import _python_only
+    from .notebook import python_only
 
-    code = _python_only(source)
+    code = python_only(source)
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError, RecursionError):

@@ -1,0 +1,198 @@
+"""`learn grade --scheduler tcp://HOST:PORT`: the same sandboxed grading on a Dask cluster.
+
+    coordinator (learn grade)                         Dask workers (`dask worker tcp://...`)
+    ─────────────────────────                         ─────────────────────────────────────
+    discover, skip unchanged, claim  ── payload ──►   grade_remote(pack, payload)
+    (gradebook: only here)                             a warm KernelPool per worker process, the
+                                     ◄── result ───    lesson pack unpacked once, the submission's
+    record, progress, exports                          notebooks graded by `batch.grade_notebooks`
+
+Only the coordinator touches the gradebook, so resume, concurrent graders and exports work
+unchanged. Workers need the same `learn` installation (and bubblewrap) as a local run; lesson
+packs travel with the job (broadcast once), submissions travel as bytes.
+
+Lost workers: Dask re-runs the task of a worker that died on another worker. A submission whose
+task has now killed two workers is recorded as that student's error and not tried again
+(the coordinator sets the scheduler's `allowed_failures` to 1 for this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+from .errors import LearnError
+from .lessons import Lesson, load_lesson
+from .results import RunResult
+
+__all__ = ["pack_bytes", "grade_remote", "run_on_cluster", "ALLOWED_WORKER_DEATHS"]
+
+ALLOWED_WORKER_DEATHS = 1  # a task may take down one worker and be retried; the second time it is an error
+
+
+def pack_bytes(lesson: Lesson) -> bytes:
+    """The lesson pack as a zip, to ship to workers that may not share our filesystem."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(lesson.root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                archive.write(path, str(Path("pack") / path.relative_to(lesson.root)))
+    return buf.getvalue()
+
+
+class _WorkerGrading:
+    """Per worker process: an event loop thread with a warm kernel pool, and unpacked packs."""
+
+    _instance: _WorkerGrading | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, size: int):
+        from .kernels import KernelPool
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="learn-grading", daemon=True)
+        self.thread.start()
+        self.pool = KernelPool(size=size)
+        self.started = asyncio.run_coroutine_threadsafe(self.pool.__aenter__(), self.loop)
+        self.packs = Path(tempfile.mkdtemp(prefix="learn-packs-"))
+        self.lessons: dict[str, Lesson] = {}
+        self.graders: dict[tuple, object] = {}
+
+    @classmethod
+    def get(cls) -> _WorkerGrading:
+        with cls._lock:
+            if cls._instance is None:
+                try:
+                    from distributed import get_worker
+
+                    size = max(1, int(get_worker().state.nthreads))
+                except (ImportError, ValueError, AttributeError):
+                    size = 1
+                cls._instance = cls(size)
+            return cls._instance
+
+    def lesson(self, pack: bytes) -> Lesson:
+        key = hashlib.sha256(pack).hexdigest()[:16]
+        with self._lock:
+            if key not in self.lessons:
+                target = self.packs / key
+                with zipfile.ZipFile(io.BytesIO(pack)) as archive:
+                    archive.extractall(target)  # our own zip, made by pack_bytes on the coordinator
+                self.lessons[key] = load_lesson(target / "pack")
+            return self.lessons[key]
+
+    def grader(self, lesson: Lesson, seed: int, cell_timeout: float | None):
+        from .grading import Grader
+
+        key = (lesson.root, seed, cell_timeout)
+        if key not in self.graders:
+            self.graders[key] = Grader(pool=self.pool, seed=seed, cell_timeout=cell_timeout, lessons={lesson.id: lesson})
+        return self.graders[key]
+
+    async def grade(self, lesson: Lesson, payload: dict) -> dict:
+        from .batch import grade_notebooks
+
+        await asyncio.wrap_future(self.started)
+        grader = self.grader(lesson, payload["seed"], payload["cell_timeout"])
+        student = payload["student"]
+        with tempfile.TemporaryDirectory(prefix="learn-sub-") as tmp:
+            folder = Path(tmp) / student
+            paths = {}
+            for spec_file, (name, data) in payload["notebooks"].items():
+                path = folder / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                paths[spec_file] = path
+
+            def label(path: Path) -> str:
+                return f"{student}/{path.relative_to(folder)}"
+
+            budget = payload["budget"]
+            run = await grade_notebooks(grader, lesson, paths, payload["notes"], payload["seed"], time.monotonic() + budget, budget, label)
+        return run.to_dict()
+
+
+def grade_remote(pack: bytes, payload: dict) -> dict:
+    """The Dask task: grade one submission on this worker and return its RunResult as a dict."""
+    state = _WorkerGrading.get()
+    lesson = state.lesson(pack)
+    return asyncio.run_coroutine_threadsafe(state.grade(lesson, payload), state.loop).result()
+
+
+def _payload(batch, sub) -> dict:
+    notebooks = {}
+    for spec_file, path in sub.notebooks.items():
+        notebooks[spec_file] = (str(path.relative_to(sub.folder)) if sub.folder else path.name, path.read_bytes())
+    return {"student": sub.student, "notebooks": notebooks, "notes": sub.notes, "seed": batch.seed,
+            "cell_timeout": batch.cell_timeout, "budget": batch.budget}  # fmt: skip
+
+
+def _limit_worker_deaths(dask_scheduler=None, deaths: int = ALLOWED_WORKER_DEATHS) -> int:
+    dask_scheduler.allowed_failures = deaths
+    return deaths
+
+
+async def run_on_cluster(batch, todo: list, address: str) -> None:
+    """Grade the claimed submissions on the cluster at `address`; record results as they come."""
+    try:
+        from distributed import Client, KilledWorker, as_completed
+    except ImportError:
+        raise LearnError("`--scheduler` needs Dask's distributed package: pip install 'learn-grader[cluster]'") from None
+    try:
+        client = await Client(address, asynchronous=True, timeout="20s")
+    except OSError as exc:
+        raise LearnError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    async with client:
+        await client.run_on_scheduler(_limit_worker_deaths)
+        pack = await client.scatter(pack_bytes(batch.lesson), broadcast=True, hash=False)
+        futures = {}
+        for sub in todo:
+            state = batch.gb.claim(sub.student, batch.lesson.id, batch.key(sub), regrade=batch.regrade)
+            if state != "claimed":
+                batch._report(_outcome(sub.student, state))
+                continue
+            batch.in_flight.add(sub.student)
+            key = f"learn-grade-{sub.student}-{sub.content_hash[:12]}"
+            futures[client.submit(grade_remote, pack, _payload(batch, sub), key=key, pure=False, retries=0)] = (sub, time.monotonic())
+        heartbeat = asyncio.ensure_future(batch._heartbeat())
+        try:
+            async for future in as_completed(list(futures)):
+                sub, started = futures[future]
+                try:
+                    run = RunResult.from_dict(await future)
+                except KilledWorker:
+                    run = _killed_workers(batch, sub)
+                except Exception as exc:  # the machinery failed (not the student): leave it for the next run
+                    batch.gb.release(batch.lesson.id, sub.student)
+                    batch._report(_outcome(sub.student, "failed", message=f"worker error: {type(exc).__name__}: {exc}"))
+                    continue
+                finally:
+                    batch.in_flight.discard(sub.student)
+                run.duration = time.monotonic() - started
+                batch._report(batch.store(sub, run))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+
+def _outcome(student: str, state: str, message: str = ""):
+    from .batch import Outcome
+
+    return Outcome(student, state, message=message)
+
+
+def _killed_workers(batch, sub) -> RunResult:
+    """The result of a submission whose grading took down two workers: an error, not retried."""
+    from .batch import _stand_in
+
+    note = f"grading this submission killed {ALLOWED_WORKER_DEATHS + 1} Dask workers; it was not tried again"
+    results = [_stand_in(batch.lesson, spec, spec.file, "killed_workers", note, batch.seed) for spec in batch.lesson.notebooks]
+    return RunResult(results, seed=batch.seed)
