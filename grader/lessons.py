@@ -13,6 +13,7 @@ adding a pack; nothing in `grader/` changes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -114,16 +115,20 @@ class Lesson:
             self._code = _load_checks(self)
         return self._code
 
+    @functools.cached_property
+    def _fingerprint(self) -> str:
+        return self._compute_fingerprint()
+
     def fingerprint(self) -> str:
-        """Changes whenever the manifest, checks or a solution notebook change (cache keys)."""
+        """Changes whenever any file of the pack changes (cache keys); computed once per process."""
+        return self._fingerprint
+
+    def _compute_fingerprint(self) -> str:
         h = hashlib.sha256()
-        data = [self.root / d for n in self.notebooks for d in n.data]
-        files = [self.root / MANIFEST, self.root / "checks.py", *(self.root / n.file for n in self.notebooks), *data]
-        for path in sorted(set(files)):
-            for item in sorted(path.rglob("*")) if path.is_dir() else [path]:
-                if item.is_file():
-                    h.update(str(item.relative_to(self.root)).encode())
-                    h.update(item.read_bytes())
+        for item in sorted(self.root.rglob("*")):  # every file: manifest, checks, notebooks, data, grader-only files
+            if item.is_file() and "__pycache__" not in item.parts:
+                h.update(str(item.relative_to(self.root)).encode())
+                h.update(item.read_bytes())
         return h.hexdigest()[:16]
 
 

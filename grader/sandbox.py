@@ -35,10 +35,39 @@ __all__ = ["Sandbox", "RlimitOnly", "Bubblewrap", "choose", "hidden_paths"]
 
 
 def hidden_paths() -> list[Path]:
-    """Paths inside the bound Python installation that learners must not read (a wheel install
-    ships the reference solutions inside site-packages)."""
+    """Paths inside the bound Python installation that learners must not read: the reference
+    solutions a wheel install ships inside site-packages, and scikit-learn's copy of the digits
+    (the fine-tuning task's holdout images are drawn from it)."""
+    hidden = []
     content = Path(__file__).resolve().parent / "_content"
-    return [content / "solutions"] if content.exists() else []
+    if content.exists():
+        hidden.append(content / "solutions")
+    digits = _package_file("sklearn", "datasets/data/digits.csv.gz")
+    if digits is not None:
+        hidden.append(digits)
+    return hidden
+
+
+def _package_file(package: str, relative: str) -> Path | None:
+    """A data file of an installed package, found without importing the package."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / relative
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _gpu_devices() -> list[str]:
+    """NVIDIA device nodes: a sandboxed kernel needs them to use CUDA (bwrap's /dev has none)."""
+    import glob
+
+    return sorted(glob.glob("/dev/nvidia*"))
 
 
 class Sandbox:
@@ -156,7 +185,12 @@ class Bubblewrap(Sandbox):
             if not any(path.startswith(p + os.sep) for p in _python_paths()):
                 args += _parents(path, made) + ["--ro-bind", path, path]
         for hidden in hidden_paths():
-            args += ["--tmpfs", str(hidden)]
+            args += ["--tmpfs", str(hidden)] if hidden.is_dir() else ["--ro-bind", "/dev/null", str(hidden)]
+        gpus = _gpu_devices()
+        for device in gpus:
+            args += ["--dev-bind", device, device]
+        if gpus and os.path.isdir("/sys"):
+            args += ["--ro-bind", "/sys", "/sys"]  # the CUDA driver enumerates devices there
         slot = str(slot_dir)
         args += _parents(slot, made) + ["--bind", slot, slot, "--remount-ro", "/tmp", "--chdir", slot]
         if self.drops_privileges:

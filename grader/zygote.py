@@ -132,6 +132,9 @@ def become_kernel(req: dict) -> None:
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(req.get("env") or {})
+        import tempfile
+
+        tempfile.tempdir = None  # the zygote cached its own temp dir; the kernel's is $TMPDIR
         os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
         _reseed()
         threads = req.get("threads")

@@ -1,0 +1,336 @@
+"""The fine-tuning lesson: the reference passes on CPU (GPU-only check skipped with its reason),
+the stub fails, and each classic mistake fails the check it concerns with a specific message.
+A malicious model.pkl is only ever unpickled inside the sandboxed kernel.
+
+Fine-tuning runs are slow, so every variant is graded in one batch (one kernel pool) in a module
+fixture, and variants that need no training of their own share notebooks where they can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from grader.grading import Grader, plan
+from grader.lessons import get_lesson
+from grader.results import Status
+
+from .conftest import exercise, solution
+
+NB = "05_fine_tune.ipynb"
+LESSON = "finetune"
+HOLDOUT = Path(__file__).resolve().parent.parent / "solutions" / LESSON / "holdout.npz"
+
+
+def _pack():
+    lesson = get_lesson(LESSON)
+    return lesson, lesson.check_code()
+
+
+def _module_of(code):
+    import sys
+
+    return sys.modules[next(iter(code.values())).cases.__module__]
+
+
+def edit(source: Path, dest: Path, *, replace: dict[str, str] | None = None, append: tuple[str, ...] = ()) -> Path:
+    """Copy a notebook; replace the (unique) code cell containing each key by the given code; append cells."""
+    nb = nbformat.read(str(source), as_version=4)
+    for needle, code in (replace or {}).items():
+        hits = [c for c in nb.cells if c.cell_type == "code" and needle in c.source]
+        assert len(hits) == 1, f"{len(hits)} cells of {source.name} contain {needle!r}"
+        hits[0].source = code
+    for code in append:
+        nb.cells.append(nbformat.v4.new_code_cell(code))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(dest))
+    return dest
+
+
+def malicious_cell(grader_marker: Path, host_marker: Path) -> str:
+    """A cell that replaces model.pkl by a pickle running code when loaded.
+
+    The payload creates `grader_marker` only if it runs in the grader's own process (this pytest
+    process: the Grader runs in it), and tries to create `host_marker` - a path of the host
+    filesystem, outside the kernel's sandbox - from wherever it runs.
+    """
+    payload = (
+        "import os\n"
+        f"if os.getpid() == {os.getpid()}:\n"
+        f"    open({str(grader_marker)!r}, 'w').close()\n"
+        "try:\n"
+        f"    open({str(host_marker)!r}, 'w').close()\n"
+        "except OSError:\n"
+        "    pass\n"
+    )
+    return (
+        "import builtins, torch\n"
+        "class Payload:\n"
+        "    def __reduce__(self):\n"
+        f"        return (builtins.exec, ({payload!r},))\n"
+        "torch.save(Payload(), 'model.pkl')\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# graded variants (slow: kernels, training)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """name -> NotebookResult, all graded together; plus the marker paths of the malicious pickle."""
+    tmp = tmp_path_factory.mktemp("finetune")
+    markers = {"grader": tmp / "unpickled-in-grader", "host": tmp / "escaped-sandbox"}
+    src = solution(LESSON, NB)
+    jobs = {
+        "solution": src,
+        "stub": exercise(LESSON, NB),
+        # no training at all; and model.pkl replaced by a code-running pickle at the end
+        "skip_fine_tune": edit(src, tmp / "skip" / NB, replace={"learn.fine_tune(": "pass"},
+                               append=(malicious_cell(markers["grader"], markers["host"]),)),  # fmt: skip
+        # export before training (the file holds the untrained model); predict_digit returns the whole tuple
+        "stale_export": edit(src, tmp / "stale" / NB, replace={
+            'learn.export("model.pkl")': "pass",
+            "learn.fine_tune(": 'learn.export("model.pkl")\nlearn.fine_tune(4, base_lr=1e-2)',
+            "def predict_digit(": "def predict_digit(path):\n    return learn_inf.predict(PILImage.create(path))",
+        }),  # fmt: skip
+        # the same recipe from random weights
+        "scratch": edit(src, tmp / "scratch" / NB, replace={
+            "learn = vision_learner(": 'set_seed(42)\nlearn = vision_learner(dls, glyph_cnn, pretrained=False, metrics=error_rate, path=".")',
+        }),  # fmt: skip
+        # a DataBlock that was never turned into DataLoaders (everything after it fails; only dls is asserted)
+        "datablock": edit(src, tmp / "datablock" / NB, replace={
+            "dls = ImageDataLoaders.from_folder(": "dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,\n"
+            "                splitter=RandomSplitter(0.2, seed=42), item_tfms=Resize(28))",
+        }, append=(f"import os\nassert not os.path.exists({str(HOLDOUT)!r}), 'the holdout is readable from the notebook'",)),  # fmt: skip
+    }
+
+    async def run():
+        async with Grader(pool_size=2, seed=2024) as grader:
+            results = await asyncio.gather(*(grader.grade(p) for p in jobs.values()))
+        return dict(zip(jobs, results))
+
+    results = asyncio.run(run())
+    return results, markers
+
+
+def _check(result, name):
+    return next(c for c in result.checks if c.name == name)
+
+
+GRADED_ON_CPU = ["dls", "pretrained", "fine_tune", "export", "predict_digit"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", GRADED_ON_CPU)
+def test_reference_passes(graded, name):
+    result = graded[0]["solution"]
+    check = _check(result, name)
+    assert check.status is Status.PASSED, check.message
+    assert check.points == check.max_points == get_lesson(LESSON).checks[name].points
+    assert result.cell_problems == []
+
+
+@pytest.mark.slow
+def test_gpu_check_is_skipped_with_its_reason_on_cpu(graded):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the check runs for real")
+    result = graded[0]["solution"]
+    check = _check(result, "mixed_precision")
+    assert check.status is Status.SKIPPED
+    assert check.message.startswith("needs a CUDA GPU")
+    assert check.max_points == 0  # a skipped check neither gives nor costs points
+    assert result.status is Status.PASSED
+    assert result.points == result.max_points == sum(get_lesson(LESSON).checks[n].points for n in GRADED_ON_CPU)
+
+
+@pytest.mark.slow
+def test_reference_accuracy_is_well_above_the_bar(graded):
+    checks = _module_of(_pack()[1])
+    fine_tune = _check(graded[0]["solution"], "fine_tune")
+    percent = float(fine_tune.cases[0].message.split("gets ")[1].split("%")[0]) / 100
+    assert percent >= checks.ACCURACY_BAR + 0.05, fine_tune.cases[0].message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", GRADED_ON_CPU)
+def test_stub_fails(graded, name):
+    check = _check(graded[0]["stub"], name)
+    assert check.status in (Status.FAILED, Status.ERROR)
+    assert check.points == 0
+    if name == "export":
+        assert check.kind == "missing_file" and "learn.export('model.pkl')" in check.message
+    else:
+        assert check.kind == "not_implemented" and "not written yet" in check.message
+
+
+@pytest.mark.slow
+def test_skipping_fine_tune_is_named(graded):
+    check = _check(graded[0]["skip_fine_tune"], "fine_tune")
+    assert check.status is Status.FAILED
+    assert check.kind == "not_trained"
+    assert "has not been trained" in check.message and "learn.fine_tune" in check.message
+    assert check.hint
+    assert _check(graded[0]["skip_fine_tune"], "pretrained").status is Status.PASSED  # the backbone itself is right
+
+
+@pytest.mark.slow
+def test_exporting_before_training_is_named(graded):
+    result = graded[0]["stale_export"]
+    check = _check(result, "export")
+    assert check.status is Status.FAILED
+    assert check.kind == "stale_export"
+    assert "after learn.fine_tune" in check.message
+    assert _check(result, "fine_tune").status is Status.PASSED  # the notebook's learn is fine
+
+
+@pytest.mark.slow
+def test_predict_digit_must_return_the_label(graded):
+    check = _check(graded[0]["stale_export"], "predict_digit")
+    assert check.status is Status.FAILED
+    assert check.kind == "wrong_type"
+    assert "tuple" in check.message and "return the label alone" in check.message
+
+
+@pytest.mark.slow
+def test_training_from_scratch_is_detected(graded):
+    result = graded[0]["scratch"]
+    check = _check(result, "pretrained")
+    assert check.status is Status.FAILED
+    assert check.kind == "not_pretrained"
+    assert "trained from scratch" in check.message and "cosine similarity" in check.message
+    assert _check(result, "export").kind == "not_pretrained"
+
+
+@pytest.mark.slow
+def test_a_datablock_is_not_dataloaders(graded):
+    check = _check(graded[0]["datablock"], "dls")
+    assert check.status is Status.FAILED
+    assert check.kind == "wrong_type" and "DataBlock" in check.message and ".dataloaders(path)" in check.message
+
+
+@pytest.mark.slow
+def test_the_holdout_file_is_invisible_to_the_notebook(graded):
+    result = graded[0]["datablock"]
+    assert HOLDOUT.is_file()
+    if result.sandbox != "bwrap":
+        pytest.skip("without bubblewrap the kernel sees the whole filesystem")
+    assert not [p for p in result.cell_problems if "holdout is readable" in p.evalue]
+    assert result.cell_problems  # the cells did run (the DataBlock mistake breaks later ones)
+
+
+@pytest.mark.slow
+def test_malicious_model_pickle_stays_in_the_sandbox(graded):
+    results, markers = graded
+    result = results["skip_fine_tune"]
+    export = _check(result, "export")
+    assert export.status is Status.FAILED
+    assert "load_learner('model.pkl') failed" in export.message  # loaded in the kernel: the payload ran there
+    assert not markers["grader"].exists(), "the grader's own process unpickled model.pkl"
+    if result.sandbox != "bwrap":
+        pytest.skip("without bubblewrap the kernel can write to the host filesystem")
+    assert not markers["host"].exists(), "code in model.pkl wrote outside the sandbox"
+
+
+def test_the_malicious_payload_is_live(tmp_path, monkeypatch):
+    """Positive control for the test above: unpickled in this process, the payload leaves both marks."""
+    grader_marker, host_marker = tmp_path / "in-grader", tmp_path / "on-host"
+    monkeypatch.chdir(tmp_path)
+    exec(malicious_cell(grader_marker, host_marker), {})
+    torch.load(tmp_path / "model.pkl", weights_only=False)
+    assert grader_marker.exists() and host_marker.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# the pack's data and the grading plan (fast: no kernels)
+
+
+def test_holdout_is_not_given_to_the_notebook():
+    lesson, _ = _pack()
+    spec = lesson.notebook(NB)
+    assert "holdout.npz" not in spec.data
+    assert not (lesson.exercises_dir / "holdout.npz").exists()
+    assert (lesson.root / "holdout.npz").is_file()  # the grader's copy, in the pack the sandbox hides
+
+
+def test_holdout_images_are_not_among_the_training_digits():
+    lesson, code = _pack()
+    checks = _module_of(code)
+    kit = _load_digit_kit(lesson.root)
+    with np.load(lesson.root / "digits.npz") as data:
+        train = kit.to_image_size(data["images"])
+    images, labels = checks.holdout()
+    train_set = {img.tobytes() for img in train}
+    assert len(labels) == 500 and sorted(set(labels)) == checks.DIGITS
+    assert not any(img.numpy().tobytes() in train_set for img in images)
+
+
+def test_probes_carry_images_but_never_labels():
+    lesson, code = _pack()
+    spec = lesson.notebook(NB)
+    p = plan(lesson, spec, seed=7)
+    probes = p.probes(reference=False)
+    assert p.probes(reference=True) == []  # threshold judges: no reference kernel retrains the model
+    text = repr(probes)
+    _, labels = _module_of(code).holdout()
+    assert "".join(labels) not in text
+    for probe in probes:
+        assert "labels" not in probe["kwargs"] and "model.pkl" not in repr(probe["args"])
+
+
+def test_pretrained_weights_are_small_and_recognised():
+    lesson, code = _pack()
+    checks = _module_of(code)
+    assert (lesson.root / "glyph_cnn.pth").stat().st_size < 1_000_000
+    shipped = checks.pretrained_first_conv()
+    assert checks.similarity(shipped.clone()) == pytest.approx(1.0)
+    assert checks.similarity(shipped + 0.1 * shipped.std() * torch.randn_like(shipped)) > 0.9  # gently fine-tuned
+    fresh = torch.nn.init.kaiming_normal_(torch.empty_like(shipped))
+    assert abs(checks.similarity(fresh)) < checks.SIMILARITY_BAR
+    assert checks.similarity(torch.zeros(8, 3, 3, 3)) is None  # another architecture
+
+
+def test_gpu_judge_checks_cuda_and_mixed_precision():
+    """The GPU branch of the judge, with what the probe reports on a GPU machine."""
+    judge = _module_of(_pack()[1]).judge_mixed_precision
+    on_gpu = {"cuda": True, "gpu": "H100", "callbacks": ["TrainEvalCallback", "Recorder", "MixedPrecision"],
+              "amp_mode": "fp16", "model_device": "cuda", "dls_device": "cuda", "trained": True}  # fmt: skip
+    assert judge(on_gpu, None, None).ok and judge(on_gpu, None, None).kind != "skipped"
+    no_fp16 = judge({**on_gpu, "callbacks": ["TrainEvalCallback", "Recorder"]}, None, None)
+    assert not no_fp16.ok and "to_fp16()" in no_fp16.message
+    on_cpu_model = judge({**on_gpu, "model_device": "cpu"}, None, None)
+    assert not on_cpu_model.ok and "not the GPU" in on_cpu_model.message
+    skipped = judge({**on_gpu, "cuda": False}, None, None)
+    assert skipped.ok and skipped.kind == "skipped" and skipped.message.startswith("needs a CUDA GPU")
+
+
+def test_export_judge_messages():
+    checks = _module_of(_pack()[1])
+    labels = ["1", "2", "3", "4"]
+    judge = checks.judge_export(labels)
+    conv = checks.pretrained_first_conv().clone()
+    good = {"exists": True, "type": "fastai.learner.Learner", "vocab": checks.DIGITS, "first_conv": conv, "preds": labels, "learn_preds": labels}
+    assert judge(good, None, None).ok
+    missing = judge({"exists": False, "elsewhere": "digits/model.pkl"}, None, None)
+    assert not missing.ok and "digits/model.pkl" in missing.message and "path='.'" in missing.message
+    stale = judge({**good, "preds": ["0"] * 4}, None, None)
+    assert stale.kind == "stale_export"
+    both_bad = judge({**good, "preds": ["0"] * 4, "learn_preds": ["0"] * 4}, None, None)
+    assert both_bad.kind == "accuracy" and "85.0%" in both_bad.message
+    not_learner = judge({"exists": True, "type": "builtins.int"}, None, None)
+    assert not not_learner.ok and "builtins.int" in not_learner.message
+
+
+def _load_digit_kit(root: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_finetune_digit_kit", root / "digit_kit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
