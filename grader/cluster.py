@@ -142,7 +142,7 @@ def _limit_worker_deaths(dask_scheduler=None, deaths: int = ALLOWED_WORKER_DEATH
 async def run_on_cluster(batch, todo: list, address: str) -> None:
     """Grade the claimed submissions on the cluster at `address`; record results as they come."""
     try:
-        from distributed import Client, KilledWorker, as_completed
+        from distributed import Client, KilledWorker
     except ImportError:
         raise LearnError("`--scheduler` needs Dask's distributed package: pip install 'learn-grader[cluster]'") from None
     try:
@@ -151,36 +151,55 @@ async def run_on_cluster(batch, todo: list, address: str) -> None:
         raise LearnError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     async with client:
         await client.run_on_scheduler(_limit_worker_deaths)
-        pack = await client.scatter(pack_bytes(batch.lesson), broadcast=True, hash=False)
-        futures = {}
-        for sub in todo:
-            state = batch.gb.claim(sub.student, batch.lesson.id, batch.key(sub), regrade=batch.regrade)
-            if state != "claimed":
-                batch._report(_outcome(sub.student, state))
-                continue
-            batch.in_flight.add(sub.student)
-            key = f"learn-grade-{sub.student}-{sub.content_hash[:12]}"
-            futures[client.submit(grade_remote, pack, _payload(batch, sub), key=key, pure=False, retries=0)] = (sub, time.monotonic())
+        # The pack goes with every task rather than scattered once: scattered data dies with the
+        # workers holding it, taking every task that needs it down too.
+        pack = pack_bytes(batch.lesson)
+        queue = list(todo)
+        running: dict = {}
         heartbeat = asyncio.ensure_future(batch._heartbeat())
         try:
-            async for future in as_completed(list(futures)):
-                sub, started = futures[future]
+            while queue or running:
+                # No more tasks in flight than the cluster has threads: when a worker dies, the
+                # scheduler blames every task assigned to it, so none may wait in a worker's queue.
+                window = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+                while queue and len(running) < window:
+                    sub = queue.pop(0)
+                    state = batch.gb.claim(sub.student, batch.lesson.id, batch.key(sub), regrade=batch.regrade)
+                    if state != "claimed":
+                        batch._report(_outcome(sub.student, state))
+                        continue
+                    batch.in_flight.add(sub.student)
+                    key = f"learn-grade-{sub.student}-{sub.content_hash[:12]}-{time.time_ns()}"
+                    future = client.submit(grade_remote, pack, _payload(batch, sub), key=key, pure=False, retries=0)
+                    running[future] = (sub, time.monotonic())
+                if not running:
+                    continue
+                done = await next_completed(running)
+                sub, started = running.pop(done)
                 try:
-                    run = RunResult.from_dict(await future)
+                    run = RunResult.from_dict(await done)
                 except KilledWorker:
                     run = _killed_workers(batch, sub)
                 except Exception as exc:  # the machinery failed (not the student): leave it for the next run
+                    batch.in_flight.discard(sub.student)
                     batch.gb.release(batch.lesson.id, sub.student)
                     batch._report(_outcome(sub.student, "failed", message=f"worker error: {type(exc).__name__}: {exc}"))
                     continue
-                finally:
-                    batch.in_flight.discard(sub.student)
+                batch.in_flight.discard(sub.student)
                 run.duration = time.monotonic() - started
                 batch._report(batch.store(sub, run))
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+
+
+async def next_completed(futures):
+    """The first of these Dask futures to finish (successfully or not)."""
+    from distributed import wait
+
+    done = await wait(list(futures), return_when="FIRST_COMPLETED")
+    return next(iter(done.done))
 
 
 def _outcome(student: str, state: str, message: str = ""):
