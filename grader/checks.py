@@ -35,7 +35,22 @@ from typing import Any, Callable, Iterable
 
 from .compare import Tolerance, Verdict, compare
 
-__all__ = ["Case", "Check", "Mistake", "CaseRng", "check", "explained", "line_plot", "probe_source", "Tolerance", "Verdict", "compare"]
+__all__ = [
+    "Case",
+    "Check",
+    "Mistake",
+    "CaseRng",
+    "check",
+    "explained",
+    "vectorised",
+    "loop_case",
+    "count_lines_probe",
+    "line_plot",
+    "probe_source",
+    "Tolerance",
+    "Verdict",
+    "compare",
+]
 
 
 def probe_source(fn: Callable) -> tuple[str, str]:
@@ -167,6 +182,62 @@ def explained(messages: dict[str, str], base: Callable | None = None) -> Callabl
         return verdict
 
     return judge
+
+
+def count_lines_probe(ns, name, small, big, setup=None):
+    """Probe (runs in the kernel): call ns[name] on a small and on a big input, counting the Python
+    lines each call runs. `small`/`big` are argument tuples; `setup` sets notebook globals first."""
+    if setup:
+        ns.update(setup)
+    fn = ns[name]
+    value, n_small = tools.count_lines(fn, *small)  # noqa: F821 - `tools` is given to every probe
+    _, n_big = tools.count_lines(fn, *big)  # noqa: F821
+    return {"value": value, "lines_small": n_small, "lines_big": n_big}
+
+
+def vectorised(advice: str = "", what: str = "inputs", slack: float = 3.0) -> Callable:
+    """Judge for array code: values as the reference, a wrong shape explained with `advice`, and -
+    on a `count_lines_probe` result - no Python loop: the lines run must not grow with the input.
+
+    A vectorised function runs the same handful of lines for 2 images or 200; a loop over the
+    batch runs more for more. `slack` is how much growth is tolerated (a tensor op may branch).
+    """
+
+    def judge(got, expected, tol):
+        import torch
+
+        from .compare import fmt_shape
+
+        lines = None
+        if type(expected) is dict and "lines_small" in expected:
+            if type(got) is not dict or "value" not in got:
+                return compare(got, expected, tol)
+            lines = got.get("lines_small"), got.get("lines_big")
+            got, expected = got["value"], expected["value"]
+        if advice and type(got) is torch.Tensor and type(expected) is torch.Tensor and got.shape != expected.shape:
+            message = f"returned shape {fmt_shape(got.shape)} where {fmt_shape(expected.shape)} was expected: {advice}"
+            return Verdict(False, message, kind="shape")
+        verdict = compare(got, expected, tol)
+        if not verdict.ok or lines is None:
+            return verdict
+        small, big = lines
+        if type(small) is int and type(big) is int and big > slack * small + 10:
+            fix = f" To fix it: {advice}." if advice else ""
+            return Verdict(
+                False,
+                "the values are right, but your function runs a Python loop where broadcasting should do the work: "
+                f"it ran {small} lines of Python for small {what} and {big} for larger ones.{fix}",
+                kind="python_loop",
+            )
+        return Verdict.passed()
+
+    return judge
+
+
+def loop_case(name: str, small: tuple, big: tuple, *, advice: str = "", what: str = "inputs", slack: float = 3.0,
+              setup: dict | None = None, **options) -> Case:  # fmt: skip
+    """A case that fails a correct-valued function which loops in Python over its input."""
+    return Case.call(name, tuple(small), tuple(big), setup, probe=count_lines_probe, judge=vectorised(advice, what, slack), **options)
 
 
 def line_plot(title: str, x, lines: dict[str, Any], points: tuple | None = None, xlabel: str = "", ylabel: str = "") -> dict:

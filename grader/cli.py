@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .errors import LearnError, UnknownLessonError
+from .errors import LearnError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

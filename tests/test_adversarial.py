@@ -23,7 +23,7 @@ import pytest
 from grader.gradebook import Gradebook
 
 from .build_adversarial import GENERATORS
-from .conftest import ROOT, SOLUTIONS
+from .conftest import SOLUTIONS
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grader.checks import Case, Mistake, Verdict, check, compare, explained
-from grader.compare import fmt_shape
+from grader.checks import Case, Mistake, Verdict, check, compare, explained, loop_case, vectorised
 
 DATA_FILE = Path(__file__).with_name("digits37.npz")
 ACCURACY_BAR = 0.95  # the reference reaches 98.9% with TRAIN_SEED (linear model and simple_net; 96.7-100% over 30 seeds)
@@ -47,39 +46,6 @@ def images(stack: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------
 # judges (run in the grader)
-
-
-def vectorised(fix: str, what: str = "batch sizes", slack: float = 3.0):
-    """Judge: a wrong shape gets `fix` as advice; values as the reference; and for probes that
-    count Python lines ({"value", "lines_small", "lines_big"}), no growth with the batch size."""
-
-    def judge(got, expected, tol):
-        lines = None
-        if type(expected) is dict and "lines_small" in expected:
-            if type(got) is not dict or "value" not in got:
-                return compare(got, expected, tol)
-            lines = got.get("lines_small"), got.get("lines_big")
-            got, expected = got["value"], expected["value"]
-        if type(got) is torch.Tensor and type(expected) is torch.Tensor and got.shape != expected.shape:
-            return Verdict(
-                False,
-                f"returned shape {fmt_shape(got.shape)} where {fmt_shape(expected.shape)} was expected: {fix}",
-                kind="shape",
-            )
-        verdict = compare(got, expected, tol)
-        if not verdict.ok or lines is None:
-            return verdict
-        small, big = lines
-        if type(small) is int and type(big) is int and big > slack * small + 10:
-            return Verdict(
-                False,
-                "the values are right, but your function loops in Python where broadcasting should do the work: "
-                f"it ran {small} lines of Python for small {what} and {big} for larger ones. To fix it: {fix}.",
-                kind="python_loop",
-            )
-        return Verdict.passed()
-
-    return judge
 
 
 def accuracy_at_least(bar: float, what: str):
@@ -183,27 +149,6 @@ def judge_simple_net(got, expected, tol):
 def probe_is_3(ns, mean3, mean7, x):
     ns["mean3"], ns["mean7"] = mean3, mean7
     return ns["is_3"](x)
-
-
-def probe_lines(ns, name, small, big, *rest):
-    fn = ns[name]
-    value, n_small = tools.count_lines(fn, small, *rest)  # noqa: F821 - tools is given to probes
-    _, n_big = tools.count_lines(fn, big, *rest)  # noqa: F821
-    return {"value": value, "lines_small": n_small, "lines_big": n_big}
-
-
-def probe_is_3_lines(ns, mean3, mean7, small, big):
-    ns["mean3"], ns["mean7"] = mean3, mean7
-    value, n_small = tools.count_lines(ns["is_3"], small)  # noqa: F821
-    _, n_big = tools.count_lines(ns["is_3"], big)  # noqa: F821
-    return {"value": value, "lines_small": n_small, "lines_big": n_big}
-
-
-def probe_loss_lines(ns, preds_small, targets_small, preds_big, targets_big):
-    fn = ns["mnist_loss"]
-    value, n_small = tools.count_lines(fn, preds_small, targets_small)  # noqa: F821
-    _, n_big = tools.count_lines(fn, preds_big, targets_big)  # noqa: F821
-    return {"value": value, "lines_small": n_small, "lines_big": n_big}
 
 
 def probe_init_params(ns):
@@ -534,11 +479,9 @@ def mnist_distance_cases(rng):
     yield Case.call(images(d["valid3"][:6]), mean3, judge=judge, label="a batch against one image", show="mnist_distance(valid_threes[:6], mean3)")
     yield Case.call(rng.rand(5, 28, 28), rng.rand(28, 28), judge=judge, random=True, label="random batch of 5")
     yield Case.call(rng.rand(4, 8, 8), rng.rand(4, 8, 8), judge=judge, random=True, label="pairs of 8x8 images")
-    yield Case.call(
-        "mnist_distance", rng.rand(2, 8, 8), rng.rand(200, 8, 8), rng.rand(8, 8),
-        probe=probe_lines, judge=vectorised(DISTANCE_FIX, "batches"),
-        label="no loop over the batch", show="mnist_distance on batches of 2 and of 200 images",
-    )  # fmt: skip
+    target = rng.rand(8, 8)
+    yield loop_case("mnist_distance", (rng.rand(2, 8, 8), target), (rng.rand(200, 8, 8), target), advice=DISTANCE_FIX, what="batches",
+                    label="no loop over the batch", show="mnist_distance on batches of 2 and of 200 images")  # fmt: skip
 
 
 @check("is_3", requires=("is_3", "mnist_distance"), mistakes=[Mistake("reversed", "The comparison is the wrong way round: an image is a 3 when its distance to mean3 is the SMALLER one.", is_3_reversed)])
@@ -551,11 +494,9 @@ def is_3_cases(rng):
     yield Case.call(mean3, mean7, images(d["valid7"][0]), probe=probe_is_3, judge=judge, label="a single 7", show="is_3(valid_sevens[0])")
     yield Case.call(rng.rand(28, 28), rng.rand(28, 28), rng.rand(6, 28, 28), probe=probe_is_3, judge=judge, random=True,
                     label="other ideals", show="is_3(x) with new values of mean3 and mean7")  # fmt: skip
-    yield Case.call(
-        rng.rand(8, 8), rng.rand(8, 8), rng.rand(2, 8, 8), rng.rand(200, 8, 8),
-        probe=probe_is_3_lines, judge=vectorised(IS_3_FIX, "batches"),
-        label="no loop over the batch", show="is_3 on batches of 2 and of 200 images",
-    )  # fmt: skip
+    ideals = {"mean3": rng.rand(8, 8), "mean7": rng.rand(8, 8)}
+    yield loop_case("is_3", (rng.rand(2, 8, 8),), (rng.rand(200, 8, 8),), setup=ideals, advice=IS_3_FIX, what="batches",
+                    label="no loop over the batch", show="is_3 on batches of 2 and of 200 images")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,11 +543,8 @@ def mnist_loss_cases(rng):
     yield Case.call(torch.tensor([0.9, 0.4, -2.0]), torch.tensor([1, 0, 1]), judge=judge, label="the chapter's example")
     yield Case.call(rng.randn(8, 1, scale=2), _targets(rng, 8, 1), judge=judge, random=True, label="a batch of 8, targets as a column")
     yield Case.call(rng.randn(6, scale=3), _targets(rng, 6).float(), judge=judge, random=True, label="float targets")
-    yield Case.call(
-        rng.randn(4, 1), _targets(rng, 4, 1), rng.randn(300, 1), _targets(rng, 300, 1),
-        probe=probe_loss_lines, judge=vectorised(LOSS_FIX, "batches"),
-        label="no loop over the items", show="mnist_loss on batches of 4 and of 300",
-    )  # fmt: skip
+    yield loop_case("mnist_loss", (rng.randn(4, 1), _targets(rng, 4, 1)), (rng.randn(300, 1), _targets(rng, 300, 1)),
+                    advice=LOSS_FIX, what="batches", label="no loop over the items", show="mnist_loss on batches of 4 and of 300")  # fmt: skip
 
 
 def _batch(rng, n, features=784):

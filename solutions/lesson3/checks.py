@@ -6,7 +6,7 @@ inside their body. Inputs (tensors, numbers) are built here in the grader from t
 
 import torch
 
-from grader.checks import Case, Mistake, Verdict, check, explained, line_plot
+from grader.checks import Case, Mistake, Verdict, check, explained, line_plot, loop_case
 
 # ---------------------------------------------------------------------------------------------
 # helpers run in the grader
@@ -19,30 +19,6 @@ def noisy_quadratic(rng, n=20):
     clean = a * x**2 + b * x + c
     y = clean * (1 + rng.randn(n) * 0.15) + rng.randn(n) * 1.5
     return x, y
-
-
-def lines_grow(small_key="lines_small", big_key="lines_big", slack=3.0, what="the inputs"):
-    """Judge: values as the reference, and the Python lines run must not grow with the input size."""
-
-    def judge(got, expected, tol):
-        from grader.checks import compare
-
-        if type(got) is not dict or small_key not in got or big_key not in got:
-            return compare(got, expected, tol)
-        verdict = compare(got["value"], expected["value"], tol, "")
-        if not verdict.ok:
-            return verdict
-        small, big = got[small_key], got[big_key]
-        if type(small) is int and type(big) is int and big > slack * small + 10:
-            return Verdict(
-                False,
-                f"the values are right, but your function runs a Python loop where broadcasting should do the work: "
-                f"it executed {small} lines of Python for small {what} and {big} for larger ones",
-                kind="python_loop",
-            )
-        return Verdict.passed()
-
-    return judge
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,12 +144,6 @@ def relu_bias_after_clip(m, b, x):
     return torch.clip(m * x, min=0.0) + b
 
 
-def probe_relu_model_lines(ns, params_small, params_big, x):
-    value, small = tools.count_lines(ns["relu_model"], params_small, x)  # noqa: F821 - tools is given to probes
-    _, big = tools.count_lines(ns["relu_model"], params_big, x)  # noqa: F821
-    return {"value": value, "lines_small": small, "lines_big": big}
-
-
 def probe_fit_relus(ns, x, y, n_relus, lr, steps):
     params, losses = ns["fit_relus"](x, y, n_relus=n_relus, lr=lr, steps=steps, seed=0)
     losses = [float(v) for v in losses]
@@ -200,13 +170,6 @@ def judge_fit_relus(got, expected, tol):
             kind="values",
         )
     return Verdict.passed()
-
-
-def probe_matmul_lines(ns, name, a_small, b_small, a_big, b_big):
-    fn = ns[name]
-    value, small = tools.count_lines(fn, a_small, b_small)  # noqa: F821
-    _, big = tools.count_lines(fn, a_big, b_big)  # noqa: F821
-    return {"value": value, "lines_small": small, "lines_big": big}
 
 
 def matmul_transposed(a, b):
@@ -378,11 +341,9 @@ def relu_model_cases(rng):
     for units in (3, 8):
         yield Case.call(rng.randn(2 * units), rng.randn(12, scale=2), random=True)
     x = rng.randn(12)
-    yield Case.call(
-        rng.randn(4), rng.randn(100), x,
-        probe=probe_relu_model_lines, judge=lines_grow(what="numbers of units"),
-        label="no loop over units", show="relu_model with 2 units and with 50 units",
-    )  # fmt: skip
+    yield loop_case("relu_model", (rng.randn(4), x), (rng.randn(100), x), what="numbers of units",
+                    advice="compute all units at once: ms[:, None] * x[None, :] + bs[:, None]",
+                    label="no loop over units", show="relu_model with 2 units and with 50 units")  # fmt: skip
 
 
 def relu_fit_series(got, expected, cases):
@@ -423,22 +384,18 @@ def matmul_loops_cases(rng):
 def matmul_broadcast_cases(rng):
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 4, 5, 2), random=True, label="rectangular matrices")
-    yield Case.call(
-        "matmul_broadcast", *_matrices(rng, 4, 3, 2), *_matrices(rng, 4, 40, 30),
-        probe=probe_matmul_lines, judge=lines_grow(what="matrices"),
-        label="one loop only", show="matmul_broadcast on (4x3)@(3x2) and on (4x40)@(40x30)",
-    )  # fmt: skip
+    yield loop_case("matmul_broadcast", _matrices(rng, 4, 3, 2), _matrices(rng, 4, 40, 30), what="matrices",
+                    advice="keep only the loop over the rows of a",
+                    label="one loop only", show="matmul_broadcast on (4x3)@(3x2) and on (4x40)@(40x30)")  # fmt: skip
 
 
 @check("matmul_einsum", mistakes=[Mistake("transposed", "Your subscripts transpose b: use 'ik,kj->ij'.", matmul_transposed)])
 def matmul_einsum_cases(rng):
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 5, 4, 6), random=True, label="rectangular matrices")
-    yield Case.call(
-        "matmul_einsum", *_matrices(rng, 2, 2, 2), *_matrices(rng, 30, 30, 30),
-        probe=probe_matmul_lines, judge=lines_grow(slack=1.5, what="matrices"),
-        label="no Python loop", show="matmul_einsum on 2x2 and on 30x30 matrices",
-    )  # fmt: skip
+    yield loop_case("matmul_einsum", _matrices(rng, 2, 2, 2), _matrices(rng, 30, 30, 30), what="matrices", slack=1.5,
+                    advice="one call to torch.einsum('ik,kj->ij', a, b)",
+                    label="no Python loop", show="matmul_einsum on 2x2 and on 30x30 matrices")  # fmt: skip
 
 
 @check("linear", mistakes=[Mistake("no_bias", "The bias b is missing: a linear layer computes x @ w + b.", linear_no_bias)])
