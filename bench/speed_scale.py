@@ -20,88 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import psutil
-
-ROOT = Path(__file__).resolve().parent.parent
-MB = 2**20
-
-
-def build_class(folder: Path, n: int) -> Path:
-    solutions = sorted((ROOT / "solutions" / "lesson3").glob("*.ipynb"))
-    for i in range(n):
-        dest = folder / f"s{i:03d}"
-        dest.mkdir(parents=True)
-        for src in solutions:
-            shutil.copy(src, dest / src.name)
-    return folder
-
-
-class MemorySampler:
-    """Peak RSS and USS of a process and of each of its descendants, sampled every 0.2 s."""
-
-    def __init__(self, pid: int):
-        self.proc = psutil.Process(pid)
-        self.grader_rss = self.grader_uss = self.worker_rss = self.worker_uss = 0
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    @staticmethod
-    def _sizes(p: psutil.Process) -> tuple[int, int]:
-        try:
-            info = p.memory_full_info()
-            return info.rss, info.uss
-        except psutil.Error:
-            return 0, 0
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rss, uss = self._sizes(self.proc)
-            self.grader_rss, self.grader_uss = max(self.grader_rss, rss), max(self.grader_uss, uss)
-            try:
-                children = self.proc.children(recursive=True)
-            except psutil.Error:
-                break
-            for child in children:
-                rss, uss = self._sizes(child)
-                self.worker_rss, self.worker_uss = max(self.worker_rss, rss), max(self.worker_uss, uss)
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join()
-
-
-def learn_grade(classroom: Path, gradebook: Path, cache: Path, memory: bool = False) -> tuple[float, MemorySampler | None]:
-    env = dict(os.environ, LEARN_CACHE_DIR=str(cache))
-    cmd = [shutil.which("learn") or "learn", "grade", str(classroom), "--assignment", "lesson3", "--gradebook", str(gradebook), "-j", "2"]
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    sampler = MemorySampler(proc.pid) if memory else None
-    _, err = proc.communicate()
-    elapsed = time.perf_counter() - started
-    if sampler:
-        sampler.stop()
-    if proc.returncode != 0:
-        sys.exit(f"learn grade failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return elapsed, sampler
-
-
-def nbconvert(classroom: Path, out: Path, students: int) -> float:
-    started = time.perf_counter()
-    for student in sorted(classroom.iterdir())[:students]:
-        for nb in sorted(student.glob("*.ipynb")):
-            subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--output-dir",
-                            str(out / student.name), str(nb)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=student, check=True)  # fmt: skip
-    return time.perf_counter() - started
+from common import MB, build_class, learn_grade, nbconvert_serial
 
 
 def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
@@ -126,20 +48,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="learn-speed-") as tmp:
         work = Path(tmp)
         cache = work / "cache"
-        classroom = build_class(work / f"class{args.n}", args.n)
+        classroom = work / f"class{args.n}"
+        build_class(classroom, args.n)
         print(f"{os.cpu_count()} cores; lesson 3 (3 notebooks per submission); correct submissions")
 
         cold, memory = learn_grade(classroom, work / "gb-main.db", cache, memory=True)
         sample = args.nbconvert_sample or args.n
-        nbc = nbconvert(classroom, work / "nbc", sample) * args.n / sample
+        nbc = nbconvert_serial(classroom, work / "nbc", students=sample) * args.n / sample
         print(f"\n1. {args.n} submissions: learn grade -j 2 {cold:.1f}s (cold reference cache) vs serial nbconvert "
               f"{nbc:.1f}s{' (scaled from %d)' % sample if sample != args.n else ''}")  # fmt: skip
         print(f"   ratio = {nbc / cold:.1f}x faster (target >= 6x)")
 
         times = []
         for n in sizes:
-            c = build_class(work / f"scale{n}", n)
-            elapsed, _ = learn_grade(c, work / f"gb-{n}.db", cache)
+            build_class(work / f"scale{n}", n)
+            elapsed, _ = learn_grade(work / f"scale{n}", work / f"gb-{n}.db", cache)
             times.append(elapsed)
         slope, intercept, r2 = fit_line([float(n) for n in sizes], times)
         print("\n2. cost growth (warm reference cache):")
