@@ -13,8 +13,6 @@ from .conftest import ARTIFACTS, solution, variant
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 PWN = '<script>alert("pwn")</script>'
-ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]  # fmt: skip
 FIT_QUAD_NO_ZERO_GRAD = """def fit_quad(params, lr=0.01, steps=10):
     params = params.detach().clone().requires_grad_()
     losses = []
@@ -26,18 +24,6 @@ FIT_QUAD_NO_ZERO_GRAD = """def fit_quad(params, lr=0.01, steps=10):
         losses.append(loss.item())
     return params.detach(), losses
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as p:
-        try:
-            chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        except Exception as exc:  # noqa: BLE001 - no browser here: say so and skip
-            pytest.skip(f"headless Chromium cannot be launched here: {str(exc).splitlines()[0][:200]}")
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ All variants are graded in one batch (one kernel pool) to keep the suite fast.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -15,11 +14,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from grader.grading import Grader
 from grader.lessons import get_lesson
 from grader.results import Status
 
-from .conftest import SOLUTIONS, exercise, solution, variant
+from .conftest import SOLUTIONS, exercise, find_check, grade_all, solution, variant
 
 NB = "04_mnist_basics.ipynb"
 PACK = SOLUTIONS / "chapter4"
@@ -153,16 +151,7 @@ def graded(tmp_path_factory):
     for key, (_, code, _, _) in MORE.items():
         jobs[f"more:{key}"] = variant(solution("chapter4", NB), tmp / f"more_{key}" / NB, code)
 
-    async def run():
-        async with Grader(pool_size=2, seed=4242) as grader:
-            results = await asyncio.gather(*(grader.grade(p) for p in jobs.values()))
-        return dict(zip(jobs, results))
-
-    return asyncio.run(run())
-
-
-def _check(result, name):
-    return next(c for c in result.checks if c.name == name)
+    return grade_all(jobs, seed=4242)
 
 
 ALL_CHECKS = sorted(get_lesson("chapter4").checks)
@@ -171,7 +160,7 @@ ALL_CHECKS = sorted(get_lesson("chapter4").checks)
 @pytest.mark.parametrize("name", ALL_CHECKS)
 def test_reference_passes(graded, name):
     result = graded["solution"]
-    check = _check(result, name)
+    check = find_check(result, name)
     assert check.status is Status.PASSED, check.message
     assert check.points == check.max_points == get_lesson("chapter4").checks[name].points
     assert result.cell_problems == []
@@ -179,7 +168,7 @@ def test_reference_passes(graded, name):
 
 @pytest.mark.parametrize("name", ALL_CHECKS)
 def test_stub_fails(graded, name):
-    check = _check(graded["stub"], name)
+    check = find_check(graded["stub"], name)
     assert check.status is Status.FAILED
     assert check.points == 0
     assert check.kind == "not_implemented"
@@ -193,7 +182,7 @@ def test_every_check_has_a_wrong_answer_test():
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_answer_fails_with_specific_message(graded, name):
     _, kind, words = WRONG[name]
-    check = _check(graded[f"wrong:{name}"], name)
+    check = find_check(graded[f"wrong:{name}"], name)
     assert check.status in (Status.FAILED, Status.ERROR), check.message
     assert check.points < check.max_points
     assert check.kind == kind, check.message
@@ -204,7 +193,7 @@ def test_wrong_answer_fails_with_specific_message(graded, name):
 @pytest.mark.parametrize("key", sorted(MORE))
 def test_more_wrong_answers(graded, key):
     name, _, kind, words = MORE[key]
-    check = _check(graded[f"more:{key}"], name)
+    check = find_check(graded[f"more:{key}"], name)
     assert check.status in (Status.FAILED, Status.ERROR), check.message
     assert check.points < check.max_points
     if kind:
@@ -220,7 +209,7 @@ def test_other_checks_unaffected_by_one_wrong_function(graded):
 
 
 def _accuracy_case(result, name):
-    return next(c for c in _check(result, name).cases if c.label in ("trains a linear model", "learns 3 versus 7"))
+    return next(c for c in find_check(result, name).cases if c.label in ("trains a linear model", "learns 3 versus 7"))
 
 
 def test_training_reaches_the_bar(graded):
@@ -242,7 +231,7 @@ def test_results_serialise_like_lesson3(graded):
     data = graded["wrong:mnist_distance"].to_dict()
     assert data["schema_version"] == 1
     json.dumps(data)
-    check = _check(graded["wrong:mnist_distance"], "mnist_distance")
+    check = find_check(graded["wrong:mnist_distance"], "mnist_distance")
     assert check.diff is not None and check.diff.kind == "values"
 
 

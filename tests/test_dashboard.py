@@ -13,8 +13,6 @@ from .conftest import ARTIFACTS
 from .test_gradebook import fake_run, fill
 
 PWN = '<script>alert("pwn")</script>'
-ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
 @pytest.fixture
@@ -50,18 +48,6 @@ def test_learn_dashboard_writes_a_self_contained_page(gradebook, tmp_path, runne
     assert "&lt;script&gt;" in html  # a student id is text
     missing = runner.invoke(cli, ["dashboard", "--gradebook", str(tmp_path / "nope.db"), "--out", str(out)])
     assert missing.exit_code == 2 and "no gradebook at" in missing.output
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as p:
-        try:
-            chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        except Exception as exc:  # noqa: BLE001 - no browser here: say so and skip
-            pytest.skip(f"headless Chromium cannot be launched here: {str(exc).splitlines()[0][:200]}")
-        yield chromium
-        chromium.close()
 
 
 @pytest.mark.slow

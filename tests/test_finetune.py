@@ -8,7 +8,6 @@ fixture, and variants that need no training of their own share notebooks where t
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -17,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from grader.grading import Grader, plan
+from grader.grading import plan
 from grader.lessons import get_lesson
 from grader.results import Status
 
-from .conftest import exercise, solution
+from .conftest import exercise, find_check, grade_all, solution
 
 NB = "05_fine_tune.ipynb"
 LESSON = "finetune"
@@ -111,17 +110,7 @@ def graded(tmp_path_factory):
         }, append=(f"import os\nassert not os.path.exists({str(HOLDOUT)!r}), 'the holdout is readable from the notebook'",)),  # fmt: skip
     }
 
-    async def run():
-        async with Grader(pool_size=2, seed=2024) as grader:
-            results = await asyncio.gather(*(grader.grade(p) for p in jobs.values()))
-        return dict(zip(jobs, results))
-
-    results = asyncio.run(run())
-    return results, markers
-
-
-def _check(result, name):
-    return next(c for c in result.checks if c.name == name)
+    return grade_all(jobs, seed=2024), markers
 
 
 GRADED_ON_CPU = ["dls", "pretrained", "fine_tune", "export", "predict_digit"]
@@ -131,7 +120,7 @@ GRADED_ON_CPU = ["dls", "pretrained", "fine_tune", "export", "predict_digit"]
 @pytest.mark.parametrize("name", GRADED_ON_CPU)
 def test_reference_passes(graded, name):
     result = graded[0]["solution"]
-    check = _check(result, name)
+    check = find_check(result, name)
     assert check.status is Status.PASSED, check.message
     assert check.points == check.max_points == get_lesson(LESSON).checks[name].points
     assert result.cell_problems == []
@@ -142,7 +131,7 @@ def test_gpu_check_is_skipped_with_its_reason_on_cpu(graded):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the check runs for real")
     result = graded[0]["solution"]
-    check = _check(result, "mixed_precision")
+    check = find_check(result, "mixed_precision")
     assert check.status is Status.SKIPPED
     assert check.message.startswith("needs a CUDA GPU")
     assert check.max_points == 0  # a skipped check neither gives nor costs points
@@ -153,7 +142,7 @@ def test_gpu_check_is_skipped_with_its_reason_on_cpu(graded):
 @pytest.mark.slow
 def test_reference_accuracy_is_well_above_the_bar(graded):
     checks = _module_of(_pack()[1])
-    fine_tune = _check(graded[0]["solution"], "fine_tune")
+    fine_tune = find_check(graded[0]["solution"], "fine_tune")
     percent = float(fine_tune.cases[0].message.split("gets ")[1].split("%")[0]) / 100
     assert percent >= checks.ACCURACY_BAR + 0.05, fine_tune.cases[0].message
 
@@ -161,7 +150,7 @@ def test_reference_accuracy_is_well_above_the_bar(graded):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", GRADED_ON_CPU)
 def test_stub_fails(graded, name):
-    check = _check(graded[0]["stub"], name)
+    check = find_check(graded[0]["stub"], name)
     assert check.status in (Status.FAILED, Status.ERROR)
     assert check.points == 0
     if name == "export":
@@ -172,27 +161,27 @@ def test_stub_fails(graded, name):
 
 @pytest.mark.slow
 def test_skipping_fine_tune_is_named(graded):
-    check = _check(graded[0]["skip_fine_tune"], "fine_tune")
+    check = find_check(graded[0]["skip_fine_tune"], "fine_tune")
     assert check.status is Status.FAILED
     assert check.kind == "not_trained"
     assert "has not been trained" in check.message and "learn.fine_tune" in check.message
     assert check.hint
-    assert _check(graded[0]["skip_fine_tune"], "pretrained").status is Status.PASSED  # the backbone itself is right
+    assert find_check(graded[0]["skip_fine_tune"], "pretrained").status is Status.PASSED  # the backbone itself is right
 
 
 @pytest.mark.slow
 def test_exporting_before_training_is_named(graded):
     result = graded[0]["stale_export"]
-    check = _check(result, "export")
+    check = find_check(result, "export")
     assert check.status is Status.FAILED
     assert check.kind == "stale_export"
     assert "after learn.fine_tune" in check.message
-    assert _check(result, "fine_tune").status is Status.PASSED  # the notebook's learn is fine
+    assert find_check(result, "fine_tune").status is Status.PASSED  # the notebook's learn is fine
 
 
 @pytest.mark.slow
 def test_predict_digit_must_return_the_label(graded):
-    check = _check(graded[0]["stale_export"], "predict_digit")
+    check = find_check(graded[0]["stale_export"], "predict_digit")
     assert check.status is Status.FAILED
     assert check.kind == "wrong_type"
     assert "tuple" in check.message and "return the label alone" in check.message
@@ -201,16 +190,16 @@ def test_predict_digit_must_return_the_label(graded):
 @pytest.mark.slow
 def test_training_from_scratch_is_detected(graded):
     result = graded[0]["scratch"]
-    check = _check(result, "pretrained")
+    check = find_check(result, "pretrained")
     assert check.status is Status.FAILED
     assert check.kind == "not_pretrained"
     assert "trained from scratch" in check.message and "cosine similarity" in check.message
-    assert _check(result, "export").kind == "not_pretrained"
+    assert find_check(result, "export").kind == "not_pretrained"
 
 
 @pytest.mark.slow
 def test_a_datablock_is_not_dataloaders(graded):
-    check = _check(graded[0]["datablock"], "dls")
+    check = find_check(graded[0]["datablock"], "dls")
     assert check.status is Status.FAILED
     assert check.kind == "wrong_type" and "DataBlock" in check.message and ".dataloaders(path)" in check.message
 
@@ -229,7 +218,7 @@ def test_the_holdout_file_is_invisible_to_the_notebook(graded):
 def test_malicious_model_pickle_stays_in_the_sandbox(graded):
     results, markers = graded
     result = results["skip_fine_tune"]
-    export = _check(result, "export")
+    export = find_check(result, "export")
     assert export.status is Status.FAILED
     assert "load_learner('model.pkl') failed" in export.message  # loaded in the kernel: the payload ran there
     assert not markers["grader"].exists(), "the grader's own process unpickled model.pkl"

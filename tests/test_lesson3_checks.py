@@ -6,16 +6,14 @@ All variants are graded in one batch (one kernel pool) to keep the suite fast.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
-from grader.grading import Grader
 from grader.lessons import get_lesson
 from grader.results import Status
 
-from .conftest import exercise, solution, variant
+from .conftest import exercise, find_check, grade_all, solution, variant
 
 pytestmark = pytest.mark.slow
 
@@ -128,16 +126,7 @@ def graded(tmp_path_factory):
     for key, (nb, name, code, _, _) in TYPE_ERRORS.items():
         jobs[f"type:{key}"] = variant(solution("lesson3", nb), tmp / f"type_{key}" / nb, replace={name: code})
 
-    async def run():
-        async with Grader(pool_size=2, seed=12345) as grader:
-            results = await asyncio.gather(*(grader.grade(p) for p in jobs.values()))
-        return dict(zip(jobs, results))
-
-    return asyncio.run(run())
-
-
-def _check(result, name):
-    return next(c for c in result.checks if c.name == name)
+    return grade_all(jobs, seed=12345)
 
 
 ALL_CHECKS = sorted(get_lesson("lesson3").checks)
@@ -147,7 +136,7 @@ ALL_CHECKS = sorted(get_lesson("lesson3").checks)
 def test_reference_passes(graded, name):
     spec = get_lesson("lesson3").checks[name]
     result = graded[f"solution:{spec.notebook}"]
-    check = _check(result, name)
+    check = find_check(result, name)
     assert check.status is Status.PASSED, check.message
     assert check.points == check.max_points == spec.points
     assert result.cell_problems == []
@@ -156,7 +145,7 @@ def test_reference_passes(graded, name):
 @pytest.mark.parametrize("name", ALL_CHECKS)
 def test_stub_fails(graded, name):
     spec = get_lesson("lesson3").checks[name]
-    check = _check(graded[f"stub:{spec.notebook}"], name)
+    check = find_check(graded[f"stub:{spec.notebook}"], name)
     assert check.status is Status.FAILED
     assert check.points == 0
     assert check.kind == "not_implemented"
@@ -170,7 +159,7 @@ def test_every_check_has_a_wrong_answer_test():
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_answer_fails_with_specific_message(graded, name):
     _, _, kind, words = WRONG[name]
-    check = _check(graded[f"wrong:{name}"], name)
+    check = find_check(graded[f"wrong:{name}"], name)
     assert check.status in (Status.FAILED, Status.ERROR), check.message
     assert check.points < check.max_points
     if kind:
@@ -182,7 +171,7 @@ def test_wrong_answer_fails_with_specific_message(graded, name):
 @pytest.mark.parametrize("key", sorted(TYPE_ERRORS))
 def test_wrong_return_type_says_what_was_expected(graded, key):
     _, name, _, kind, words = TYPE_ERRORS[key]
-    check = _check(graded[f"type:{key}"], name)
+    check = find_check(graded[f"type:{key}"], name)
     assert check.status is Status.FAILED
     assert check.kind == kind
     assert words in check.message
@@ -190,13 +179,13 @@ def test_wrong_return_type_says_what_was_expected(graded, key):
 
 
 def test_zero_grad_bug_is_named_in_the_hint(graded):
-    check = _check(graded["wrong:fit_quad"], "fit_quad")
+    check = find_check(graded["wrong:fit_quad"], "fit_quad")
     assert "zero_" in check.message
     assert "zero_()" in check.hint
 
 
 def test_failures_carry_diffs_with_tolerances(graded):
-    check = _check(graded["wrong:quad_mse"], "quad_mse")
+    check = find_check(graded["wrong:quad_mse"], "quad_mse")
     diff = check.diff
     assert diff is not None and diff.kind == "values"
     assert diff.rtol == 1e-5 and diff.atol == 1e-5
