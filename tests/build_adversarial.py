@@ -174,7 +174,7 @@ case("reads_solutions", "The exercise stubs plus a cell that looks for the refer
                             exec(''.join(cell['source']))
                         except Exception:
                             pass
-        """, base=QUAD_STUB)}, points="zero", check_kind={"quad": "not_implemented"})
+        """, base=QUAD_STUB)}, points="zero", check_kind={"quad": "not_implemented"}, sandbox="bwrap")
 case("writes_outside_workdir", "Tries to write into the project, /tmp, the home folder and /etc.",
      {NB: append("""
         import os
@@ -185,7 +185,8 @@ case("writes_outside_workdir", "Tries to write into the project, /tmp, the home 
                 print('wrote', path)
             except OSError as exc:
                 print('refused', path, exc)
-        """)}, points="full", host_absent=["/work/main/PWNED_BY_STUDENT", "/tmp/PWNED_BY_STUDENT", "/etc/PWNED_BY_STUDENT", "/root/PWNED_BY_STUDENT"])
+        """)}, points="full", host_absent=["/work/main/PWNED_BY_STUDENT", "/tmp/PWNED_BY_STUDENT", "/etc/PWNED_BY_STUDENT", "/root/PWNED_BY_STUDENT"],
+     sandbox="bwrap")
 case("network_access", "Opens network connections (the internet and the local machine).",
      {NB: append("""
         import socket
@@ -324,6 +325,8 @@ def describe(expected: dict) -> str:
         parts.append(f"message mentions \"{expected['message']}\"")
     if "host_absent" in expected:
         parts.append("nothing written on the host")
+    if "sandbox" in expected:
+        parts.append("(needs bubblewrap: the rlimit-only fallback does not isolate files)")
     return "; ".join(parts)
 
 

@@ -120,6 +120,8 @@ def test_case_outcome(batch, name):
     exp = expectations()[name]
     run = results(batch["gb"])[name]
     nb = next(n for n in run.notebooks if n.exercise == exp["notebook"])
+    if exp.get("sandbox") == "bwrap" and nb.sandbox != "bwrap":
+        pytest.skip(f"{name} is contained by bubblewrap; this run graded in {nb.sandbox!r} mode (see README: not isolated)")
     full = nb.max_points
     assert full > 0
     words = " ".join([nb.error or ""] + [c.message for c in nb.checks] + [f"{p.ename} {p.evalue}" for p in nb.cell_problems])

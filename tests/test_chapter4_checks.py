@@ -301,3 +301,11 @@ def test_fetch_then_check_like_lesson3(runner, tmp_path):
     result = runner.invoke(cli, ["check", "chapter4", "--dir", str(dest), "--seed", "7"])
     assert result.exit_code == 0, result.output
     assert "19/19" in result.output
+
+
+def test_training_checks_carry_accuracy_per_epoch_for_the_report(graded):
+    for name, epochs in (("train_epoch", 20), ("simple_net", 10)):
+        plot = find_check(graded["solution"], name).series["accuracy"]
+        assert plot["kind"] == "line" and plot["x"] == list(range(1, epochs + 1))
+        yours = plot["lines"]["yours"]
+        assert len(yours) == epochs and yours[-1] >= 95 and all(0 <= v <= 100 for v in yours)

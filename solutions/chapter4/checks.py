@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grader.checks import Case, Mistake, Verdict, check, compare, explained, loop_case, vectorised
+from grader.checks import Case, Mistake, Verdict, check, compare, explained, line_plot, loop_case, vectorised
 
 DATA_FILE = Path(__file__).with_name("digits37.npz")
 ACCURACY_BAR = 0.95  # the reference reaches 98.9% with TRAIN_SEED (linear model and simple_net; 96.7-100% over 30 seeds)
@@ -74,6 +74,26 @@ def accuracy_at_least(bar: float, what: str):
         return Verdict(True, f"validation accuracy {accuracy:.1%} (needed: {bar:.0%})")
 
     return judge
+
+
+def accuracy_series(title: str):
+    """Plot data for the report: validation accuracy after each epoch (from the training probe's
+    `history` of raw outputs; the labels stay in the grader), against the bar to reach."""
+
+    def series(got, expected, cases):
+        run = next((g for g in got if type(g) is dict and type(g.get("history")) is torch.Tensor), None)
+        if run is None:
+            return {}
+        labels = digits()["valid_y"].flatten().bool()
+        history = run["history"].detach().double()
+        if history.ndim != 2 or history.shape[1] != labels.numel():
+            return {}
+        accuracy = ((history > 0) == labels).double().mean(dim=1) * 100
+        epochs = list(range(1, len(accuracy) + 1))
+        lines = {"yours": accuracy, f"needed ({ACCURACY_BAR:.0%})": [ACCURACY_BAR * 100] * len(epochs)}
+        return {"accuracy": line_plot(title, epochs, lines, xlabel="epoch", ylabel="validation accuracy (%)")}
+
+    return series
 
 
 def judge_init_params(got, expected, tol):
@@ -220,13 +240,15 @@ def probe_train_linear(ns, train_x, train_y, valid_x, epochs, lr, batch_size, se
                           generator=torch.Generator().manual_seed(seed))  # fmt: skip
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest, and immune to busy neighbours
+    history = []  # validation outputs after every epoch: the report plots accuracy per epoch
     try:
         for _ in range(epochs):
             ns["train_epoch"](lambda x: x @ w + b, lr, (w, b))
+            with torch.no_grad():
+                history.append((valid_x @ w + b).flatten())
     finally:
         torch.set_num_threads(threads)
-    with torch.no_grad():
-        return {"preds": (valid_x @ w + b).flatten()}
+    return {"preds": history[-1], "history": torch.stack(history)}
 
 
 def probe_validate_epoch(ns, valid_xs, valid_ys, train_xs, train_ys, w, b):
@@ -287,6 +309,7 @@ def probe_simple_net_trains(ns, train_x, train_y, valid_x, epochs, lr, batch_siz
     params = list(net.parameters())
     train_x, valid_x = train_x.float() / 255, valid_x.float() / 255
     dl = DataLoader(list(zip(train_x, train_y)), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    history = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -298,10 +321,11 @@ def probe_simple_net_trains(ns, train_x, train_y, valid_x, epochs, lr, batch_siz
                     for p in params:
                         p -= lr * p.grad
                         p.grad = None
+            with torch.no_grad():
+                history.append(net(valid_x).flatten())
     finally:
         torch.set_num_threads(threads)
-    with torch.no_grad():
-        return {"preds": net(valid_x).flatten()}
+    return {"preds": history[-1], "history": torch.stack(history)}
 
 
 def mean_image_sum(stack):
@@ -568,6 +592,7 @@ def calc_grad_cases(rng):
     "train_epoch",
     requires=("train_epoch", "calc_grad", "mnist_loss"),
     callables=("train_epoch",),
+    series=accuracy_series("Linear model: validation accuracy per epoch"),
     mistakes=[
         Mistake("no_zero_grad", "The gradients are never reset: backward() adds each batch's gradient to .grad, so every step uses the sum of all gradients so far. Call p.grad.zero_() after each update.", train_epoch_no_zero_grad),
         Mistake("uphill", "You added lr * grad: that climbs the loss. Subtract it: p.data -= p.grad * lr.", train_epoch_uphill),
@@ -635,7 +660,7 @@ def basic_optim_cases(rng):
                         label=f"lr={lr}", show=f"BasicOptim([w, b], lr={lr}): step(), zero_grad(), then step() again with new gradients")  # fmt: skip
 
 
-@check("simple_net")
+@check("simple_net", series=accuracy_series("simple_net: validation accuracy per epoch"))
 def simple_net_cases(rng):
     yield Case.call(rng.rand(5, 784), probe=probe_simple_net, judge=judge_simple_net, label="layers and shapes",
                     show="the layers of simple_net, its number of parameters, and simple_net(xb).shape for 5 images")  # fmt: skip
