@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grader import sandbox
 from grader.gradebook import Gradebook
 
 from .build_adversarial import GENERATORS
@@ -43,7 +44,10 @@ def build_class(root: Path) -> Path:
     control.mkdir(parents=True)
     for nb in sorted((SOLUTIONS / "lesson3").glob("*.ipynb")):
         shutil.copy(nb, control / nb.name)
+    bwrap = sandbox.choose().mode == "bwrap"
     for name, exp in expectations().items():
+        if exp.get("sandbox") == "bwrap" and not bwrap:
+            continue  # only bubblewrap contains it: without it the attack would really write to this machine
         folder = root / name
         shutil.copytree(CORPUS / name, folder, symlinks=True, ignore=shutil.ignore_patterns("expected.toml"))
         if "generate" in exp:
@@ -118,10 +122,11 @@ def test_control_student_is_graded_exactly_as_alone(batch):
 @pytest.mark.parametrize("name", CASES)
 def test_case_outcome(batch, name):
     exp = expectations()[name]
-    run = results(batch["gb"])[name]
+    graded = results(batch["gb"])
+    if name not in graded and exp.get("sandbox") == "bwrap":
+        pytest.skip(f"{name} is contained only by bubblewrap, which is not available here (see README: rlimit-only mode)")
+    run = graded[name]
     nb = next(n for n in run.notebooks if n.exercise == exp["notebook"])
-    if exp.get("sandbox") == "bwrap" and nb.sandbox != "bwrap":
-        pytest.skip(f"{name} is contained by bubblewrap; this run graded in {nb.sandbox!r} mode (see README: not isolated)")
     full = nb.max_points
     assert full > 0
     words = " ".join([nb.error or ""] + [c.message for c in nb.checks] + [f"{p.ename} {p.evalue}" for p in nb.cell_problems])
@@ -134,7 +139,8 @@ def test_case_outcome(batch, name):
     if "error_kind" in exp:
         assert nb.error_kind == exp["error_kind"], (nb.error_kind, nb.error)
     if "cell_problem" in exp:
-        assert exp["cell_problem"] in [p.kind for p in nb.cell_problems], nb.cell_problems
+        wanted = exp["cell_problem"] if isinstance(exp["cell_problem"], list) else [exp["cell_problem"]]
+        assert set(wanted) & {p.kind for p in nb.cell_problems}, nb.cell_problems
     checks = {c.name: c for c in nb.checks}
     for check, status in exp.get("check_status", {}).items():
         assert checks[check].status.value == status, checks[check].message
