@@ -294,11 +294,14 @@ def choose(preference: str | None = None) -> Sandbox:
         path = bwrap_works()
         if path:
             return Bubblewrap(path)
+        box = RlimitOnly()
         if not _warned:
+            as_root = " and AS ROOT (the Python installation is not readable by an unprivileged user)" if os.geteuid() == 0 and not box.drops_privileges else ""
             print(
-                "learn: bubblewrap is not available here; learner code runs with resource limits only "
+                f"learn: bubblewrap is not available here; learner code runs with resource limits only{as_root} "
                 "(no filesystem or network isolation). Install the 'bubblewrap' package to sandbox it.",
                 file=sys.stderr,
             )
             _warned = True
+        return box
     return RlimitOnly()
