@@ -97,3 +97,16 @@ def browser():
             pytest.skip(f"headless Chromium cannot be launched here: {str(exc).splitlines()[0][:200]}")
         yield chromium
         chromium.close()
+
+
+def open_page(browser, path: Path):
+    """Open a local page in the browser, collecting console errors, dialogs and every request made."""
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    events = {"console": [], "dialogs": [], "requests": []}
+    page.on("console", lambda m: events["console"].append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: events["console"].append(f"pageerror: {e}"))
+    page.on("dialog", lambda d: (events["dialogs"].append(d.message), d.dismiss()))
+    page.on("request", lambda r: events["requests"].append(r.url))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return page, events

@@ -8,7 +8,7 @@ import pytest
 
 from grader.cli import cli
 
-from .conftest import ARTIFACTS, solution, variant
+from .conftest import ARTIFACTS, open_page, solution, variant
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -40,18 +40,6 @@ def pages(tmp_path_factory):
     progress = runner.invoke(cli, ["progress", "--html", str(work / "progress.html")])
     assert progress.exit_code == 0, progress.output
     return work / "report.html", work / "progress.html"
-
-
-def open_page(browser, path):
-    page = browser.new_page(viewport={"width": 1200, "height": 1000})
-    events = {"console": [], "dialogs": [], "requests": []}
-    page.on("console", lambda m: events["console"].append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
-    page.on("pageerror", lambda e: events["console"].append(f"pageerror: {e}"))
-    page.on("dialog", lambda d: (events["dialogs"].append(d.message), d.dismiss()))
-    page.on("request", lambda r: events["requests"].append(r.url))
-    page.goto(path.as_uri())
-    page.wait_for_load_state("load")
-    return page, events
 
 
 def svg_sizes(page) -> list[tuple[float, float]]:

@@ -9,7 +9,7 @@ from grader.cli import cli
 from grader.dashboard import render_dashboard, summarise
 from grader.gradebook import Gradebook
 
-from .conftest import ARTIFACTS
+from .conftest import ARTIFACTS, open_page
 from .test_gradebook import fake_run, fill
 
 PWN = '<script>alert("pwn")</script>'
@@ -56,15 +56,8 @@ def test_dashboard_in_chromium(gradebook, tmp_path, browser):
     with Gradebook(gradebook) as gb:
         page_path = tmp_path / "dashboard.html"
         page_path.write_text(render_dashboard(summarise(gb.submissions())))
-    page = browser.new_page(viewport={"width": 1200, "height": 1000})
-    events = {"console": [], "dialogs": [], "requests": []}
-    page.on("console", lambda m: events["console"].append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
-    page.on("pageerror", lambda e: events["console"].append(f"pageerror: {e}"))
-    page.on("dialog", lambda d: (events["dialogs"].append(d.message), d.dismiss()))
-    page.on("request", lambda r: events["requests"].append(r.url))
+    page, events = open_page(browser, page_path)
     try:
-        page.goto(page_path.as_uri())
-        page.wait_for_load_state("load")
         assert "Class dashboard: lesson3" in page.locator("h1").inner_text()
         for section in ("#scores svg", "#runtime svg", "#checks svg", "#errors table", "#attention table"):
             assert page.locator(section).first.is_visible(), section
