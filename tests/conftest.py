@@ -45,12 +45,18 @@ def exercise(lesson: str, name: str) -> Path:
     return EXERCISES / lesson / name
 
 
-def variant(source: Path, dest: Path, *cells: str, replace: dict[str, str] | None = None) -> Path:
-    """Copy a notebook, optionally replacing cells that define a name, and append code cells."""
+def variant(source: Path, dest: Path, *cells: str, replace: dict[str, str] | None = None,
+            replace_containing: dict[str, str] | None = None) -> Path:  # fmt: skip
+    """Copy a notebook, replace the cell defining each name in `replace` (or the one cell containing
+    each text in `replace_containing`) by the given code, and append code cells."""
     nb = nbformat.read(str(source), as_version=4)
     for name, code in (replace or {}).items():
         hits = [c for c in nb.cells if c.cell_type == "code" and f"def {name}(" in c.source]
         assert hits, f"{source.name} defines no {name}"
+        hits[0].source = code
+    for needle, code in (replace_containing or {}).items():
+        hits = [c for c in nb.cells if c.cell_type == "code" and needle in c.source]
+        assert len(hits) == 1, f"{len(hits)} cells of {source.name} contain {needle!r}"
         hits[0].source = code
     for code in cells:
         nb.cells.append(nbformat.v4.new_code_cell(code))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
@@ -20,7 +19,7 @@ from grader.grading import plan
 from grader.lessons import get_lesson
 from grader.results import Status
 
-from .conftest import exercise, find_check, grade_all, solution
+from .conftest import exercise, find_check, grade_all, solution, variant
 
 NB = "05_fine_tune.ipynb"
 LESSON = "finetune"
@@ -36,20 +35,6 @@ def _module_of(code):
     import sys
 
     return sys.modules[next(iter(code.values())).cases.__module__]
-
-
-def edit(source: Path, dest: Path, *, replace: dict[str, str] | None = None, append: tuple[str, ...] = ()) -> Path:
-    """Copy a notebook; replace the (unique) code cell containing each key by the given code; append cells."""
-    nb = nbformat.read(str(source), as_version=4)
-    for needle, code in (replace or {}).items():
-        hits = [c for c in nb.cells if c.cell_type == "code" and needle in c.source]
-        assert len(hits) == 1, f"{len(hits)} cells of {source.name} contain {needle!r}"
-        hits[0].source = code
-    for code in append:
-        nb.cells.append(nbformat.v4.new_code_cell(code))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(dest))
-    return dest
 
 
 def malicious_cell(grader_marker: Path, host_marker: Path) -> str:
@@ -91,23 +76,25 @@ def graded(tmp_path_factory):
         "solution": src,
         "stub": exercise(LESSON, NB),
         # no training at all; and model.pkl replaced by a code-running pickle at the end
-        "skip_fine_tune": edit(src, tmp / "skip" / NB, replace={"learn.fine_tune(": "pass"},
-                               append=(malicious_cell(markers["grader"], markers["host"]),)),  # fmt: skip
+        "skip_fine_tune": variant(src, tmp / "skip" / NB, malicious_cell(markers["grader"], markers["host"]),
+                                  replace_containing={"learn.fine_tune(": "pass"}),  # fmt: skip
         # export before training (the file holds the untrained model); predict_digit returns the whole tuple
-        "stale_export": edit(src, tmp / "stale" / NB, replace={
+        "stale_export": variant(src, tmp / "stale" / NB, replace_containing={
             'learn.export("model.pkl")': "pass",
             "learn.fine_tune(": 'learn.export("model.pkl")\nlearn.fine_tune(4, base_lr=1e-2)',
             "def predict_digit(": "def predict_digit(path):\n    return learn_inf.predict(PILImage.create(path))",
         }),  # fmt: skip
         # the same recipe from random weights
-        "scratch": edit(src, tmp / "scratch" / NB, replace={
+        "scratch": variant(src, tmp / "scratch" / NB, replace_containing={
             "learn = vision_learner(": 'set_seed(42)\nlearn = vision_learner(dls, glyph_cnn, pretrained=False, metrics=error_rate, path=".")',
         }),  # fmt: skip
         # a DataBlock that was never turned into DataLoaders (everything after it fails; only dls is asserted)
-        "datablock": edit(src, tmp / "datablock" / NB, replace={
+        "datablock": variant(src, tmp / "datablock" / NB,
+                             f"import os\nassert not os.path.exists({str(HOLDOUT)!r}), 'the holdout is readable from the notebook'",
+                             replace_containing={
             "dls = ImageDataLoaders.from_folder(": "dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,\n"
             "                splitter=RandomSplitter(0.2, seed=42), item_tfms=Resize(28))",
-        }, append=(f"import os\nassert not os.path.exists({str(HOLDOUT)!r}), 'the holdout is readable from the notebook'",)),  # fmt: skip
+        }),  # fmt: skip
     }
 
     return grade_all(jobs, seed=2024), markers
