@@ -130,6 +130,7 @@ def become_kernel(req: dict) -> None:
         os.dup2(log, 2)
         os.closerange(3, 65536)
         os.chdir(cwd)
+        put_cwd_on_path(cwd)
         os.environ.clear()
         os.environ.update(req.get("env") or {})
         import tempfile
@@ -168,6 +169,17 @@ def become_kernel(req: dict) -> None:
             sys.stderr.flush()
         finally:
             os._exit(70)
+
+
+def put_cwd_on_path(cwd: str) -> None:
+    """Files next to the notebook (lesson data, helper modules) must import, as in Jupyter.
+
+    The zygote runs under ``python -I`` (so nothing of the grader's checkout, e.g. ``grader/html.py``,
+    shadows the standard library); since Python 3.11 that sets ``sys.flags.safe_path``, and
+    IPython >= 9.7 respects it and no longer puts the working directory on ``sys.path``. Older
+    IPython adds ``''`` itself; either way the kernel's own folder comes first, once."""
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def _reseed() -> None:

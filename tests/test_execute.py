@@ -79,3 +79,26 @@ def test_notebook_time_limit_skips_the_rest():
     out = run(KernelJob(nb("import time\ntime.sleep(0.6)", "time.sleep(0.6)", "time.sleep(0.6)", "x = 1"), notebook_timeout=1.0, cell_timeout=5))
     assert [c.status for c in out.cells][-1] == "skipped"
     assert "time limit" in out.cells[-1].evalue
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "rlimit"])
+def test_files_next_to_the_notebook_import_and_open(tmp_path, mode):
+    """Regression: under `python -I` IPython >= 9.7 leaves the working directory off sys.path."""
+    from grader import sandbox
+
+    if mode == "bwrap" and not sandbox.bwrap_works():
+        pytest.skip("bubblewrap cannot build a sandbox here")
+    (tmp_path / "helper_mod.py").write_text("ANSWER = 42\n")
+    (tmp_path / "table.csv").write_text("a,b\n1,2\n")
+    job = KernelJob(nb("import helper_mod\nvalue = helper_mod.ANSWER", "text = open('table.csv').read()"),
+                    files={"helper_mod.py": tmp_path / "helper_mod.py", "table.csv": tmp_path / "table.csv"},
+                    probes=[probe("v", "return [ns['value'], ns['text']]")])  # fmt: skip
+
+    async def main():
+        async with KernelPool(1, box=sandbox.choose(mode)) as pool:
+            return await run_job(pool, job)
+
+    out = asyncio.run(main())
+    assert [c.status for c in out.cells] == ["ok", "ok"], out.cells
+    assert wire.decode(out.probes["v"]["value"]) == [42, "a,b\n1,2\n"]
+    assert out.sandbox == mode
