@@ -40,7 +40,18 @@ def main() -> None:
         for nb in notebooks:
             shutil.copy(nb, work / nb.name)
         names = [nb.name for nb in notebooks]
-        nbconvert = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--output-dir", str(work / "out"), *names]
+        nbconvert = [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--output-dir",
+            str(work / "out"),
+            *names,
+        ]
         learn = [shutil.which("learn") or "learn", "check", "--no-cache", *names]
         a, b = [], []
         for _ in range(args.repeat):

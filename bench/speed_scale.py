@@ -56,7 +56,7 @@ def main() -> None:
         sample = args.nbconvert_sample or args.n
         nbc = nbconvert_serial(classroom, work / "nbc", students=sample) * args.n / sample
         print(f"\n1. {args.n} submissions: learn grade -j 2 {cold:.1f}s (cold reference cache) vs serial nbconvert "
-              f"{nbc:.1f}s{' (scaled from %d)' % sample if sample != args.n else ''}")  # fmt: skip
+              f"{nbc:.1f}s{f' (scaled from {sample})' if sample != args.n else ''}")  # fmt: skip
         print(f"   ratio = {nbc / cold:.1f}x faster (target >= 6x)")
 
         times = []

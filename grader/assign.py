@@ -30,9 +30,9 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import nbformat
 
@@ -375,12 +375,16 @@ def self_test(lesson: Lesson, release: Path, jobs: int | None = None) -> list[st
         stub_checks = {c.name: c for c in stub.checks}
         for check in sol.checks:
             if check.status is not Status.PASSED:
-                problems.append(f"{check.name} ({file}): does not pass on the solution: {check.status} - {check.message.splitlines()[0] if check.message else ''}")
+                problems.append(
+                    f"{check.name} ({file}): does not pass on the solution: {check.status} - {check.message.splitlines()[0] if check.message else ''}"
+                )
             other = stub_checks.get(check.name)
             if stub.error:
                 problems.append(f"{check.name} ({file}): the generated student version cannot be graded: {stub.error}")
             elif other is None or other.status in (Status.PASSED, Status.SKIPPED):
-                problems.append(f"{check.name} ({file}): passes on the generated student version (the stub), so it cannot tell work from no work")
+                problems.append(
+                    f"{check.name} ({file}): passes on the generated student version (the stub), so it cannot tell work from no work"
+                )
     return list(dict.fromkeys(problems))
 
 

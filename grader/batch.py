@@ -34,13 +34,14 @@ import stat
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from . import __version__
-from .errors import LearnError, LessonPackError, UnknownLessonError
+from .errors import LearnError, LessonPackError, SandboxRequiredError, UnknownLessonError
 from .gradebook import LEASE_S, Gradebook, submission_status
+from .inert import markup, terminal
 from .lessons import Lesson, NotebookSpec, all_lessons, load_lesson
 from .results import CheckResult, NotebookResult, RunResult, Status
 
@@ -54,6 +55,7 @@ __all__ = [
     "safe_extract",
     "assignment_fingerprint",
     "grade_class",
+    "require_isolation",
     "PlainProgress",
     "RichProgress",
 ]
@@ -397,6 +399,90 @@ def finish_notebook(nb: NotebookResult, lesson: Lesson, spec: NotebookSpec) -> N
 
 
 # ---------------------------------------------------------------------------------------------
+# fail closed: other people's code runs only inside filesystem isolation, unless allowed
+
+
+ALLOW_UNSANDBOXED_ENV = "LEARN_ALLOW_UNSANDBOXED"
+_worker_reports: dict[str, dict] = {}  # scheduler address -> its workers' isolation reports (asked once per process)
+_isolation_warned: set[str] = set()  # a waived refusal is warned about once (grade_folder, then grade_class)
+
+
+def unsandboxed_allowed(flag: bool = False) -> bool:
+    """--allow-unsandboxed, or LEARN_ALLOW_UNSANDBOXED=1 (for scripted CI rows without bubblewrap)."""
+    return flag or os.environ.get(ALLOW_UNSANDBOXED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def isolation_report() -> dict[str, str]:
+    """The sandbox kernels get on this machine, and - without bubblewrap - why not and what learner
+    code could reach. Runs on the coordinator or, through `client.run`, on each Dask worker."""
+    from . import sandbox
+
+    box = sandbox.choose()
+    if box.mode == "bwrap":
+        return {"mode": box.mode}
+    forced = (os.environ.get("LEARN_SANDBOX") or "").strip()
+    fix = "install bubblewrap (e.g. `apt-get install bubblewrap`); `learn doctor` says what is missing"
+    if forced and forced.lower() not in ("auto", "bwrap"):
+        why, fix = f"LEARN_SANDBOX={forced} forces the rlimit-only fallback", "unset LEARN_SANDBOX (bubblewrap is used where it works)"
+    elif not shutil.which("bwrap"):
+        why = "bubblewrap (bwrap) is not installed"
+    else:
+        why = "bubblewrap is installed but cannot build the sandbox here (user namespaces disabled or refused?)"
+        fix = "allow unprivileged user namespaces for bwrap; `learn doctor` says what fails"
+    if os.geteuid() == 0 and not box.drops_privileges:
+        exposure = ("Their code would run as root with no uid to drop to: it could read and change everything on the machine - "
+                    "every file, the other students' submissions, the gradebook, the reference solutions and hidden checks - "
+                    "and reach the network.")  # fmt: skip
+    elif os.geteuid() == 0:
+        exposure = ("Their code would run as an unprivileged uid, but could still read every file on the machine that any user "
+                    "may read (typically the other students' submissions, the reference solutions and hidden checks) and reach "
+                    "the network.")  # fmt: skip
+    else:
+        exposure = ("Their code would run as you: it could read and change everything you can - your home folder and keys, "
+                    "the other students' submissions, the gradebook, the reference solutions and hidden checks - and reach "
+                    "the network.")  # fmt: skip
+    return {"mode": box.mode, "why": why, "exposure": exposure, "fix": fix}
+
+
+def require_isolation(allow: bool = False, scheduler: str | None = None, warn: Callable[[str], None] | None = None) -> None:
+    """Refuse (SandboxRequiredError) to run other people's notebooks where kernels would not be
+    inside bubblewrap - here, or on the Dask workers of `scheduler` - unless `allow` (or
+    LEARN_ALLOW_UNSANDBOXED=1); allowed, it warns once. Called before the gradebook is touched."""
+    if scheduler:
+        from .cluster import worker_isolation
+
+        if scheduler not in _worker_reports:
+            _worker_reports[scheduler] = worker_isolation(scheduler)
+        reports = _worker_reports[scheduler]
+    else:
+        reports = {"": isolation_report()}
+    exposed = {where: r for where, r in reports.items() if r.get("mode") != "bwrap"}
+    if exposed:
+        where = "" if not scheduler else f" on Dask worker{'s' * (len(exposed) != 1)} {', '.join(sorted(exposed))}"
+        first = next(iter(exposed.values()))
+        if not unsandboxed_allowed(allow):
+            raise SandboxRequiredError(
+                f"refusing to grade other people's notebooks without filesystem isolation{where}: {first['why']}, "
+                f"so their code would run with resource limits only (sandbox: {first['mode']}).\n"
+                f"  {first['exposure']}\n"
+                f"  Fix: {first['fix']}.\n"
+                "  Override, only for notebooks you trust or on a machine you can throw away: pass --allow-unsandboxed "
+                f"(or set {ALLOW_UNSANDBOXED_ENV}=1)."
+            )  # fmt: skip
+        message = (f"WARNING: grading without filesystem isolation{where} (--allow-unsandboxed or {ALLOW_UNSANDBOXED_ENV}=1): "
+                   f"{first['why']}. {first['exposure']}")  # fmt: skip
+        if message in _isolation_warned:
+            return
+        _isolation_warned.add(message)
+        if warn is not None:
+            warn(message)
+        else:
+            import sys
+
+            print(f"learn: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
 # grading
 
 
@@ -451,13 +537,14 @@ class PlainProgress:
         self.echo(f"grading {total} submission{'s' * (total != 1)}" + (f" ({skipped} unchanged, skipped)" if skipped else ""))
 
     def update(self, outcome: Outcome, summary: BatchSummary) -> None:
+        student, message = terminal(outcome.student, single_line=True), terminal(outcome.message, single_line=True)
         if outcome.state == "graded":
-            self.echo(f"  {outcome.status:6} {outcome.student}: {outcome.points:g}/{outcome.max_points:g} points ({outcome.duration:.1f}s)"
-                      + (f" - {outcome.message}" if outcome.message else ""))  # fmt: skip
+            self.echo(f"  {outcome.status:6} {student}: {outcome.points:g}/{outcome.max_points:g} points ({outcome.duration:.1f}s)"
+                      + (f" - {message}" if message else ""))  # fmt: skip
         elif outcome.state == "busy":
-            self.echo(f"  busy   {outcome.student}: being graded by another `learn grade`")
+            self.echo(f"  busy   {student}: being graded by another `learn grade`")
         elif outcome.state == "failed":
-            self.echo(f"  FAILED {outcome.student}: {outcome.message} (will be retried)")
+            self.echo(f"  FAILED {student}: {message} (will be retried)")
 
     def stop(self) -> None:
         pass
@@ -490,12 +577,10 @@ class RichProgress:
             self.task = self.progress.add_task("grading", total=total, ok=0, failed=0, error=0)
 
     def update(self, outcome: Outcome, summary: BatchSummary) -> None:
-        from rich.markup import escape
-
         if outcome.state == "failed":
-            self.progress.console.print(f"[red]grading {escape(outcome.student)} failed:[/] {escape(outcome.message)} (will be retried)")
+            self.progress.console.print(f"[red]grading {markup(outcome.student)} failed:[/] {markup(outcome.message)} (will be retried)")
         elif outcome.message:  # missing or extra notebooks, a notebook that could not be graded
-            self.progress.console.print(f"[yellow]{escape(outcome.student)}:[/] {escape(outcome.message)}")
+            self.progress.console.print(f"[yellow]{markup(outcome.student)}:[/] {markup(outcome.message)}")
         if self.task is not None:
             self.progress.update(self.task, advance=1, ok=summary.ok, failed=summary.not_ok, error=summary.errors + summary.failed)
 
@@ -509,9 +594,9 @@ class _Batch:
 
     def __init__(self, gradebook: Gradebook, lesson: Lesson, seed: int, fingerprint: str, *, jobs: int, regrade: bool,
                  cell_timeout: float | None, timeout: float | None, progress, summary: BatchSummary,
-                 scheduler: str | None = None):  # fmt: skip
+                 scheduler: str | None = None, allow_unsandboxed: bool = False):  # fmt: skip
         self.gb, self.lesson, self.seed, self.fingerprint = gradebook, lesson, seed, fingerprint
-        self.scheduler = scheduler
+        self.scheduler, self.allow_unsandboxed = scheduler, allow_unsandboxed
         self.jobs, self.regrade, self.cell_timeout, self.progress, self.summary = jobs, regrade, cell_timeout, progress, summary
         self.budget = timeout or self.default_budget(lesson)
         self.in_flight: set[str] = set()
@@ -631,7 +716,11 @@ async def grade_notebooks(grader, lesson: Lesson, notebooks: dict[str, Path], no
         path = notebooks.get(spec.file)
         if path is None:
             why = next((n for n in notes if n.startswith(spec.file) and "symbolic link" in n), None)
-            message = f"{spec.file} was not graded: it is a symbolic link; submit the notebook file itself" if why else f"{spec.file} was not submitted"
+            message = (
+                f"{spec.file} was not graded: it is a symbolic link; submit the notebook file itself"
+                if why
+                else f"{spec.file} was not submitted"
+            )
             results.append(_stand_in(lesson, spec, spec.file, "not_submitted", message, seed))
             continue
         remaining = deadline - time.monotonic()
@@ -651,11 +740,15 @@ async def grade_notebooks(grader, lesson: Lesson, notebooks: dict[str, Path], no
 
 def grade_class(submissions: list[Submission], lesson: Lesson, gradebook: Gradebook, *, jobs: int | None = None,
                 regrade: bool = False, seed: int | None = None, cell_timeout: float | None = None,
-                timeout: float | None = None, progress=None, scheduler: str | None = None) -> BatchSummary:  # fmt: skip
+                timeout: float | None = None, progress=None, scheduler: str | None = None,
+                allow_unsandboxed: bool = False, warn: Callable[[str], None] | None = None) -> BatchSummary:  # fmt: skip
     """Grade every submission that is new or changed into `gradebook`; the library form of
     `learn grade`. Unchanged submissions are skipped without starting a kernel. With `scheduler`
-    (a Dask scheduler address) the grading runs on that cluster's workers (see grader.cluster)."""
+    (a Dask scheduler address) the grading runs on that cluster's workers (see grader.cluster).
+    Refuses without bubblewrap unless `allow_unsandboxed` (see `require_isolation`)."""
     started = time.monotonic()
+    allow_unsandboxed = unsandboxed_allowed(allow_unsandboxed)
+    require_isolation(allow_unsandboxed, scheduler, warn=warn)
     seed = gradebook.seed(lesson.id, seed if seed is not None else default_seed(lesson), force=seed is not None)
     fingerprint = assignment_fingerprint(lesson, seed, cell_timeout, timeout)
     summary = BatchSummary(lesson.id, total=len(submissions))
@@ -670,7 +763,8 @@ def grade_class(submissions: list[Submission], lesson: Lesson, gradebook: Gradeb
     try:
         if todo:
             batch = _Batch(gradebook, lesson, seed, fingerprint, jobs=min(jobs, len(todo)), regrade=regrade,
-                           cell_timeout=cell_timeout, timeout=timeout, progress=progress, summary=summary, scheduler=scheduler)  # fmt: skip
+                           cell_timeout=cell_timeout, timeout=timeout, progress=progress, summary=summary, scheduler=scheduler,
+                           allow_unsandboxed=allow_unsandboxed)  # fmt: skip
             asyncio.run(batch.run(todo))
     finally:
         if progress is not None:
@@ -680,16 +774,19 @@ def grade_class(submissions: list[Submission], lesson: Lesson, gradebook: Gradeb
 
 
 def grade_folder(submissions: Path, gradebook_path: Path, assignment: str | None = None, *,
-                 warn: Callable[[str], None] | None = None, **options) -> BatchSummary:  # fmt: skip
+                 warn: Callable[[str], None] | None = None, allow_unsandboxed: bool = False, **options) -> BatchSummary:  # fmt: skip
     """Discover and grade in one call (a class folder or a zip of it): what `learn grade` runs.
-    Discovery warnings (unsafe zip entries, stray files) go to `warn` before grading starts."""
+    Discovery warnings (unsafe zip entries, stray files) go to `warn` before grading starts.
+    Without bubblewrap it refuses (SandboxRequiredError) once the input is known to be good and
+    before the gradebook is touched, unless `allow_unsandboxed` or LEARN_ALLOW_UNSANDBOXED=1."""
     lesson = resolve_assignment(assignment) if assignment else None
     with open_submissions(submissions) as (root, warnings):
         subs, more, lesson = discover(root, lesson)
         for line in warnings + more:
             if warn is not None:
                 warn(line)
+        require_isolation(allow_unsandboxed, options.get("scheduler"), warn=warn)
         with Gradebook(gradebook_path) as gb:
-            summary = grade_class(subs, lesson, gb, **options)
+            summary = grade_class(subs, lesson, gb, allow_unsandboxed=allow_unsandboxed, warn=warn, **options)
     summary.warnings = warnings + more
     return summary

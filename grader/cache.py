@@ -3,8 +3,11 @@
 A learner re-runs `learn check` dozens of times; an unchanged notebook gets its previous result
 back at once (marked `cached`), without starting a kernel or importing torch. The key covers
 everything the grade depends on: the notebook's bytes, the lesson pack (manifest, checks, solution
-notebooks, data), the grader's own code, and the options that change grading (--only, an explicit
---seed, --cell-timeout). `--no-cache` bypasses it.
+notebooks, data), the grader's own code, the machine's side of grading (Python, torch, numpy,
+fastai, IPython, ipykernel, nbclient and jupyter_client versions, the sandbox mode and kernel
+backend), and the options that change grading (--only, an explicit --seed, --cell-timeout).
+`--no-cache` bypasses it. A result whose failure came from the machinery (a kernel that did not
+start, a reference solution that failed) is never stored: fixing the machine is enough.
 
 Entries live in the user cache directory (`$LEARN_CACHE_DIR` overrides), one JSON file each,
 written atomically; an unreadable entry is simply a miss.
@@ -17,23 +20,22 @@ import functools
 import hashlib
 import json
 import os
-from pathlib import Path
-
+import sys
 import time
+from pathlib import Path
 
 from . import __version__
 from .errors import LearnError
+from .paths import cache_dir
 from .results import NotebookResult, RunResult, Status
 
-__all__ = ["cache_dir", "grader_fingerprint", "result_key", "load_result", "store_result", "cached_check"]
+__all__ = ["cache_dir", "grader_fingerprint", "environment_fingerprint", "result_key", "load_result", "store_result",
+           "cached_check"]  # fmt: skip
 
-
-def cache_dir() -> Path:
-    if os.environ.get("LEARN_CACHE_DIR"):
-        return Path(os.environ["LEARN_CACHE_DIR"])
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("learn", appauthor=False))
+# Libraries whose release can change a grade (numerics, how a kernel runs a notebook).
+GRADE_LIBRARIES = ("torch", "numpy", "fastai", "ipython", "ipykernel", "nbclient", "jupyter_client")
+# Failures of the machinery rather than of the notebook: never remembered, always retried.
+MACHINERY_ERROR_KINDS = ("execution", "lesson")
 
 
 @functools.lru_cache(maxsize=1)
@@ -47,11 +49,37 @@ def grader_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+def _version(distribution: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> tuple[str, ...]:
+    return (sys.version, *(f"{name}={_version(name)}" for name in GRADE_LIBRARIES))
+
+
+def environment_fingerprint(sandbox_mode: str | None = None) -> str:
+    """What besides the notebook and the pack changes a grade on this machine: the Python and
+    library versions, and how learner code runs (sandbox mode, kernel backend). No import of torch."""
+    if sandbox_mode is None:
+        from .sandbox import choose
+
+        sandbox_mode = choose().mode
+    parts = [*_library_versions(), sandbox_mode, os.environ.get("LEARN_KERNEL_BACKEND", "auto")]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def result_key(notebook_bytes: bytes, lesson_fingerprint: str, options: dict) -> str:
     h = hashlib.sha256()
     h.update(notebook_bytes)
     h.update(lesson_fingerprint.encode())
     h.update(grader_fingerprint().encode())
+    h.update(environment_fingerprint().encode())
     h.update(json.dumps(options, sort_keys=True, default=str).encode())
     return h.hexdigest()[:40]
 
@@ -73,8 +101,9 @@ def load_result(key: str, path: str | Path) -> NotebookResult | None:
 
 
 def store_result(key: str, result: NotebookResult) -> None:
-    """Remember a result - only real grades, never failures of the machinery itself."""
-    if result.status is Status.ERROR and result.error_kind == "execution":
+    """Remember a result - only real grades, never failures of the machinery itself (a kernel that
+    did not start, a reference solution that failed: the learner's next try must run again)."""
+    if result.status is Status.ERROR and result.error_kind in MACHINERY_ERROR_KINDS:
         return
     entry = _entry(key)
     try:

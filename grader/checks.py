@@ -30,8 +30,9 @@ import hashlib
 import inspect
 import random
 import textwrap
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .compare import Tolerance, Verdict, compare
 

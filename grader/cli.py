@@ -29,7 +29,9 @@ def make_console(stderr: bool = False):
 
 
 def _err(message: str) -> None:
-    click.echo(f"learn: {message}", err=True)
+    from .inert import terminal
+
+    click.echo(f"learn: {terminal(message)}", err=True)  # messages quote file and folder names from learners
 
 
 def handle_errors(fn):
@@ -95,7 +97,9 @@ def list_cmd(work_dir: Path):
 @click.option("--dir", "dest", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to put the notebooks (default: ./LESSON).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace notebooks you changed (each is saved first as NAME.<time>.bak.ipynb).")
-@click.option("--from", "source", metavar="PATH_OR_URL", default=None, help="Install the lesson pack from a folder, a zip file or a zip URL first.")
+@click.option(
+    "--from", "source", metavar="PATH_OR_URL", default=None, help="Install the lesson pack from a folder, a zip file or a zip URL first."
+)
 @handle_errors
 def fetch(lesson_id: str, dest: Path | None, force: bool, source: str | None):
     """Copy a lesson's exercise notebooks into your working folder.
@@ -125,7 +129,9 @@ def fetch(lesson_id: str, dest: Path | None, force: bool, source: str | None):
 @cli.command()
 @click.argument("lessons", nargs=-1, metavar="[LESSON]...")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write here instead of exercises/LESSON.")
-@click.option("--check", "check_only", is_flag=True, help="Do not write; exit 1 if the committed exercises differ from what generation gives.")
+@click.option(
+    "--check", "check_only", is_flag=True, help="Do not write; exit 1 if the committed exercises differ from what generation gives."
+)
 @handle_errors
 def generate(lessons: tuple[str, ...], out: Path | None, check_only: bool):
     """Generate exercise notebooks from the solution notebooks (solution markers -> stubs)."""
@@ -220,7 +226,9 @@ def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: ./assignment-ID): release/ for students, source/ to grade with.")  # fmt: skip
-@click.option("--id", "lesson_id", default=None, help="Assignment id for nbgrader or plain solution notebooks (default: from the folder name).")
+@click.option(
+    "--id", "lesson_id", default=None, help="Assignment id for nbgrader or plain solution notebooks (default: from the folder name)."
+)
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to run at once for the self-test.")
 @handle_errors
 def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jobs: int | None):
@@ -262,25 +270,33 @@ def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jo
               help="Also write one feedback page per student into this folder.")  # fmt: skip
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Grade on the workers of this Dask scheduler instead of here (the gradebook stays here).")  # fmt: skip
+@click.option("--allow-unsandboxed", is_flag=True,
+              help="Grade even without bubblewrap (no filesystem or network isolation; also LEARN_ALLOW_UNSANDBOXED=1). "
+                   "Only for notebooks you trust.")  # fmt: skip
 @handle_errors
-def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_timeout, timeout, feedback_dir, scheduler):
+def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_timeout, timeout, feedback_dir, scheduler, allow_unsandboxed):
     """Grade a class's submissions in parallel into a gradebook.
 
     SUBMISSIONS is a folder with one folder per student (SUBMISSIONS/<student>/*.ipynb) or a zip
     of such folders. Unchanged submissions are skipped; a notebook that crashes, hangs or is not
     a notebook becomes that student's error and the batch goes on. Safe to interrupt and re-run.
-    Exit status: 0 every submission graded, 1 some could not be graded (retried next run).
+    Exit status: 0 every submission graded, 1 some could not be graded (retried next run), 2 bad
+    input - or no bubblewrap here: other people's code is not run without filesystem isolation
+    unless --allow-unsandboxed (or LEARN_ALLOW_UNSANDBOXED=1) says so.
     """
     from .batch import PlainProgress, RichProgress, grade_folder
 
     console = make_console()
     progress = RichProgress(console) if console.is_terminal else PlainProgress(click.echo)
     summary = grade_folder(submissions, gradebook_path, assignment, warn=lambda line: _err(line), jobs=jobs, regrade=regrade,
-                           seed=seed, cell_timeout=cell_timeout, timeout=timeout, progress=progress, scheduler=scheduler)  # fmt: skip
+                           seed=seed, cell_timeout=cell_timeout, timeout=timeout, progress=progress, scheduler=scheduler,
+                           allow_unsandboxed=allow_unsandboxed)  # fmt: skip
     click.echo(
         f"{summary.assignment}: {summary.graded} graded ({summary.ok} ok, {summary.not_ok} failed, {summary.errors} error), "
-        f"{summary.unchanged} unchanged" + (f", {summary.busy} busy elsewhere" if summary.busy else "")
-        + (f", {summary.failed} NOT graded" if summary.failed else "") + f" in {summary.duration:.1f}s -> {gradebook_path}"
+        f"{summary.unchanged} unchanged"
+        + (f", {summary.busy} busy elsewhere" if summary.busy else "")
+        + (f", {summary.failed} NOT graded" if summary.failed else "")
+        + f" in {summary.duration:.1f}s -> {gradebook_path}"
     )
     if feedback_dir is not None:
         from .export import export
@@ -295,7 +311,9 @@ def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_tim
               show_default=True, help="The gradebook `learn grade` wrote.")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["csv", "gradescope", "junit", "feedback"]), default="csv", show_default=True,
               help="csv: a row per student; gradescope: OUT/<student>/results.json; junit: XML; feedback: OUT/<student>.html.")  # fmt: skip
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="File (csv, junit) or folder (gradescope, feedback); default: stdout.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="File (csv, junit) or folder (gradescope, feedback); default: stdout."
+)
 @click.option("--assignment", default=None, metavar="A", help="Only this assignment (needed if the gradebook holds several).")
 @click.option("--student", "students", multiple=True, metavar="ID", help="Only this student (repeatable).")
 @handle_errors
@@ -461,6 +479,7 @@ def watch(lesson_id, work_dir, only, seed, jobs, no_html, max_runs):
     import asyncio
     import time as _time
 
+    from . import inert
     from .report import render_run
     from .watch import watch as watch_loop
     from .workspace import resolve_targets
@@ -473,20 +492,61 @@ def watch(lesson_id, work_dir, only, seed, jobs, no_html, max_runs):
         if console.is_terminal:
             console.clear()
         stamp = _time.strftime("%H:%M:%S", _time.localtime(round_.at))
-        names = ", ".join(p.name for p in round_.changed)
+        names = inert.markup(", ".join(p.name for p in round_.changed))
         console.print(f"[bold]learn watch[/bold] · round {round_.number} at {stamp} · checked {names}", highlight=False)
         render_run(round_.latest if console.is_terminal else round_.run, console)
         for warning in round_.warnings:
             _err(warning)
         if round_.report:
             console.print(f"HTML report: {round_.report}", markup=False, highlight=False)
-        console.print(f"[dim]Watching {len(paths)} notebook{'s' * (len(paths) != 1)} in {', '.join(folders)}: save one to re-check it. Ctrl-C stops.[/dim]")
+        console.print(
+            f"[dim]Watching {len(paths)} notebook{'s' * (len(paths) != 1)} in {inert.markup(', '.join(folders))}: save one to re-check it. Ctrl-C stops.[/dim]"
+        )
 
     console.print(f"Checking {len(paths)} notebook{'s' * (len(paths) != 1)}, then watching for saves...", highlight=False)
     try:
-        asyncio.run(watch_loop(paths, on_round=show, max_rounds=max_runs, seed=seed, only=list(only) or None, jobs=jobs, report=not no_html))
+        asyncio.run(
+            watch_loop(paths, on_round=show, max_rounds=max_runs, seed=seed, only=list(only) or None, jobs=jobs, report=not no_html)
+        )
     except KeyboardInterrupt:
         console.print("Stopped watching.")
+
+
+# ---------------------------------------------------------------------------------------------
+# this machine: learn doctor (grader.doctor)
+
+_VERDICT_COLOURS = {"ok": "green", "warn": "yellow", "problem": "red", "skip": "bright_black"}
+
+
+@cli.command()
+@click.option("--quick", is_flag=True, help="Skip the checks that start kernels and grade the packs' references (about a minute).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON instead of lines.")
+@handle_errors
+def doctor(quick: bool, as_json: bool):
+    """Check that this machine can grade: libraries, sandbox, kernels, lesson packs, GPU, folders, disk.
+
+    One line per check - ok, warn or problem - and the fix for every warning and problem.
+    Exit status: 0 no problem (warnings allowed), 1 a problem.
+    """
+    import json
+
+    from .doctor import format_finding, run
+
+    def style(text: str, verdict: str) -> str:
+        return click.style(text, fg=_VERDICT_COLOURS.get(verdict), bold=verdict == "problem")
+
+    def show(finding) -> None:
+        for line in format_finding(finding, style):
+            click.echo(line)
+
+    if not as_json:
+        click.echo("Checking this machine" + ("" if quick else " (kernels and lesson packs take a minute; --quick skips them)") + "...")
+    report = run(quick=quick, on_finding=None if as_json else show)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(f"learn doctor: {report.summary()}")
+    sys.exit(report.exit_code)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,7 +586,7 @@ def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
 
     console = make_console()
     if not quiz_name:
-        for name, path in bundled_quizzes().items():
+        for name in bundled_quizzes():
             q = find_quiz(name)
             console.print(Text(f"{name:12} {len(q.questions):3} questions  {q.title}  (topics: {', '.join(q.topics())})"))
         return

@@ -28,11 +28,11 @@ import time
 import zipfile
 from pathlib import Path
 
-from .errors import LearnError
+from .errors import LearnError, SandboxRequiredError
 from .lessons import Lesson, load_lesson
 from .results import RunResult
 
-__all__ = ["pack_bytes", "grade_remote", "run_on_cluster", "ALLOWED_WORKER_DEATHS"]
+__all__ = ["pack_bytes", "grade_remote", "run_on_cluster", "worker_isolation", "ALLOWED_WORKER_DEATHS"]
 
 ALLOWED_WORKER_DEATHS = 1  # a task may take down one worker and be retried; the second time it is an error
 
@@ -120,8 +120,17 @@ class _WorkerGrading:
 
 
 def grade_remote(pack: bytes, payload: dict) -> dict:
-    """The Dask task: grade one submission on this worker and return its RunResult as a dict."""
+    """The Dask task: grade one submission on this worker and return its RunResult as a dict.
+    A worker whose kernels would run outside bubblewrap refuses unless the coordinator allowed
+    it (a worker that joined after `worker_isolation` was asked)."""
     state = _WorkerGrading.get()
+    if state.pool.box.mode != "bwrap" and not payload.get("allow_unsandboxed"):
+        from .batch import isolation_report
+
+        report = isolation_report()
+        raise SandboxRequiredError(f"refusing to grade other people's notebooks without filesystem isolation on a Dask worker: "
+                                   f"{report.get('why', report['mode'])}. {report.get('exposure', '')} Install bubblewrap on the "
+                                   "workers, or pass --allow-unsandboxed (or set LEARN_ALLOW_UNSANDBOXED=1) to `learn grade`.")  # fmt: skip
     lesson = state.lesson(pack)
     return asyncio.run_coroutine_threadsafe(state.grade(lesson, payload), state.loop).result()
 
@@ -131,7 +140,24 @@ def _payload(batch, sub) -> dict:
     for spec_file, path in sub.notebooks.items():
         notebooks[spec_file] = (str(path.relative_to(sub.folder)) if sub.folder else path.name, path.read_bytes())
     return {"student": sub.student, "notebooks": notebooks, "notes": sub.notes, "seed": batch.seed,
-            "cell_timeout": batch.cell_timeout, "budget": batch.budget}  # fmt: skip
+            "cell_timeout": batch.cell_timeout, "budget": batch.budget, "allow_unsandboxed": batch.allow_unsandboxed}  # fmt: skip
+
+
+def worker_isolation(address: str) -> dict[str, dict[str, str]]:
+    """Each connected worker's `batch.isolation_report()` (its sandbox mode, and without
+    bubblewrap why not and what learner code could reach there), asked before anything is claimed."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise LearnError("`--scheduler` needs Dask's distributed package: pip install 'learn-grader[cluster]'") from None
+    from .batch import isolation_report
+
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as exc:
+        raise LearnError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    with client:
+        return client.run(isolation_report)
 
 
 def _limit_worker_deaths(dask_scheduler=None, deaths: int = ALLOWED_WORKER_DEATHS) -> int:
@@ -180,6 +206,12 @@ async def run_on_cluster(batch, todo: list, address: str) -> None:
                     run = RunResult.from_dict(await done)
                 except KilledWorker:
                     run = _killed_workers(batch, sub)
+                except SandboxRequiredError as exc:  # a worker without bubblewrap: claim nothing more, say why
+                    batch.in_flight.discard(sub.student)
+                    batch.gb.release(batch.lesson.id, sub.student)
+                    batch.abort = batch.abort or exc
+                    queue.clear()
+                    continue
                 except Exception as exc:  # the machinery failed (not the student): leave it for the next run
                     batch.in_flight.discard(sub.student)
                     batch.gb.release(batch.lesson.id, sub.student)

@@ -136,7 +136,9 @@ def _wrong_type(got, expected, path: str) -> Verdict:
 
 
 def _value_diff(path: str, expected: str, got: str) -> Verdict:
-    return Verdict(False, f"expected {expected}{_where(path)}, got {got}", Diff(kind="values", path=path, expected=expected, got=got), "values")
+    return Verdict(
+        False, f"expected {expected}{_where(path)}, got {got}", Diff(kind="values", path=path, expected=expected, got=got), "values"
+    )
 
 
 def _as_python_scalar(value):

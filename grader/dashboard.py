@@ -120,7 +120,9 @@ def summarise(records: list[SubmissionRecord]) -> ClassSummary:
         if reasons:
             attention.append(Attention(r.student, r.assignment, r.points, r.max_points, r.status or r.state, reasons))
     ordered = sorted(checks.values(), key=lambda s: (s.rate, -s.attempts, s.notebook, s.name))
-    errors = sorted(((k, _KIND_WORDS.get(k, k.replace("_", " ")), v[0], len(v[1]), v[2]) for k, v in kinds.items()), key=lambda e: (-e[2], e[0]))
+    errors = sorted(
+        ((k, _KIND_WORDS.get(k, k.replace("_", " ")), v[0], len(v[1]), v[2]) for k, v in kinds.items()), key=lambda e: (-e[2], e[0])
+    )
     attention.sort(key=lambda a: (a.points / a.max_points if a.max_points else 0.0, a.student))
     return ClassSummary(sorted({r.assignment for r in records}), records, ordered, errors, attention)
 

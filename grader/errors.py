@@ -11,6 +11,8 @@ the CLI uses for it. Anything else escaping the library is a bug in *our* code.
      ├── QuizFormatError            a quiz file is malformed
      ├── FetchError                 a lesson pack could not be fetched or unpacked
      ├── GradebookError             the gradebook is unusable (wrong schema, not SQLite ...)
+     ├── SandboxRequiredError       `learn grade` refuses other people's code without filesystem
+     │                              isolation (no working bubblewrap) unless --allow-unsandboxed
      └── ExecutionError             the kernel machinery itself failed (not the learner's code)
 """
 
@@ -25,6 +27,7 @@ __all__ = [
     "QuizFormatError",
     "FetchError",
     "GradebookError",
+    "SandboxRequiredError",
     "ExecutionError",
 ]
 
@@ -66,6 +69,12 @@ class FetchError(LearnError):
 
 class GradebookError(LearnError):
     pass
+
+
+class SandboxRequiredError(LearnError):
+    """Other people's notebooks would run without filesystem isolation (sandbox mode other than
+    bwrap) and the instructor did not allow it (--allow-unsandboxed, LEARN_ALLOW_UNSANDBOXED=1).
+    Exit 2, like other problems the user fixes before running again."""
 
 
 class ExecutionError(LearnError):

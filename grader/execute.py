@@ -72,7 +72,8 @@ class JobOutcome:
     duration: float = 0.0
     kernel_start_s: float = 0.0
     probe_s: float = 0.0
-    sandbox: str = ""
+    sandbox: str = ""  # bwrap | rlimit
+    backend: str = ""  # how the kernels were started: fork (from a warm zygote) | spawn (a new process each)
     input_maps: list[dict[int, int]] = field(default_factory=list)  # per kernel started: In[n] -> cell index
 
 
@@ -222,7 +223,7 @@ def clean_traceback(lines: list[str], keep: int = 40) -> list[str]:
 class _Run:
     def __init__(self, slot: Slot, job: KernelJob, sandbox: str):
         self.slot, self.job = slot, job
-        self.out = JobOutcome(sandbox=sandbox)
+        self.out = JobOutcome(sandbox=sandbox, backend=slot.backend)
         self.client: _Client | None = None
         self.ok_cells: list[int] = []
         self.timeout = job.cell_timeout
@@ -277,10 +278,9 @@ class _Run:
         with contextlib.suppress(Exception):
             if kc is not None:
                 kc.stop_channels()
-        await self.slot.zygote.kill_all()
+        await self.slot.kill_all()
         with contextlib.suppress(Exception):
             if km is not None:
-                km.provisioner.pid = None
                 await km.cleanup_resources()
         self.client.kc = self.client.km = None
         self.client = None
@@ -318,8 +318,7 @@ class _Run:
 
     async def _death_reason(self) -> str:
         assert self.client is not None and self.client.km is not None
-        job = self.client.km.provisioner.job
-        status = await self.slot.zygote.wait_exit(job, timeout=2)
+        status = await self.client.km.provisioner.wait_exit(timeout=2)
         return describe_exit(status)
 
     async def responsive(self) -> bool:
@@ -336,7 +335,7 @@ class _Run:
             return False
         self.out.restarts += 1
         await self.stop_kernel()
-        await self.slot.zygote.kill_all()
+        await self.slot.kill_all()
         await self.start_kernel(threads)
         cells = self.job.notebook.cells
         for index in self.ok_cells:

@@ -21,14 +21,13 @@ from pathlib import Path
 
 from .errors import GradebookError, LearnError
 from .gradebook import Gradebook, SubmissionRecord
+from .inert import csv_cell, visible, xml_text
 from .results import Status
 
 __all__ = ["FORMATS", "csv_text", "gradescope_results", "write_gradescope", "junit_xml", "write_feedback", "safe_name", "load_records"]
 
 FORMATS = ("csv", "gradescope", "junit", "feedback")
 _NUMBERISH = re.compile(r"(total|score|points|possible)", re.I)
-_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def load_records(gradebook: Gradebook, assignment: str | None = None, students: list[str] | None = None,
@@ -83,21 +82,21 @@ def csv_text(records: list[SubmissionRecord]) -> str:
             row[columns[(r.assignment, c.name)]] = _fmt(c.points)
         row["problems"] += r.problems + ([r.error] if r.error else [])
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([csv_cell(h) for h in header])  # text cells made inert (student ids and problems come from learners)
     for row in rows.values():
         statuses = row["status"]
         row["status"] = "error" if "error" in statuses or "not graded" in statuses else "failed" if "failed" in statuses else "ok"
         row["percent"] = _fmt(100.0 * row["total"] / row["possible"]) if row["possible"] else ""
         row["total"], row["possible"] = _fmt(row["total"]), _fmt(row["possible"])
         row["problems"] = " | ".join(dict.fromkeys(p.replace("\n", " ") for p in row["problems"]))
-        writer.writerow(row)
+        writer.writerow([csv_cell(row.get(h, "")) for h in header])  # numbers (ours) stay numbers, text never a formula
     return out.getvalue()
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float) -> int | float:
     value = round(float(value), 2)
-    return str(int(value)) if value.is_integer() else f"{value:g}"
+    return int(value) if value.is_integer() else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +124,7 @@ def gradescope_results(record: SubmissionRecord) -> dict:
                     "score": check.points,
                     "max_score": check.max_points,
                     "status": "passed" if check.passed else "failed",
-                    "output": _ANSI.sub("", output),
+                    "output": visible(output),
                     "output_format": "text",
                     "tags": [t for t in (check.kind, "hidden" if check.hidden else None) if t],
                     "visibility": "after_published" if check.hidden else "visible",
@@ -137,13 +136,18 @@ def gradescope_results(record: SubmissionRecord) -> dict:
     return {
         "score": record.points,
         "execution_time": round(record.duration, 2),
-        "output": "\n".join(lines),
+        "output": visible("\n".join(lines)),  # problems and errors quote learners' file names
         "output_format": "text",
         "test_output_format": "text",
         "visibility": "visible",
         "stdout_visibility": "hidden",
-        "extra_data": {"student": record.student, "assignment": record.assignment, "status": record.status,
-                       "graded_at": record.graded_at, "grader_version": record.grader_version},  # fmt: skip
+        "extra_data": {
+            "student": record.student,
+            "assignment": record.assignment,
+            "status": record.status,
+            "graded_at": record.graded_at,
+            "grader_version": record.grader_version,
+        },  # fmt: skip
         "tests": tests,
     }
 
@@ -170,28 +174,26 @@ def _one_assignment(records: list[SubmissionRecord], what: str) -> None:
 # JUnit XML
 
 
-def _xml_text(text: str | None) -> str:
-    return _XML_BAD.sub("", _ANSI.sub("", text or ""))
-
-
 def junit_xml(records: list[SubmissionRecord]) -> str:
     """JUnit XML: <testsuites> with one <testsuite> per student's submission and one <testcase>
     per check (classname student.notebook); failed checks get <failure>, errors and timeouts
     <error>, skipped ones <skipped>. One document for the class, as CI systems ingest one file."""
-    root = ET.Element("testsuites", name=f"learn grade: {', '.join(sorted({r.assignment for r in records}))}")
+    root = ET.Element("testsuites", name=xml_text(f"learn grade: {', '.join(sorted({r.assignment for r in records}))}"))
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for record in records:
-        suite = ET.SubElement(root, "testsuite", name=record.student, timestamp=record.graded_at or "", time=f"{record.duration:.3f}")
+        suite = ET.SubElement(
+            root, "testsuite", name=xml_text(record.student), timestamp=record.graded_at or "", time=f"{record.duration:.3f}"
+        )
         props = ET.SubElement(suite, "properties")
         for key, value in (("assignment", record.assignment), ("points", f"{record.points:g}"), ("max_points", f"{record.max_points:g}"),
                            ("status", record.status or record.state)):  # fmt: skip
-            ET.SubElement(props, "property", name=key, value=_xml_text(str(value)))
+            ET.SubElement(props, "property", name=key, value=xml_text(str(value)))
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         for check in record.checks:
             counts["tests"] += 1
-            case = ET.SubElement(suite, "testcase", name=check.name, classname=f"{record.student}.{Path(check.notebook).stem}",
+            case = ET.SubElement(suite, "testcase", name=xml_text(check.name), classname=xml_text(f"{record.student}.{Path(check.notebook).stem}"),
                                  time=f"{check.duration:.3f}")  # fmt: skip
-            message = _xml_text(check.message)
+            message = xml_text(check.message)
             first = message.splitlines()[0] if message else check.status
             if check.status == Status.FAILED.value:
                 counts["failures"] += 1
@@ -202,10 +204,10 @@ def junit_xml(records: list[SubmissionRecord]) -> str:
             elif check.status == Status.SKIPPED.value:
                 counts["skipped"] += 1
                 ET.SubElement(case, "skipped", message=first)
-            ET.SubElement(case, "system-out").text = _xml_text(f"{check.points:g}/{check.max_points:g} points")
+            ET.SubElement(case, "system-out").text = xml_text(f"{check.points:g}/{check.max_points:g} points")
         notes = record.problems + ([record.error] if record.error else [])
         if notes:
-            ET.SubElement(suite, "system-err").text = _xml_text("\n".join(notes))
+            ET.SubElement(suite, "system-err").text = xml_text("\n".join(notes))
         for key, value in counts.items():
             suite.set(key, str(value))
             totals[key] += value

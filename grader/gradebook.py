@@ -25,10 +25,10 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from .errors import GradebookError
 from .results import RunResult, Status
@@ -337,14 +337,43 @@ class Gradebook:
                 "UPDATE submissions SET content_hash = ?, grader_version = ?, fingerprint = ?, state = ?, lease_owner = NULL,"
                 " lease_until = NULL, attempts = attempts + 1, status = ?, points = ?, max_points = ?, duration = ?, error = ?,"
                 " error_kind = ?, problems = ?, graded_at = ?, result_json = ? WHERE id = ?",
-                (content_hash, version, fingerprint, "failed" if failed else "graded", status, run.points, run.max_points,
-                 round(run.duration, 3), error, error_kind, json.dumps(problems), _now(), json.dumps(run.to_dict()), sub_id),  # fmt: skip
+                (
+                    content_hash,
+                    version,
+                    fingerprint,
+                    "failed" if failed else "graded",
+                    status,
+                    run.points,
+                    run.max_points,
+                    round(run.duration, 3),
+                    error,
+                    error_kind,
+                    json.dumps(problems),
+                    _now(),
+                    json.dumps(run.to_dict()),
+                    sub_id,
+                ),  # fmt: skip
             )
             c.executemany(
                 "INSERT OR REPLACE INTO check_results (submission_id, notebook, check_name, title, status, points, max_points, kind,"
                 " message, hidden, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(sub_id, nb.exercise or Path(nb.path).name, ch.name, ch.title, ch.status.value, ch.points, ch.max_points, ch.kind,
-                  ch.message, int(ch.hidden), ch.duration) for nb in run.notebooks for ch in nb.checks],  # fmt: skip
+                [
+                    (
+                        sub_id,
+                        nb.exercise or Path(nb.path).name,
+                        ch.name,
+                        ch.title,
+                        ch.status.value,
+                        ch.points,
+                        ch.max_points,
+                        ch.kind,
+                        ch.message,
+                        int(ch.hidden),
+                        ch.duration,
+                    )
+                    for nb in run.notebooks
+                    for ch in nb.checks
+                ],  # fmt: skip
             )
         return True
 
@@ -378,9 +407,22 @@ class Gradebook:
         for r in self.conn.execute(query + " ORDER BY assignment, student", args):
             records.append(
                 SubmissionRecord(
-                    id=r[0], student=r[1], assignment=r[2], state=r[3], status=r[4], points=r[5] or 0.0, max_points=r[6] or 0.0,
-                    duration=r[7] or 0.0, error=r[8], error_kind=r[9], problems=json.loads(r[10] or "[]"), graded_at=r[11],
-                    content_hash=r[12], grader_version=r[13], fingerprint=r[14], result_json=r[15],
+                    id=r[0],
+                    student=r[1],
+                    assignment=r[2],
+                    state=r[3],
+                    status=r[4],
+                    points=r[5] or 0.0,
+                    max_points=r[6] or 0.0,
+                    duration=r[7] or 0.0,
+                    error=r[8],
+                    error_kind=r[9],
+                    problems=json.loads(r[10] or "[]"),
+                    graded_at=r[11],
+                    content_hash=r[12],
+                    grader_version=r[13],
+                    fingerprint=r[14],
+                    result_json=r[15],
                 )  # fmt: skip
             )
         by_id = {rec.id: rec for rec in records}

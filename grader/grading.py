@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, wire
+from .cache import environment_fingerprint, grader_fingerprint
 from .checks import Case, Check
 from .compare import Tolerance, Verdict, compare, fmt_shape
 from .errors import ExecutionError, LearnError, LessonPackError, NotebookLoadError, UnknownNotebookError
@@ -29,6 +30,7 @@ from .execute import JobOutcome, KernelJob, run_job
 from .kernels import KernelPool, Limits
 from .lessons import CheckSpec, Lesson, NotebookSpec, all_lessons, identify
 from .notebook import definitions, load_notebook
+from .paths import cache_dir
 from .results import CaseResult, CellProblem, CheckResult, NotebookResult, RunResult, Status
 
 __all__ = ["Grader", "check_notebook", "check_notebooks", "new_seed"]
@@ -208,7 +210,9 @@ def _probe_failure(raw: dict, check: CheckSpec, ctx: _Context) -> tuple[Status, 
         return Status.ERROR, "kernel_died", f"calling {fname} crashed the kernel: {reason}", None
     if status == "exception":
         ename, evalue = raw.get("ename", "Exception"), raw.get("evalue", "")
-        tb = _rewrite_cells(list(raw.get("traceback") or []), ctx.outcome.input_maps[raw.get("kernel", -1)] if ctx.outcome.input_maps else {})
+        tb = _rewrite_cells(
+            list(raw.get("traceback") or []), ctx.outcome.input_maps[raw.get("kernel", -1)] if ctx.outcome.input_maps else {}
+        )
         if ename == "NotImplementedError":
             return Status.FAILED, "not_implemented", f"{fname} is not written yet (it still raises NotImplementedError)", tb
         message = f"{fname} raised {ename}: {evalue}".rstrip(": ")
@@ -303,7 +307,15 @@ def judge_check(spec: CheckSpec, check: Check, cases: list[PlannedCase], learner
         status, points = Status.PASSED, spec.points
     else:
         statuses = {r.status for r in failing}
-        status = Status.ERROR if kind else Status.FAILED if Status.FAILED in statuses else Status.TIMEOUT if Status.TIMEOUT in statuses else Status.ERROR
+        status = (
+            Status.ERROR
+            if kind
+            else Status.FAILED
+            if Status.FAILED in statuses
+            else Status.TIMEOUT
+            if Status.TIMEOUT in statuses
+            else Status.ERROR
+        )
         points = round(spec.points * passed_w / total_w, 2) if spec.partial_credit and total_w else 0.0
     first = failing[0] if failing else None
     if first is None:
@@ -350,8 +362,15 @@ def _hide(case: CaseResult) -> CaseResult:
         message = "returned values that differ from the reference on hidden inputs"
     else:
         message = case.message.split("\n")[0]
-    return CaseResult(label=case.label, status=case.status, message=message if not case.passed else "",
-                      weight=case.weight, duration=case.duration, kind=case.kind, mistake=case.mistake)
+    return CaseResult(
+        label=case.label,
+        status=case.status,
+        message=message if not case.passed else "",
+        weight=case.weight,
+        duration=case.duration,
+        kind=case.kind,
+        mistake=case.mistake,
+    )
 
 
 def cell_problems(nb, outcome: JobOutcome) -> list[CellProblem]:
@@ -362,7 +381,9 @@ def cell_problems(nb, outcome: JobOutcome) -> list[CellProblem]:
         source = nb.cells[run.index].source.strip().splitlines()
         head = "\n".join(source[:3]) + ("\n..." if len(source) > 3 else "")
         if run.status == "ok":  # only truncated
-            problems.append(CellProblem(run.index + 1, Status.PASSED, "output_limit", evalue="output was truncated", source=head, duration=run.duration))
+            problems.append(
+                CellProblem(run.index + 1, Status.PASSED, "output_limit", evalue="output was truncated", source=head, duration=run.duration)
+            )
             continue
         kind = {"error": "exception", "timeout": "timeout", "died": "kernel_died", "skipped": "skipped"}[run.status]
         status = {"timeout": Status.TIMEOUT, "skipped": Status.SKIPPED}.get(run.status, Status.ERROR)
@@ -425,14 +446,6 @@ def _kernel_job(nb, name: str, lesson: Lesson, spec: NotebookSpec, probes: list[
     )
 
 
-def _cache_dir() -> Path:
-    if os.environ.get("LEARN_CACHE_DIR"):
-        return Path(os.environ["LEARN_CACHE_DIR"])
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("learn", appauthor=False))
-
-
 class Grader:
     """Grades notebooks on a kernel pool. Use as `async with Grader(...) as g: await g.grade(path)`."""
 
@@ -470,15 +483,16 @@ class Grader:
         probes = p.probes(reference=True)
         if not probes:
             return {}
+        env = [grader_fingerprint(), environment_fingerprint(self.pool.box.mode)]
         key = hashlib.sha256(
-            json.dumps([__version__, p.lesson.fingerprint(), p.spec.file, probes], sort_keys=True).encode()
+            json.dumps([__version__, *env, p.lesson.fingerprint(), p.spec.file, probes], sort_keys=True).encode()
         ).hexdigest()[:32]
         if key not in self._references:
             self._references[key] = asyncio.ensure_future(self._reference_uncached(p, probes, key))
         return await asyncio.shield(self._references[key])
 
     async def _reference_uncached(self, p: Plan, probes: list[dict], key: str) -> dict[str, dict]:
-        path = _cache_dir() / "reference" / f"{key}.json"
+        path = cache_dir() / "reference" / f"{key}.json"
         if self.use_reference_cache and path.is_file():
             try:
                 return json.loads(path.read_text())
@@ -528,7 +542,9 @@ class Grader:
         result.duration = round(time.monotonic() - started, 3)
         return result
 
-    async def _grade_loaded(self, nb, path: Path, lesson: Lesson, spec: NotebookSpec, result: NotebookResult, started: float) -> NotebookResult:
+    async def _grade_loaded(
+        self, nb, path: Path, lesson: Lesson, spec: NotebookSpec, result: NotebookResult, started: float
+    ) -> NotebookResult:
         t0 = time.monotonic()
         p = plan(lesson, spec, self.seed, self.only)
         probes = p.probes(reference=False)
@@ -545,6 +561,7 @@ class Grader:
         result.status = Status.PASSED if all(c.status in (Status.PASSED, Status.SKIPPED) for c in checks) else Status.FAILED
         apply_kernel_death_policy(result)
         result.sandbox = outcome.sandbox
+        result.kernel_backend = outcome.backend
         result.timings = {
             "kernels": round(t1 - t0, 3),
             "kernel_start": round(outcome.kernel_start_s, 3),

@@ -23,10 +23,11 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from . import __version__
+from . import __version__, inert
 from .results import RunResult, Status
 
 __all__ = [
@@ -51,7 +52,6 @@ REPORT_NAME = "learn-report.html"
 MAX_PLOT_POINTS = 2000  # a learner's 10^6-step loss list must not make a 100 MB report
 COLORS = {"reference": "#0969da", "yours": "#d1242f", "data": "#8c959f"}
 CYCLE = ["#d1242f", "#0969da", "#1a7f37", "#8250df", "#bf8700", "#57606a"]
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,6 +109,14 @@ def _when(iso: str | None) -> str:
         return iso
 
 
+def _finalize(value: Any) -> Any:
+    """Every {{ expression }} of a page: text (not our own Markup, such as the SVG plots) made
+    inert before autoescape - colour codes dropped, other control characters shown as escapes."""
+    import markupsafe
+
+    return inert.visible(value) if isinstance(value, str) and not isinstance(value, markupsafe.Markup) else value
+
+
 @functools.lru_cache(maxsize=4)
 def _environment(folder: str):
     import jinja2
@@ -116,12 +124,16 @@ def _environment(folder: str):
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder),
         autoescape=True,  # every page: learner text is data, never markup
+        finalize=_finalize,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(num=_num, seconds=_seconds, index=_index, when=_when, subtitle=_subtitle,
-                       strip_ansi=lambda s: _ANSI.sub("", str(s)))
+    # learner text is escaped by autoescape; `inert` (alias strip_ansi) also drops colour codes and
+    # shows other control characters as escapes (grader.inert.visible)
+    env.filters.update(
+        num=_num, seconds=_seconds, index=_index, when=_when, subtitle=_subtitle, inert=inert.visible, strip_ansi=inert.visible
+    )
     return env
 
 
@@ -231,9 +243,9 @@ def default_report_path(notebooks: Iterable[str | Path]) -> Path:
     folders = [Path(p).resolve().parent for p in notebooks]
     folder = Path(os.path.commonpath([str(f) for f in folders])) if folders else Path.cwd()
     if _is_pack_folder(folder):
-        from .grading import _cache_dir
+        from .paths import cache_dir
 
-        return _cache_dir() / "reports" / REPORT_NAME
+        return cache_dir() / "reports" / REPORT_NAME
     return folder / REPORT_NAME
 
 

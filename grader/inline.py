@@ -211,14 +211,18 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
     nb_spec = lesson_obj.notebook(spec.notebook)
     solution = lesson_obj.solution_path(nb_spec)
     if not os.access(solution, os.R_OK):
-        return InlineResult(spec.name, lesson=lesson_obj.id, unavailable="the reference solutions are not installed here; run `learn check`")
+        return InlineResult(
+            spec.name, lesson=lesson_obj.id, unavailable="the reference solutions are not installed here; run `learn check`"
+        )
     with _restored(ns):  # case generators and probes may reseed RNGs and set globals
         # the reference of the whole notebook: one kernel run (then cached) serves every function of it
         p = plan(lesson_obj, nb_spec, DEFAULT_SEED if seed is None else seed)
         try:
             reference = _reference_values(p)
         except (LessonPackError, ExecutionError) as exc:
-            return InlineResult(spec.name, lesson=lesson_obj.id, unavailable=f"the reference could not be computed ({exc}); run `learn check`")
+            return InlineResult(
+                spec.name, lesson=lesson_obj.id, unavailable=f"the reference could not be computed ({exc}); run `learn check`"
+            )
         learner = _run_learner_probes([q for q in p.probes(reference=False) if q["id"].startswith(spec.name + "/")], ns)
     from .execute import JobOutcome
 

@@ -82,7 +82,7 @@ def _learner_traceback(exc):
     lines = []
     for frame in frames[-12:]:
         where = names.get(frame.filename, frame.filename)
-        lines.append(f'{where}, line {frame.lineno}, in {frame.name}')
+        lines.append(f"{where}, line {frame.lineno}, in {frame.name}")
         if frame.line:
             lines.append(f"    {frame.line.strip()}")
     lines.append(f"{type(exc).__name__}: {str(exc)[:2000]}")
@@ -176,8 +176,18 @@ def _learn_main(job_json):
         try:
             publish_display_data({MIME: result})
         except Exception as exc:  # an unencodable result must not stop the others
-            publish_display_data({MIME: {"id": probe["id"], "nonce": job["nonce"], "status": "exception",
-                                         "ename": "HarnessError", "evalue": repr(exc)[:500], "traceback": []}})
+            publish_display_data(
+                {
+                    MIME: {
+                        "id": probe["id"],
+                        "nonce": job["nonce"],
+                        "status": "exception",
+                        "ename": "HarnessError",
+                        "evalue": repr(exc)[:500],
+                        "traceback": [],
+                    }
+                }
+            )
         _progress(job, "done", probe["id"])
 
 

@@ -1,16 +1,30 @@
-"""Kernels for learner code: a pool of slots, each a warm zygote that forks one kernel per job.
+"""Kernels for learner code: a pool of slots, each starting one fresh kernel process per job.
 
-    KernelPool ── Slot ── Zygote (process, maybe inside bubblewrap) ──fork──► kernel (one per job)
-                   │
-                   └── its own directory: work/ (the kernel's cwd, wiped after each job) and ipc/
+Two backends start those kernels (`choose_backend`; LEARN_KERNEL_BACKEND=fork|spawn|auto):
+
+  fork   KernelPool ── ZygoteSlot ── Zygote (process, maybe inside bubblewrap) ──fork──► kernel (one per job)
+  spawn  KernelPool ── SpawnSlot ──launch──► [bubblewrap ──►] python -I zygote.py --exec REQ.json ══ kernel (one per job)
+                         │
+                         └── each slot: its own directory, work/ (the kernel's cwd, wiped after each job) and ipc/
+
+"fork" (the default on Linux and other POSIX systems with fork): a warm zygote that has imported
+torch forks each kernel in milliseconds. "spawn" (the default on Windows and macOS, where there is
+no fork or forking after torch is unsafe): every kernel is a new interpreter, started through
+jupyter_client's LocalProvisioner machinery, that preloads the same profile and then becomes a
+kernel exactly as a forked child does (`zygote.become_kernel`: same environment, cwd, sys.path,
+uid drop and rlimits, from the one place) - seconds instead of milliseconds per kernel.
 
 nbclient drives each kernel through the normal jupyter_client API: `ZygoteProvisioner` stands
 in for the local provisioner, so starting, interrupting and killing a kernel go through the
-zygote instead of Popen. Kernels talk over ZMQ's IPC transport (Unix sockets in the slot's ipc/
-directory), never TCP.
+zygote instead of Popen; `SpawnProvisioner` is the local provisioner with our own command line.
+Kernels talk over ZMQ's IPC transport (Unix sockets in the slot's ipc/ directory), never TCP -
+except on Windows (no Unix sockets for ZMQ), where the spawn backend uses TCP on 127.0.0.1.
 
 A slot runs one job at a time, and after each job every process the job left behind is killed
-and the work directory emptied, so nothing of one submission is visible to the next.
+and the work directory emptied, so nothing of one submission is visible to the next. Fork: the
+zygote is a subreaper and kills all its descendants. Spawn: the kernel's process tree (the kernel
+is a subreaper on Linux) - with bubblewrap the sandbox's whole PID namespace - and, when kernels
+run as a slot uid of their own, every process of that uid.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +47,7 @@ from pathlib import Path
 import zmq
 import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.launcher import launch_kernel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
@@ -40,6 +56,28 @@ from .errors import ExecutionError
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
 _job_ids = itertools.count(1)
+BACKENDS = ("fork", "spawn")
+BACKEND_ENV = "LEARN_KERNEL_BACKEND"
+
+
+def default_backend() -> str:
+    """ "spawn" on Windows and macOS (no fork; forking after torch is unsafe there) or without
+    os.fork, else "fork"."""
+    if sys.platform in ("win32", "darwin") or not hasattr(os, "fork"):
+        return "spawn"
+    return "fork"
+
+
+def choose_backend(preference: str | None = None) -> str:
+    """The kernel backend: `preference`, else $LEARN_KERNEL_BACKEND, else "auto" (`default_backend`)."""
+    wanted = (preference or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
+    if wanted == "auto":
+        return default_backend()
+    if wanted not in BACKENDS:
+        raise ExecutionError(f"{BACKEND_ENV} must be fork, spawn or auto, not {wanted!r}")
+    if wanted == "fork" and not hasattr(os, "fork"):
+        raise ExecutionError("the fork kernel backend needs os.fork, which this system does not have; use spawn")
+    return wanted
 
 
 @dataclass
@@ -211,7 +249,7 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _context_for_loop(loop_id: int) -> zmq.asyncio.Context:
     ctx = zmq.asyncio.Context()
     ctx.setsockopt(zmq.RECONNECT_IVL, 10)  # default 100 ms: a lost first connect would cost that much
@@ -240,20 +278,8 @@ class ZygoteProvisioner(LocalProvisioner):
         request = dict(self.spawn_request, connection_file=self.parent.connection_file)
         self.pid = await self.zygote.spawn(self.job, request)
         self.pgid = self.pid
-        await self._until_bound()
+        await _until_bound(self.connection_info, lambda: self.zygote.exit_status(self.job) is not None)
         return self.connection_info
-
-    async def _until_bound(self, timeout: float = 30) -> None:
-        """Wait until the kernel has bound its IPC sockets, so our connects succeed at once
-        (a connect to a missing socket file is retried by ZMQ only after its reconnect interval,
-        and iopub messages published before the subscription lands are lost)."""
-        info = self.connection_info
-        files = [f"{info['ip']}-{info[k]}" for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
-        deadline = time.monotonic() + timeout
-        while not all(os.path.exists(f) for f in files):
-            if self.zygote.exit_status(self.job) is not None or time.monotonic() > deadline:
-                return  # the caller's readiness check reports what went wrong
-            await asyncio.sleep(0.003)
 
     async def poll(self) -> int | None:
         if not self.has_process:
@@ -266,6 +292,15 @@ class ZygoteProvisioner(LocalProvisioner):
         status = await self.zygote.wait_exit(self.job)
         self.pid = None
         return status
+
+    async def wait_exit(self, timeout: float | None = None) -> int | None:
+        """The kernel's exit status once it has ended (negative: killed by that signal); None if
+        it is still running after `timeout` seconds."""
+        return await self.zygote.wait_exit(self.job, timeout)
+
+    def forget(self) -> None:
+        """The slot killed the kernel: nothing is left to signal or wait for."""
+        self.pid = None
 
     async def send_signal(self, signum: int) -> None:
         if self.has_process:
@@ -281,6 +316,118 @@ class ZygoteProvisioner(LocalProvisioner):
         pass
 
 
+class SpawnProvisioner(LocalProvisioner):
+    """jupyter_client's local provisioner, starting ``python -I zygote.py --exec REQUEST.json``
+    (inside the slot's bubblewrap sandbox where there is one) instead of the kernel spec's argv.
+
+    Interrupts go to the kernel's process group; with bubblewrap that is the kernel process inside
+    the sandbox (found through /proc: bwrap itself would die of SIGINT and forwards no signals).
+    Kill takes the whole process tree: with bubblewrap the sandbox's PID namespace, which ends
+    with its init."""
+
+    slot: SpawnSlot
+    job: str
+    spawn_request: dict
+    _status: int | None = None
+    _kernel_pid: int | None = None
+
+    async def launch_kernel(self, cmd: list[str], **kwargs):
+        slot, box = self.slot, self.slot.box
+        uid = self.spawn_request.get("uid")
+        box.hand_over(Path(self.parent.connection_file), uid)
+        request = dict(self.spawn_request, connection_file=self.parent.connection_file, profile=slot.profile)
+        path = slot.ipc / f"{self.job}.request.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # read before the uid drop
+        with open(fd, "w", encoding="utf-8") as f:
+            json.dump(request, f)
+        argv = [sys.executable, "-I", str(ZYGOTE_SCRIPT), "--exec", str(path)]
+        argv = box.command(argv, slot.root, ro_files=(ZYGOTE_SCRIPT.parent,))
+        # stderr until the kernel redirects its own there: preload warnings, bwrap's complaints
+        log_fd = os.open(slot.work / ".kernel.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(log_fd, "ab") as log:
+            try:
+                self.process = launch_kernel(argv, stdout=subprocess.DEVNULL, stderr=log, env=box.zygote_env(), cwd=str(slot.root))
+            except OSError as exc:
+                raise ExecutionError(f"could not start a kernel ({argv[0]}): {exc}") from exc
+        self.pid = self.process.pid
+        self.pgid = self.pid if hasattr(os, "killpg") else None  # launch_kernel starts a new session
+        self.cwd = str(slot.work)
+        await _until_bound(self.connection_info, lambda: self.exit_status() is not None, timeout=120)
+        return self.connection_info
+
+    def exit_status(self) -> int | None:
+        if self.process is None:
+            return self._status
+        code = self.process.poll()
+        if code is not None and self.slot.box.mode == "bwrap" and 128 < code <= 128 + 64:
+            code = 128 - code  # bwrap reports a command killed by signal N as 128 + N
+        return code
+
+    async def poll(self) -> int | None:
+        return self.exit_status() if self.process is not None else 0
+
+    async def wait_exit(self, timeout: float | None = None) -> int | None:
+        """The kernel's exit status once it has ended (negative: killed by that signal); None if
+        it is still running after `timeout` seconds."""
+        if self.process is None:
+            return self._status  # never started, or already collected
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (status := self.exit_status()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.005)
+        return status
+
+    async def wait(self) -> int | None:
+        status = await self.wait_exit()
+        self.forget()
+        return status
+
+    def forget(self) -> None:
+        """The kernel has ended (or was killed): keep its status, drop the process."""
+        if self.process is not None:
+            self._status = self.exit_status()  # None if it somehow still runs: Popen reaps it later
+            self.process = None
+        self.pid = None
+
+    def _kernel_process(self) -> int | None:
+        """The kernel's pid as this process sees it (inside bubblewrap it is bwrap's grandchild)."""
+        if self.slot.box.mode != "bwrap":
+            return self.pid
+        if self._kernel_pid is None and self.pid is not None:
+            wanted = [b"-I", str(ZYGOTE_SCRIPT).encode(), b"--exec"]  # bwrap's own argv ends with these too
+            for pid in _descendants(self.pid):
+                with contextlib.suppress(OSError):
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if f.read().split(b"\0")[1:4] == wanted:
+                            self._kernel_pid = pid
+                            break
+        return self._kernel_pid
+
+    async def send_signal(self, signum: int) -> None:
+        if self.process is None:
+            return
+        if hasattr(signal, "SIGKILL") and signum == signal.SIGKILL:
+            return await self.kill()
+        if self.slot.box.mode == "bwrap":
+            pid = self._kernel_process()
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signum)  # the kernel leads its own session and group
+                    return
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signum)
+            return
+        await super().send_signal(signum)
+
+    async def kill(self, restart: bool = False) -> None:
+        if self.process is not None:
+            _kill_tree(self.process)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.kill(restart)
+
+
 _PYTHON_KERNEL_SPEC = KernelSpec(
     argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
     display_name="Python 3 (learn)",
@@ -289,17 +436,115 @@ _PYTHON_KERNEL_SPEC = KernelSpec(
 )
 
 
+async def _until_bound(info: dict, ended, timeout: float = 30) -> None:
+    """Wait until the kernel has bound its IPC sockets, so our connects succeed at once
+    (a connect to a missing socket file is retried by ZMQ only after its reconnect interval,
+    and iopub messages published before the subscription lands are lost). Returns early if
+    `ended()` says the kernel is gone; TCP (nothing to watch) returns at once."""
+    if info.get("transport") != "ipc":
+        return
+    files = [f"{info['ip']}-{info[k]}" for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
+    deadline = time.monotonic() + timeout
+    pause = 0.003
+    while not all(os.path.exists(f) for f in files):
+        if ended() or time.monotonic() > deadline:
+            return  # the caller's readiness check reports what went wrong
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.02)
+
+
+def _process_table() -> dict[int, int]:
+    """pid -> parent pid of every process we can see that has not ended (zombies left out):
+    /proc on Linux, `ps` on other POSIX systems, nothing on Windows."""
+    table: dict[int, int] = {}
+    if os.path.isdir("/proc"):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if fields[0] not in ("Z", "X"):
+                    table[int(entry)] = int(fields[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        return table
+    if os.name == "posix":
+        try:
+            out = subprocess.run(
+                ["ps", "-A", "-o", "pid=", "-o", "ppid=", "-o", "stat="], capture_output=True, text=True, timeout=10
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return table
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0].isdigit() and parts[1].isdigit() and not parts[2].startswith("Z"):
+                table[int(parts[0])] = int(parts[1])
+    return table
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live descendant of `root`, parents before their children."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in _process_table().items():
+        children.setdefault(ppid, []).append(pid)
+    found, queue = [], list(children.get(root, []))
+    while queue:
+        pid = queue.pop(0)
+        found.append(pid)
+        queue.extend(children.get(pid, []))
+    return found
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a kernel process and everything below it. Descendants go first, while the kernel
+    (a subreaper on Linux) still collects whatever they orphan; with bubblewrap killing the
+    sandbox's init ends its whole PID namespace."""
+    if sys.platform == "win32":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, timeout=30)
+        with contextlib.suppress(OSError):
+            process.kill()
+        return
+    if process.poll() is None:
+        for _ in range(50):
+            below = _descendants(process.pid)
+            if not below:
+                break
+            for pid in below:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.001)
+    with contextlib.suppress(OSError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        process.kill()
+
+
+async def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of `uid` (a slot's own uid): kill(-1) sent by that uid reaches all of
+    them, wherever they have re-parented, and nothing else."""
+    with contextlib.suppress(OSError):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", "-c", "import os, signal; os.kill(-1, signal.SIGKILL)",
+            user=uid, group=uid, extra_groups=[], cwd="/",
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        await proc.wait()
+
+
 @dataclass
 class Slot:
-    """One worker place: a directory and a zygote. Runs one job at a time."""
+    """One worker place: a directory and whatever starts its kernels. Runs one job at a time."""
 
     index: int
     root: Path
     box: sandbox_mod.Sandbox
     profile: str = "torch"
-    zygote: Zygote | None = None
     jobs_run: int = 0
     env: dict = field(default_factory=dict)
+    kernels: list = field(default_factory=list)  # this job's provisioners
+    backend = ""
 
     @property
     def work(self) -> Path:
@@ -309,11 +554,67 @@ class Slot:
     def ipc(self) -> Path:
         return self.root / "ipc"
 
-    async def start(self, profile: str) -> None:
-        self.profile = profile
+    def _make_dirs(self) -> None:
         for d in (self.work, self.ipc):
             d.mkdir(parents=True, exist_ok=True)
         self.box.prepare_slot(self.root)
+
+    async def start(self, profile: str) -> None:
+        self.profile = profile
+        self._make_dirs()
+
+    async def ensure(self, profile: str) -> None:
+        self.profile = profile
+
+    def _kernel_manager(self, provisioner_class, transport: str = "ipc") -> tuple[AsyncKernelManager, str]:
+        job = f"j{next(_job_ids)}"
+        ip = str(self.ipc / job) if transport == "ipc" else "127.0.0.1"
+        km = AsyncKernelManager(transport=transport, ip=ip, context=zmq_context())
+        km._kernel_spec = _PYTHON_KERNEL_SPEC
+        km.connection_file = str(self.ipc / f"{job}.json")
+        provisioner = provisioner_class(kernel_id=job, kernel_spec=_PYTHON_KERNEL_SPEC, parent=km)
+        provisioner.job = job
+        km.provisioner = provisioner
+        self.kernels.append(provisioner)
+        return km, job
+
+    def kernel_manager(self, spawn_request: dict) -> AsyncKernelManager:
+        raise NotImplementedError
+
+    @property
+    def uid(self) -> int | None:
+        """The unprivileged uid this slot's kernels run as (None: no privilege drop possible)."""
+        return self.box.kernel_uid(self.index)
+
+    def prepare_job(self) -> None:
+        self.box.prepare_job(self.work, self.ipc, self.uid)
+
+    async def kill_all(self) -> None:
+        """SIGKILL this job's kernels and everything they started."""
+        raise NotImplementedError
+
+    async def reset(self) -> None:
+        """Kill whatever the last job left running and empty the work and ipc directories."""
+        await self.kill_all()
+        self.kernels = []
+        for d in (self.work, self.ipc):
+            _empty_dir(d)
+        self.jobs_run += 1
+
+    async def close(self) -> None:
+        await self.kill_all()
+
+
+@dataclass
+class ZygoteSlot(Slot):
+    """A slot whose kernels are forked by its warm zygote (the fork backend)."""
+
+    zygote: Zygote | None = None
+    backend = "fork"
+
+    async def start(self, profile: str) -> None:
+        self.profile = profile
+        self._make_dirs()
         self.zygote = Zygote(self.root, profile, self.box)
         await self.zygote.start()
 
@@ -330,35 +631,47 @@ class Slot:
     def kernel_manager(self, spawn_request: dict) -> AsyncKernelManager:
         """A kernel manager whose kernels come from this slot's zygote over IPC sockets."""
         assert self.zygote is not None
-        job = f"j{next(_job_ids)}"
-        km = AsyncKernelManager(transport="ipc", ip=str(self.ipc / job), context=zmq_context())
-        km._kernel_spec = _PYTHON_KERNEL_SPEC
-        km.connection_file = str(self.ipc / f"{job}.json")
-        provisioner = ZygoteProvisioner(kernel_id=job, kernel_spec=_PYTHON_KERNEL_SPEC, parent=km)
-        provisioner.zygote, provisioner.job, provisioner.spawn_request = self.zygote, job, spawn_request
-        km.provisioner = provisioner
+        km, _ = self._kernel_manager(ZygoteProvisioner)
+        km.provisioner.zygote, km.provisioner.spawn_request = self.zygote, spawn_request
         return km
 
-    @property
-    def uid(self) -> int | None:
-        """The unprivileged uid this slot's kernels run as (None: no privilege drop possible)."""
-        return self.box.kernel_uid(self.index)
-
-    def prepare_job(self) -> None:
-        self.box.prepare_job(self.work, self.ipc, self.uid)
-
-    async def reset(self) -> None:
-        """Kill whatever the last job left running and empty the work and ipc directories."""
+    async def kill_all(self) -> None:
+        """SIGKILL the kernel and everything it started (the zygote is a subreaper)."""
         if self.zygote is not None and self.zygote.alive:
             await self.zygote.kill_all()
-        for d in (self.work, self.ipc):
-            _empty_dir(d)
-        self.jobs_run += 1
+        for provisioner in self.kernels:
+            provisioner.forget()
 
     async def close(self) -> None:
         if self.zygote is not None:
             await self.zygote.close()
             self.zygote = None
+
+
+@dataclass
+class SpawnSlot(Slot):
+    """A slot that starts a new interpreter for each kernel (the spawn backend): nothing to warm."""
+
+    backend = "spawn"
+    _uid_used: bool = False
+
+    def kernel_manager(self, spawn_request: dict) -> AsyncKernelManager:
+        """A kernel manager that launches `zygote.py --exec` (in the slot's sandbox) per kernel."""
+        km, _ = self._kernel_manager(SpawnProvisioner, "ipc" if os.name == "posix" else "tcp")
+        km.provisioner.slot, km.provisioner.spawn_request = self, spawn_request
+        self._uid_used = self._uid_used or spawn_request.get("uid") is not None
+        return km
+
+    async def kill_all(self) -> None:
+        for provisioner in self.kernels:
+            await provisioner.kill()
+        for provisioner in self.kernels:
+            if provisioner.process is not None and await provisioner.wait_exit(timeout=5) is None:
+                print(f"learn: kernel {provisioner.pid} of slot {self.index} did not die", file=sys.stderr)
+            provisioner.forget()
+        if self._uid_used and self.uid is not None and self.box.mode != "bwrap":
+            await _kill_uid(self.uid)  # also what re-parented away from the kernel's tree
+        self._uid_used = False
 
 
 def _empty_dir(path: Path) -> None:
@@ -376,13 +689,17 @@ def _empty_dir(path: Path) -> None:
 class KernelPool:
     """N slots; `async with pool.slot(profile) as slot:` lends one for a job.
 
-    Zygotes start warming when the pool opens, so their imports overlap whatever the grader
-    does meanwhile (reading notebooks, importing torch itself).
+    `backend` is "fork" or "spawn" (None: $LEARN_KERNEL_BACKEND, else the platform's default; see
+    `choose_backend`). Fork: zygotes start warming when the pool opens, so their imports overlap
+    whatever the grader does meanwhile (reading notebooks, importing torch itself). Spawn: there
+    is nothing to warm; each kernel pays its own interpreter start and imports.
     """
 
-    def __init__(self, size: int | None = None, profile: str = "torch", box: sandbox_mod.Sandbox | None = None):
+    def __init__(self, size: int | None = None, profile: str = "torch", box: sandbox_mod.Sandbox | None = None,
+                 backend: str | None = None):  # fmt: skip
         self.size = max(1, size or os.cpu_count() or 1)
         self.profile = profile
+        self.backend = choose_backend(backend)  # "fork" | "spawn"; None: $LEARN_KERNEL_BACKEND or auto
         self.box = box or sandbox_mod.choose()
         self.root: Path | None = None
         self.slots: list[Slot] = []
@@ -398,7 +715,7 @@ class KernelPool:
         self.root.chmod(0o711)  # kernels run as another uid and must reach their slot
         self._free = asyncio.Queue()
         for i in range(self.size):
-            slot = Slot(i, self.root / f"s{i}", self.box)
+            slot = (ZygoteSlot if self.backend == "fork" else SpawnSlot)(i, self.root / f"s{i}", self.box)
             self.slots.append(slot)
             self._free.put_nowait(slot)
         await asyncio.gather(*(s.start(self.profile) for s in self.slots))

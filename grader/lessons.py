@@ -16,11 +16,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import os
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from .errors import LessonPackError, UnknownLessonError, UnknownNotebookError
 
@@ -38,7 +38,17 @@ __all__ = [
 
 MANIFEST = "lesson.toml"
 _TOP_KEYS = {"id", "title", "description", "order", "defaults", "notebooks", "checks", "version"}
-_DEFAULT_KEYS = {"rtol", "atol", "check_dtype", "cell_timeout", "notebook_timeout", "probe_timeout", "points", "partial_credit", "memory_mb"}
+_DEFAULT_KEYS = {
+    "rtol",
+    "atol",
+    "check_dtype",
+    "cell_timeout",
+    "notebook_timeout",
+    "probe_timeout",
+    "points",
+    "partial_credit",
+    "memory_mb",
+}
 _NOTEBOOK_KEYS = {"file", "title", "cell_timeout", "notebook_timeout", "probe_timeout", "data", "profile", "memory_mb"}
 _CHECK_KEYS = {"notebook", "points", "hints", "rtol", "atol", "check_dtype", "hidden", "title", "partial_credit", "probe_timeout"}
 
@@ -141,11 +151,9 @@ def content_root() -> Path:
 
 def installed_packs_dir() -> Path:
     """Lesson packs installed with `learn fetch --from` (LEARN_HOME overrides the location)."""
-    if os.environ.get("LEARN_HOME"):
-        return Path(os.environ["LEARN_HOME"]) / "packs"
-    import platformdirs
+    from .paths import data_dir
 
-    return Path(platformdirs.user_data_dir("learn", appauthor=False)) / "packs"
+    return data_dir() / "packs"
 
 
 def _pack_dirs() -> list[tuple[Path, Path]]:
@@ -290,7 +298,9 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
             hidden=bool(c.get("hidden", False)),
             title=str(c.get("title", name)),
             partial_credit=setting(c, "partial_credit", where, True),
-            probe_timeout=setting(c, "probe_timeout", where, next(n.probe_timeout for n in notebooks if n.file == c["notebook"]), positive=True),
+            probe_timeout=setting(
+                c, "probe_timeout", where, next(n.probe_timeout for n in notebooks if n.file == c["notebook"]), positive=True
+            ),
         )
     if not checks:
         raise _fail(path, "checks", "the pack grades nothing: add [checks.NAME] tables")

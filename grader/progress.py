@@ -11,12 +11,11 @@ grading. `record_*` functions return None on success and a one-line warning othe
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .errors import LearnError
 from .results import RunResult, Status
@@ -83,11 +82,9 @@ CREATE INDEX IF NOT EXISTS attempts_lesson ON attempts(lesson, at);
 
 
 def db_path() -> Path:
-    if os.environ.get("LEARN_HOME"):
-        return Path(os.environ["LEARN_HOME"]) / "progress.db"
-    import platformdirs
+    from .paths import data_dir
 
-    return Path(platformdirs.user_data_dir("learn", appauthor=False)) / "progress.db"
+    return data_dir() / "progress.db"
 
 
 def _now() -> str:
@@ -136,8 +133,17 @@ def record_check(run: RunResult, workdir: str | Path | None = None, path: Path |
                 cur = conn.execute(
                     "INSERT INTO attempts (kind, lesson, notebook, workdir, at, duration, points, max_points, seed, grader_version)"
                     " VALUES ('check', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (nb.lesson, nb.exercise, str(workdir or Path(nb.path).parent.resolve()), _now(), nb.duration,
-                     nb.points, nb.max_points, nb.seed, nb.grader_version),  # fmt: skip
+                    (
+                        nb.lesson,
+                        nb.exercise,
+                        str(workdir or Path(nb.path).parent.resolve()),
+                        _now(),
+                        nb.duration,
+                        nb.points,
+                        nb.max_points,
+                        nb.seed,
+                        nb.grader_version,
+                    ),  # fmt: skip
                 )
                 conn.executemany(
                     "INSERT INTO results (attempt_id, item, status, passed, points, max_points, duration, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -168,8 +174,19 @@ def record_quiz(lesson: str, answers: list[QuizAnswer], duration: float = 0.0, p
             )
             conn.executemany(
                 "INSERT INTO results (attempt_id, item, topic, status, passed, points, max_points, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(cur.lastrowid, a.question, a.topic, "passed" if a.correct else "failed", int(a.correct), a.points, a.max_points, a.duration)
-                 for a in answers],  # fmt: skip
+                [
+                    (
+                        cur.lastrowid,
+                        a.question,
+                        a.topic,
+                        "passed" if a.correct else "failed",
+                        int(a.correct),
+                        a.points,
+                        a.max_points,
+                        a.duration,
+                    )
+                    for a in answers
+                ],  # fmt: skip
             )
         return None
     except (sqlite3.Error, OSError) as exc:
@@ -239,7 +256,9 @@ def hints_shown(item: str, lesson: str | None = None, path: Path | None = None) 
                 where += " AND lesson = ?"
                 args.append(lesson)
             reset = conn.execute(f"SELECT MAX(id) FROM events WHERE kind = 'hint_reset' AND {where}", args).fetchone()[0] or 0
-            return int(conn.execute(f"SELECT COUNT(*) FROM events WHERE kind = 'hint' AND id > ? AND {where}", [reset, *args]).fetchone()[0])
+            return int(
+                conn.execute(f"SELECT COUNT(*) FROM events WHERE kind = 'hint' AND id > ? AND {where}", [reset, *args]).fetchone()[0]
+            )
     except (sqlite3.Error, OSError):
         return 0
 
@@ -498,8 +517,9 @@ def summarize(path: Path | None = None, lessons: dict | None = None, today: _dt.
 def render_progress(summary: ProgressSummary, console=None) -> None:
     """The terminal view of `learn progress` (rich)."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from .inert import markup as escape  # rich markup escaped, and no control characters reach the terminal
 
     console = console or Console()
     table = Table(box=None, padding=(0, 2))

@@ -34,9 +34,9 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .errors import LearnError, QuizFormatError
 
@@ -473,7 +473,9 @@ def check_answer(question: Question, given) -> Feedback:
         ok = _squash(given) in {_squash(a) for a in question.answers}
         if not ok and question.keywords:
             words = _words(given)
-            ok = all(any(re.search(rf"(?<!\w){re.escape(_words(alt).strip())}(?!\w)", words) for alt in group) for group in question.keywords)
+            ok = all(
+                any(re.search(rf"(?<!\w){re.escape(_words(alt).strip())}(?!\w)", words) for alt in group) for group in question.keywords
+            )
     else:
         raise ValueError("code answers are graded with grade_code")
     if ok:
@@ -766,11 +768,9 @@ def record(report: QuizReport) -> str | None:
 
 
 def state_dir() -> Path:
-    if os.environ.get("LEARN_HOME"):
-        return Path(os.environ["LEARN_HOME"]) / "quizzes"
-    import platformdirs
+    from .paths import data_dir
 
-    return Path(platformdirs.user_data_dir("learn", appauthor=False)) / "quizzes"
+    return data_dir() / "quizzes"
 
 
 def _state_path(quiz: Quiz, folder: Path | None) -> Path:
@@ -890,7 +890,11 @@ def run_interactive(quiz: Quiz, console, read_line: Callable[[str], str], *, top
             if not feedback.graded:
                 continue
             report.feedback[question.id] = feedback
-            state["answered"][question.id] = {"correct": feedback.correct, "given": _jsonable(feedback.given), "duration": round(feedback.duration, 3)}
+            state["answered"][question.id] = {
+                "correct": feedback.correct,
+                "given": _jsonable(feedback.given),
+                "duration": round(feedback.duration, 3),
+            }
             state["duration"] = float(state.get("duration", 0.0)) + feedback.duration
             warning = save_state(quiz, state, folder)
             if warning and warning not in warnings:
@@ -932,6 +936,8 @@ def _jsonable(value):
 def _ask(question: Question, console, read_line, runner: CodeRunner | None) -> Feedback:
     from rich.text import Text
 
+    from .inert import terminal
+
     if question.type == "code":
         code = read_code_block(read_line)
         if runner is None:
@@ -947,7 +953,7 @@ def _ask(question: Question, console, read_line, runner: CodeRunner | None) -> F
         try:
             given = parse_input(question, raw)
         except QuizInputError as exc:
-            console.print(Text(f"  ({exc})", style="dim"))
+            console.print(Text(f"  ({terminal(exc)})", style="dim"))
             continue
         return check_answer(question, given)
 
@@ -984,11 +990,13 @@ def _print_question(console, question: Question, number: int, total: int) -> Non
 def _print_feedback(console, question: Question, feedback: Feedback) -> None:
     from rich.text import Text
 
+    from .inert import terminal  # messages quote what the learner's code raised or printed
+
     if not feedback.graded:
-        console.print(Text(f"  ! {feedback.message} - not counted; you will get this question again.", style="yellow"))
+        console.print(Text(f"  ! {terminal(feedback.message)} - not counted; you will get this question again.", style="yellow"))
         return
     mark, style = ("✔", "green") if feedback.correct else ("✘", "red")
-    console.print(Text(f"  {mark} {feedback.message}", style=style))
+    console.print(Text(f"  {mark} {terminal(feedback.message)}", style=style))
     console.print(Text(f"  {question.explanation}", style="dim"))
 
 
@@ -1025,6 +1033,8 @@ def render_report(report: QuizReport, console) -> None:
     """Per-question results of a graded answers file, then the score."""
     from rich.text import Text
 
+    from .inert import terminal
+
     for q in report.questions:
         fb = report.feedback.get(q.id)
         if fb is None:
@@ -1032,7 +1042,7 @@ def render_report(report: QuizReport, console) -> None:
         elif fb.correct:
             console.print(Text(f"✔ {q.id} [{q.topic}]", style="green"))
         else:
-            console.print(Text(f"✘ {q.id} [{q.topic}]: {fb.message}", style="red"))
+            console.print(Text(f"✘ {q.id} [{q.topic}]: {terminal(fb.message)}", style="red"))
     console.print()
     console.print(Text(f"Score: {report.score:g}/{report.max_score:g} ({_pct(report.score, report.max_score)})", style="bold"))
     weak = [f"{topic} ({got:g}/{total:g})" for topic, (got, total) in report.by_topic().items() if got < total]

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from . import inert
 from .results import INPUT_ERROR_KINDS, CheckResult, NotebookResult, RunResult, Status
 
 __all__ = ["render_run", "write_json", "STATUS_STYLE"]
@@ -36,7 +37,7 @@ def _points(earned: float, possible: float) -> str:
 
 def _notebook_header(nb: NotebookResult) -> Text:
     text = Text()
-    text.append(Path(nb.path).name, style="bold")
+    text.append(inert.terminal(Path(nb.path).name, single_line=True), style="bold")
     if nb.lesson:
         text.append(f"  ·  {nb.lesson}: {nb.title or nb.exercise}", style="dim")
     if nb.status is Status.ERROR and nb.error_kind not in INPUT_ERROR_KINDS:
@@ -94,9 +95,12 @@ def _cell_problems(nb: NotebookResult) -> list:
 
 
 def render_notebook(nb: NotebookResult, verbose: bool = False) -> Group:
+    nb = inert.scrub(nb)  # learner text (messages, tracebacks, file names) is shown, never acted on
     parts: list = [_notebook_header(nb)]
     if nb.status is Status.ERROR:
         parts.append(Text("   " + (nb.error or "unknown error"), style="red"))
+        if nb.error_kind in ("execution", "lesson"):  # the machinery failed, not the learner's notebook
+            parts.append(Text("   run `learn doctor` to check this machine", style="red"))
         if not nb.checks:
             return Group(*parts)
     parts.append(_checks_table(nb))

@@ -190,6 +190,7 @@ class NotebookResult:
     duration: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     sandbox: str | None = None
+    kernel_backend: str | None = None  # fork | spawn: how its kernels were started (grader.kernels)
     grader_version: str = ""
     created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     cached: bool = False

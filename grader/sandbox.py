@@ -76,7 +76,7 @@ class Sandbox:
     mode = "none"
 
     def __init__(self) -> None:
-        self.drops_privileges = os.geteuid() == 0 and self._python_reachable_by_others()
+        self.drops_privileges = _is_root() and self._python_reachable_by_others()
         # a random block per pool, so two graders on one machine do not share a uid either
         self._uid_block = KERNEL_UID_BASE + random.SystemRandom().randrange(0, 2**20) * 256
 
@@ -99,7 +99,7 @@ class Sandbox:
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         }
-        for key in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "MPLCONFIGDIR"):
+        for key in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "MPLCONFIGDIR", *_WINDOWS_ENV):
             if key in os.environ:
                 env[key] = os.environ[key]
         return env
@@ -140,7 +140,9 @@ class Sandbox:
         """RLIMIT_NPROC counts every task (thread) of the uid, so leave room for what already runs."""
         if uid is not None:
             return 256
-        if os.geteuid() != 0:
+        if not os.path.isdir("/proc") or not hasattr(os, "getuid"):
+            return None  # macOS, Windows: the uid's processes cannot be counted here, so no limit
+        if not _is_root():
             return _count_tasks(os.getuid()) + 512
         return None  # root without a uid to drop to: the limit would not apply anyway
 
@@ -256,6 +258,14 @@ def _default_path() -> str:
     return os.pathsep.join(dict.fromkeys([bindir, "/usr/local/bin", "/usr/bin", "/bin"]))
 
 
+# Windows: a Python without these cannot even seed its random numbers or open sockets
+_WINDOWS_ENV = ("SYSTEMROOT", "SystemRoot", "WINDIR", "COMSPEC", "PATHEXT") if os.name == "nt" else ()
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def _count_tasks(uid: int) -> int:
     total = 0
     for entry in os.listdir("/proc"):
@@ -283,6 +293,25 @@ def bwrap_works() -> str | None:
     return path if done.returncode == 0 else None
 
 
+def bwrap_probe() -> tuple[str | None, str | None]:
+    """`bwrap_works`'s probe, run afresh, with its reason: (bwrap's path, or None when it is not
+    installed; None when it builds our sandbox here, else why not - bwrap's own last stderr line)."""
+    path = shutil.which("bwrap")
+    if not path:
+        return None, "bwrap is not installed (not found on PATH)"
+    probe = Bubblewrap(path).command([sys.executable, "-I", "-c", "pass"], Path("/tmp"))
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return path, f"{path} did not finish building a test sandbox within 20s"
+    except OSError as exc:
+        return path, f"{path} could not be run: {exc.strerror or exc}"
+    if done.returncode == 0:
+        return path, None
+    lines = [line.strip() for line in done.stderr.decode(errors="replace").splitlines() if line.strip()]
+    return path, lines[-1] if lines else f"{path} exited with status {done.returncode}"
+
+
 _warned = False
 
 
@@ -296,7 +325,11 @@ def choose(preference: str | None = None) -> Sandbox:
             return Bubblewrap(path)
         box = RlimitOnly()
         if not _warned:
-            as_root = " and AS ROOT (the Python installation is not readable by an unprivileged user)" if os.geteuid() == 0 and not box.drops_privileges else ""
+            as_root = (
+                " and AS ROOT (the Python installation is not readable by an unprivileged user)"
+                if _is_root() and not box.drops_privileges
+                else ""
+            )
             print(
                 f"learn: bubblewrap is not available here; learner code runs with resource limits only{as_root} "
                 "(no filesystem or network isolation). Install the 'bubblewrap' package to sandbox it.",

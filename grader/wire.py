@@ -247,9 +247,7 @@ def decode(obj, _depth=0, _budget=None):
             raise WireError("numpy integer scalar must be an integer")
         return np.dtype(dtype).type(v)
     if tag == "foreign":
-        return Foreign(
-            str(obj.get("type", "?"))[:200], str(obj.get("repr", ""))[:400], str(obj.get("note", ""))[:200]
-        )
+        return Foreign(str(obj.get("type", "?"))[:200], str(obj.get("repr", ""))[:400], str(obj.get("note", ""))[:200])
     raise WireError(f"unknown value tag {tag[:40]!r}")
 
 

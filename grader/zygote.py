@@ -6,6 +6,16 @@ bubblewrap); never imported by the grader itself. A fresh kernel costs ~3 s here
 imported pages copy-on-write, while each job still gets its own process with nothing left over
 from the previous one.
 
+One-shot mode (the "spawn" kernel backend, for Windows, macOS and wherever fork is unsafe):
+``python -I zygote.py --exec REQUEST.json`` preloads the same profile and then does in this
+very process what a forked child does (`become_kernel`): the same session, environment, working
+directory, sys.path, uid drop, rlimits and IPython kernel, so both backends get their limits and
+behaviour from this one place. REQUEST.json holds one spawn request (below) plus "profile".
+What an operating system lacks is skipped, not faked: on Windows there are no rlimits, no uid
+drop, no sessions or process groups; on macOS the address-space and process-count limits are not
+applied (without /proc neither the mapped size the first is measured from nor the uid's processes
+the second must leave room for can be known).
+
 Fork safety: nothing here starts a thread, creates a ZMQ context, initialises CUDA or runs a
 torch op before forking; each child does that for itself.
 
@@ -74,6 +84,9 @@ def preload(profile: str) -> float:
 
 
 def _prctl(option: int, arg: int) -> None:
+    """Linux's prctl(2); a no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
     try:
         import ctypes
 
@@ -83,52 +96,81 @@ def _prctl(option: int, arg: int) -> None:
 
 
 def apply_limits(limits: dict) -> None:
-    import resource
-
-    table = {
-        "cpu_s": resource.RLIMIT_CPU,
-        "as_bytes": resource.RLIMIT_AS,
-        "fsize_bytes": resource.RLIMIT_FSIZE,
-        "nproc": resource.RLIMIT_NPROC,
-        "nofile": resource.RLIMIT_NOFILE,
-        "core": resource.RLIMIT_CORE,
-    }
-    for key, value in limits.items():
-        if value is None or key not in table:
-            continue
-        which = table[key]
-        if key == "as_bytes":
-            value = _vm_size() + int(value)  # the limit is headroom above what is already mapped
-        soft, hard = resource.getrlimit(which)
-        value = int(value)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(which, (value, value))
-
-
-def _vm_size() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def become_kernel(req: dict) -> None:
-    """Runs in the forked child: isolate, limit, then turn into an IPython kernel. Never returns."""
+    """Set each rlimit of `limits` that this system has (POSIX). Where the `resource` module does
+    not exist (Windows) none is applied; a limit the system refuses (macOS refuses some) is skipped
+    and named on stderr (the kernel's .kernel.log); `as_bytes` needs /proc to know the mapped size."""
     try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the file-size limit: write() fails, the kernel lives
+        import resource
+    except ImportError:
+        print("learn: resource limits are not available on this system; none applied", file=sys.stderr)
+        return
+    names = {"cpu_s": "RLIMIT_CPU", "as_bytes": "RLIMIT_AS", "fsize_bytes": "RLIMIT_FSIZE",
+             "nproc": "RLIMIT_NPROC", "nofile": "RLIMIT_NOFILE", "core": "RLIMIT_CORE"}  # fmt: skip
+    for key, value in limits.items():
+        which = getattr(resource, names.get(key, ""), None)
+        if value is None or which is None:
+            continue
+        if key == "as_bytes":
+            mapped = _vm_size()
+            if mapped is None:
+                print("learn: address-space limit not applied (mapped size unknown here)", file=sys.stderr)
+                continue
+            value = mapped + int(value)  # the limit is headroom above what is already mapped
+        value = int(value)
+        try:
+            soft, hard = resource.getrlimit(which)
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError) as exc:
+            if sys.platform.startswith("linux"):
+                raise  # never silently weaker where the limits are known to work
+            print(f"learn: {names[key]} not applied: {exc}", file=sys.stderr)
+
+
+def _vm_size() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def become_kernel(req: dict, forked: bool = True) -> None:
+    """Isolate, limit, then turn this process into an IPython kernel. Never returns.
+
+    Runs in a child forked by the zygote (`forked`), or in a process started for this one kernel
+    (``--exec``, the spawn backend; then it is not a fork and keeps nothing to undo, but becomes a
+    subreaper on Linux, so whatever the learner starts stays in its tree to be killed). Every
+    POSIX-only step is skipped where the system does not have it."""
+    try:
+        launch_env = dict(os.environ)
+        parent = os.getppid() if hasattr(os, "getppid") else 0
+        if hasattr(os, "setsid"):
+            try:
+                os.setsid()
+            except OSError:  # already a session leader (started with start_new_session or by bwrap)
+                pass
+        if forked:
+            signal.set_wakeup_fd(-1)
+        for name in ("SIGCHLD", "SIGINT", "SIGTERM", "SIGPIPE"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
+        if hasattr(signal, "SIGXFSZ"):
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the file-size limit: write() fails, the kernel lives
         cwd = req["cwd"]
         null = os.open(os.devnull, os.O_RDWR)
         log = os.open(os.path.join(cwd, ".kernel.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
-        os.closerange(3, 65536)
+        if os.name == "posix":
+            os.closerange(3, 65536)
+        else:
+            os.close(null), os.close(log)
         os.chdir(cwd)
         put_cwd_on_path(cwd)
         os.environ.clear()
@@ -142,24 +184,28 @@ def become_kernel(req: dict) -> None:
         if threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(int(threads))
         uid = req.get("uid")
-        if uid is not None and os.getuid() == 0:
+        if uid is not None and hasattr(os, "setuid") and os.getuid() == 0:
             os.setgroups([])
             os.setgid(int(req.get("gid", uid)))
             os.setuid(int(uid))
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
+        if hasattr(signal, "SIGKILL"):
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        if not forked:
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
         apply_limits(req.get("limits") or {})
-        sys.argv = ["ipykernel_launcher", "-f", req["connection_file"]]
+        argv = ["-f", req["connection_file"], "--HistoryManager.enabled=False"]
+        if forked or sys.platform.startswith("linux"):
+            argv.append("--IPKernelApp.parent_handle=0")  # PR_SET_PDEATHSIG (or the zygote) ends us with the grader
+        elif sys.platform == "win32":  # the launcher's handles: interrupt event and parent process
+            argv += [f"--IPKernelApp.interrupt={launch_env.get('JPY_INTERRUPT_EVENT') or 0}",
+                     f"--IPKernelApp.parent_handle={launch_env.get('JPY_PARENT_PID') or 0}"]  # fmt: skip
+        else:  # macOS and other POSIX: no PR_SET_PDEATHSIG; ipykernel exits when its parent changes
+            argv.append(f"--IPKernelApp.parent_handle={parent if parent > 1 else 0}")
+        sys.argv = ["ipykernel_launcher", "-f", req["connection_file"]]  # what learner code sees, as in Jupyter
         from ipykernel.kernelapp import IPKernelApp
 
-        IPKernelApp.launch_instance(
-            argv=[
-                "-f",
-                req["connection_file"],
-                "--HistoryManager.enabled=False",
-                "--IPKernelApp.parent_handle=0",
-            ]
-        )
+        IPKernelApp.launch_instance(argv=argv)
         os._exit(0)
     except BaseException:
         import traceback
@@ -169,6 +215,18 @@ def become_kernel(req: dict) -> None:
             sys.stderr.flush()
         finally:
             os._exit(70)
+
+
+def exec_kernel(request_path: str) -> None:
+    """``--exec REQUEST.json``: preload the request's profile, then become its kernel. Never returns."""
+    try:
+        with open(request_path, encoding="utf-8") as f:
+            req = json.load(f)
+    except (OSError, ValueError) as exc:
+        print(f"zygote: cannot read the kernel request {request_path}: {exc}", file=sys.stderr)
+        os._exit(70)
+    preload(req.get("profile") or "torch")
+    become_kernel(req, forked=False)
 
 
 def put_cwd_on_path(cwd: str) -> None:
@@ -197,7 +255,7 @@ def descendants() -> list[int]:
     """Direct children of this process (orphans re-parent here: we are a subreaper)."""
     me = os.getpid()
     found = []
-    for entry in os.listdir("/proc"):
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not entry.isdigit():
             continue
         try:
@@ -293,6 +351,8 @@ def handle(req: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if "--exec" in argv:
+        exec_kernel(argv[argv.index("--exec") + 1])
     profile = "torch"
     if "--profile" in argv:
         profile = argv[argv.index("--profile") + 1]

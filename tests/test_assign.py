@@ -17,7 +17,7 @@ from grader.errors import LearnError
 from grader.gradebook import Gradebook
 from grader.lessons import load_lesson
 
-from .conftest import EXERCISES, SOLUTIONS
+from .conftest import EXERCISES, SOLUTIONS, allow_unsandboxed
 
 
 def nbgrader_meta(grade_id: str, **flags) -> dict:
@@ -43,8 +43,14 @@ def nbgrader_source(folder: Path, extra_test: str | None = None) -> Path:
         c.new_code_cell(SQUARES, metadata=nbgrader_meta("squares", solution=True)),
         c.new_code_cell(SQUARES_TEST, metadata=nbgrader_meta("test_squares", grade=True, locked=True, points=2)),
         c.new_code_cell("def cube(x):\n    return x ** 3", metadata=nbgrader_meta("cube", solution=True)),
-        c.new_code_cell("assert cube(2) == 8\nassert open('base.txt').read().strip() == '2'", metadata=nbgrader_meta("test cube", grade=True, locked=True, points=1)),
-        c.new_markdown_cell("Why?\n\n### BEGIN SOLUTION\nBecause cubes grow fast.\n### END SOLUTION", metadata=nbgrader_meta("why", solution=True, grade=True, points=1)),
+        c.new_code_cell(
+            "assert cube(2) == 8\nassert open('base.txt').read().strip() == '2'",
+            metadata=nbgrader_meta("test cube", grade=True, locked=True, points=1),
+        ),
+        c.new_markdown_cell(
+            "Why?\n\n### BEGIN SOLUTION\nBecause cubes grow fast.\n### END SOLUTION",
+            metadata=nbgrader_meta("why", solution=True, grade=True, points=1),
+        ),
     ]
     if extra_test:
         cells.append(c.new_code_cell(extra_test, metadata=nbgrader_meta("always", grade=True, points=1)))
@@ -110,7 +116,7 @@ def test_nbgrader_assignment_release_and_class_grades(tmp_path, runner):
     released = "".join(p.read_text() for p in release.iterdir())
     for secret in ("SECRET-HIDDEN-CASE", "144", "HIDDEN TESTS", "BEGIN SOLUTION", "return [i * i", "Because cubes", "x ** 3"):
         assert secret not in released, f"{secret!r} leaked into the release"
-    assert 'assert squares(3) == [1, 4, 9]' in released  # visible tests stay for students to run
+    assert "assert squares(3) == [1, 4, 9]" in released  # visible tests stay for students to run
     assert "SECRET-HIDDEN-CASE" in (source / "problem1.ipynb").read_text() and (source / "checks.py").is_file()
 
     subs = tmp_path / "subs"
@@ -123,7 +129,7 @@ def test_nbgrader_assignment_release_and_class_grades(tmp_path, runner):
     nb.cells[3].source = "def cube(x):\n    return x * x * x"
     nbformat.write(nb, str(subs / "partial" / "problem1.ipynb"))
     gb = tmp_path / "gb.db"
-    graded = runner.invoke(cli, ["grade", str(subs), "--assignment", str(out), "--gradebook", str(gb), "-j", "2"])
+    graded = runner.invoke(cli, ["grade", str(subs), "--assignment", str(out), "--gradebook", str(gb), "-j", "2", *allow_unsandboxed()])
     assert graded.exit_code == 0, graded.output
     with Gradebook(gb, create=False) as book:
         recs = {r.student: r for r in book.submissions(with_json=True)}

@@ -6,6 +6,8 @@ import nbformat
 import pytest
 
 import grader.grading
+import grader.lessons
+import grader.sandbox
 from grader.cache import cached_check
 from grader.cli import cli
 
@@ -67,3 +69,72 @@ def test_unreadable_notebooks_are_never_cached(cache_env):
     for _ in range(2):
         result = cached_check([bad])
         assert not result.notebooks[0].cached and result.has_input_errors
+
+
+def test_the_machine_is_part_of_the_key(cache_env, monkeypatch):
+    """Another torch, IPython, sandbox mode or kernel backend may grade differently: no reuse."""
+    import grader.cache as cache
+
+    nb = copy_to(solution("lesson3", "03_matmul.ipynb"), cache_env / "w")
+    options = {"only": [], "seed": None, "cell_timeout": None}
+    lessons = grader.lessons.all_lessons()
+    keys = {}
+    for mode in ("bwrap", "rlimit"):
+        monkeypatch.setattr(grader.sandbox, "choose", lambda *a, _m=mode: type("Box", (), {"mode": _m})())
+        keys[mode] = cache._key_for(nb, options, lessons)
+    monkeypatch.setenv("LEARN_KERNEL_BACKEND", "spawn")
+    keys["spawn"] = cache._key_for(nb, options, lessons)
+    monkeypatch.setattr(cache, "_library_versions", lambda: ("3.11.0", "torch=0.0", "ipython=9.7.0"))
+    keys["versions"] = cache._key_for(nb, options, lessons)
+    assert len(set(keys.values())) == 4, keys
+    assert cache._key_for(nb, options, lessons) == keys["versions"]  # and stable
+
+
+@pytest.mark.parametrize("kind", ["execution", "lesson"])
+def test_machinery_failures_are_never_cached(cache_env, monkeypatch, kind):
+    """A kernel that did not start or a reference that failed is the machine's fault: the next
+    check after the fix grades again instead of repeating "cannot be graded"."""
+    from grader.results import NotebookResult, RunResult, Status
+
+    nb = copy_to(solution("lesson3", "03_matmul.ipynb"), cache_env / "w")
+    calls = []
+
+    async def broken(paths, **kw):
+        calls.append(paths)
+        return RunResult([NotebookResult(path=str(p), exercise="03_matmul.ipynb", lesson="lesson3", status=Status.ERROR,
+                                         error="the machinery broke", error_kind=kind) for p in paths], seed=1)  # fmt: skip
+
+    monkeypatch.setattr(grader.cache, "_grade_fresh", broken)
+    for _ in range(2):
+        result = cached_check([nb])
+        assert not result.notebooks[0].cached and result.notebooks[0].error_kind == kind
+    assert len(calls) == 2
+    monkeypatch.undo()
+    monkeypatch.setenv("LEARN_CACHE_DIR", str(cache_env / "cache"))
+    assert cached_check([nb]).passed  # the machine is fixed: a real grade, not the stored failure
+
+
+def test_a_failed_reference_is_not_remembered(cache_env, monkeypatch):
+    """The reference cache must not keep a failure either (the reference is re-run next time)."""
+    from click.testing import CliRunner
+
+    from grader.cli import cli as learn
+
+    nb = copy_to(solution("lesson3", "03_matmul.ipynb"), cache_env / "w")
+    real = grader.grading.Lesson.solution_path
+
+    def broken_solution(self, spec):
+        bad = cache_env / "broken" / spec.file
+        bad.parent.mkdir(exist_ok=True)
+        sol = nbformat.read(str(real(self, spec)), as_version=4)
+        sol.cells.insert(0, nbformat.v4.new_code_cell("import no_such_module_here"))
+        nbformat.write(sol, str(bad))
+        return bad
+
+    monkeypatch.setattr(grader.grading.Lesson, "solution_path", broken_solution)
+    first = CliRunner().invoke(learn, ["check", str(nb), "--no-html"])
+    assert first.exit_code == 2 and "reference solution" in first.output, first.output
+    monkeypatch.setattr(grader.grading.Lesson, "solution_path", real)
+    again = CliRunner().invoke(learn, ["check", str(nb), "--no-html"])
+    assert again.exit_code == 0, again.output
+    assert "cached (unchanged" not in again.output

@@ -30,7 +30,11 @@ WRONG = {
     "init_params": ("def init_params(size, std=1.0):\n    return torch.randn(size, requires_grad=True) * std", "behaviour", "leaf"),
     "linear1": ("def linear1(xb):\n    return xb @ weights", "known_mistake", "bias"),
     "sigmoid": ("def sigmoid(x):\n    return 1 / (1 + torch.exp(x))", "known_mistake", "exp(-x)"),
-    "mnist_loss": ("def mnist_loss(preds, targets):\n    return torch.where(targets == 1, 1 - preds, preds).mean()", "known_mistake", "forgot the sigmoid"),
+    "mnist_loss": (
+        "def mnist_loss(preds, targets):\n    return torch.where(targets == 1, 1 - preds, preds).mean()",
+        "known_mistake",
+        "forgot the sigmoid",
+    ),
     "calc_grad": ("def calc_grad(xb, yb, model):\n    loss = mnist_loss(model(xb), yb)", "values", "loss.backward()"),
     "train_epoch": (
         "def train_epoch(model, lr, params):\n"
@@ -41,7 +45,11 @@ WRONG = {
         "known_mistake",
         "never reset",
     ),
-    "batch_accuracy": ("def batch_accuracy(xb, yb):\n    return ((xb.sigmoid() > 0.5) == yb).float().sum()", "known_mistake", ".mean(), not .sum()"),
+    "batch_accuracy": (
+        "def batch_accuracy(xb, yb):\n    return ((xb.sigmoid() > 0.5) == yb).float().sum()",
+        "known_mistake",
+        ".mean(), not .sum()",
+    ),
     "validate_epoch": (
         "def validate_epoch(model):\n"
         "    accs = [batch_accuracy(model(xb), yb) for xb, yb in dl]\n"
@@ -75,7 +83,12 @@ MORE = {
         "python_loop",
         "broadcasting",
     ),
-    "distance_shape": ("mnist_distance", "def mnist_distance(a, b):\n    return (a - b).abs().flatten(1).mean(1)", "shape", "last two axes"),
+    "distance_shape": (
+        "mnist_distance",
+        "def mnist_distance(a, b):\n    return (a - b).abs().flatten(1).mean(1)",
+        "shape",
+        "last two axes",
+    ),
     "is_3_loop": (
         "is_3",
         "def is_3(x):\n"

@@ -61,7 +61,9 @@ def test_dashboard_in_chromium(gradebook, tmp_path, browser):
         assert "Class dashboard: lesson3" in page.locator("h1").inner_text()
         for section in ("#scores svg", "#runtime svg", "#checks svg", "#errors table", "#attention table"):
             assert page.locator(section).first.is_visible(), section
-        sizes = page.eval_on_selector_all("svg", "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })")
+        sizes = page.eval_on_selector_all(
+            "svg", "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })"
+        )
         assert len(sizes) >= 3 and all(w > 200 and h > 100 for w, h in sizes), sizes
         rows = page.locator("#checks table tr").all_inner_texts()
         assert rows[1].split()[0] == "fit_quad" and rows[-1].split()[0] == "quad"  # hardest first

@@ -1,15 +1,26 @@
-"""The executor carries on through misbehaving notebooks and probes, and loses nothing."""
+"""The executor carries on through misbehaving notebooks and probes, and loses nothing -
+on both kernel backends (fork: from a warm zygote; spawn: a new interpreter per kernel)."""
 
 import asyncio
+import os
 
 import nbformat
 import pytest
 
 from grader import wire
 from grader.execute import KernelJob, run_job
-from grader.kernels import KernelPool
+from grader.kernels import BACKEND_ENV, KernelPool
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, params=["fork", "spawn"])
+def backend(request, monkeypatch):
+    """Every test here runs on both backends; KernelPool reads LEARN_KERNEL_BACKEND."""
+    if request.param == "fork" and not hasattr(os, "fork"):
+        pytest.skip("no fork() here")
+    monkeypatch.setenv(BACKEND_ENV, request.param)
+    return request.param
 
 
 def nb(*sources):
@@ -34,6 +45,7 @@ def test_every_probe_result_arrives_after_a_timed_out_cell():
     probes = [probe(f"p{i}", f"return {i}") for i in range(25)]
     out = run(KernelJob(nb("x = 1", "while True:\n    pass", "y = 2"), probes=probes, cell_timeout=1))
     assert [c.status for c in out.cells] == ["ok", "timeout", "ok"]
+    assert out.restarts == 0  # the interrupt reached the kernel (inside bubblewrap too): no replacement needed
     assert {k: v["status"] for k, v in out.probes.items()} == {f"p{i}": "ok" for i in range(25)}
     assert [wire.decode(out.probes[f"p{i}"]["value"]) for i in range(25)] == list(range(25))
 
@@ -76,13 +88,15 @@ def test_probe_exceptions_carry_the_learner_traceback():
 
 
 def test_notebook_time_limit_skips_the_rest():
-    out = run(KernelJob(nb("import time\ntime.sleep(0.6)", "time.sleep(0.6)", "time.sleep(0.6)", "x = 1"), notebook_timeout=1.0, cell_timeout=5))
+    out = run(
+        KernelJob(nb("import time\ntime.sleep(0.6)", "time.sleep(0.6)", "time.sleep(0.6)", "x = 1"), notebook_timeout=1.0, cell_timeout=5)
+    )
     assert [c.status for c in out.cells][-1] == "skipped"
     assert "time limit" in out.cells[-1].evalue
 
 
 @pytest.mark.parametrize("mode", ["bwrap", "rlimit"])
-def test_files_next_to_the_notebook_import_and_open(tmp_path, mode):
+def test_files_next_to_the_notebook_import_and_open(tmp_path, mode, backend):
     """Regression: under `python -I` IPython >= 9.7 leaves the working directory off sys.path."""
     from grader import sandbox
 
@@ -101,4 +115,4 @@ def test_files_next_to_the_notebook_import_and_open(tmp_path, mode):
     out = asyncio.run(main())
     assert [c.status for c in out.cells] == ["ok", "ok"], out.cells
     assert wire.decode(out.probes["v"]["value"]) == [42, "a,b\n1,2\n"]
-    assert out.sandbox == mode
+    assert out.sandbox == mode and out.backend == backend

@@ -76,25 +76,37 @@ def graded(tmp_path_factory):
         "solution": src,
         "stub": exercise(LESSON, NB),
         # no training at all; and model.pkl replaced by a code-running pickle at the end
-        "skip_fine_tune": variant(src, tmp / "skip" / NB, malicious_cell(markers["grader"], markers["host"]),
-                                  replace_containing={"learn.fine_tune(": "pass"}),  # fmt: skip
+        "skip_fine_tune": variant(
+            src, tmp / "skip" / NB, malicious_cell(markers["grader"], markers["host"]), replace_containing={"learn.fine_tune(": "pass"}
+        ),  # fmt: skip
         # export before training (the file holds the untrained model); predict_digit returns the whole tuple
-        "stale_export": variant(src, tmp / "stale" / NB, replace_containing={
-            'learn.export("model.pkl")': "pass",
-            "learn.fine_tune(": 'learn.export("model.pkl")\nlearn.fine_tune(4, base_lr=1e-2)',
-            "def predict_digit(": "def predict_digit(path):\n    return learn_inf.predict(PILImage.create(path))",
-        }),  # fmt: skip
+        "stale_export": variant(
+            src,
+            tmp / "stale" / NB,
+            replace_containing={
+                'learn.export("model.pkl")': "pass",
+                "learn.fine_tune(": 'learn.export("model.pkl")\nlearn.fine_tune(4, base_lr=1e-2)',
+                "def predict_digit(": "def predict_digit(path):\n    return learn_inf.predict(PILImage.create(path))",
+            },
+        ),  # fmt: skip
         # the same recipe from random weights
-        "scratch": variant(src, tmp / "scratch" / NB, replace_containing={
-            "learn = vision_learner(": 'set_seed(42)\nlearn = vision_learner(dls, glyph_cnn, pretrained=False, metrics=error_rate, path=".")',
-        }),  # fmt: skip
+        "scratch": variant(
+            src,
+            tmp / "scratch" / NB,
+            replace_containing={
+                "learn = vision_learner(": 'set_seed(42)\nlearn = vision_learner(dls, glyph_cnn, pretrained=False, metrics=error_rate, path=".")',
+            },
+        ),  # fmt: skip
         # a DataBlock that was never turned into DataLoaders (everything after it fails; only dls is asserted)
-        "datablock": variant(src, tmp / "datablock" / NB,
-                             f"import os\nassert not os.path.exists({str(HOLDOUT)!r}), 'the holdout is readable from the notebook'",
-                             replace_containing={
-            "dls = ImageDataLoaders.from_folder(": "dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,\n"
-            "                splitter=RandomSplitter(0.2, seed=42), item_tfms=Resize(28))",
-        }),  # fmt: skip
+        "datablock": variant(
+            src,
+            tmp / "datablock" / NB,
+            f"import os\nassert not os.path.exists({str(HOLDOUT)!r}), 'the holdout is readable from the notebook'",
+            replace_containing={
+                "dls = ImageDataLoaders.from_folder(": "dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,\n"
+                "                splitter=RandomSplitter(0.2, seed=42), item_tfms=Resize(28))",
+            },
+        ),  # fmt: skip
     }
 
     return grade_all(jobs, seed=2024), markers
@@ -291,7 +303,14 @@ def test_export_judge_messages():
     labels = ["1", "2", "3", "4"]
     judge = checks.judge_export(labels)
     conv = checks.pretrained_first_conv().clone()
-    good = {"exists": True, "type": "fastai.learner.Learner", "vocab": checks.DIGITS, "first_conv": conv, "preds": labels, "learn_preds": labels}
+    good = {
+        "exists": True,
+        "type": "fastai.learner.Learner",
+        "vocab": checks.DIGITS,
+        "first_conv": conv,
+        "preds": labels,
+        "learn_preds": labels,
+    }
     assert judge(good, None, None).ok
     missing = judge({"exists": False, "elsewhere": "digits/model.pkl"}, None, None)
     assert not missing.ok and "digits/model.pkl" in missing.message and "path='.'" in missing.message

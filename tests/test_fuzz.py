@@ -14,7 +14,11 @@ from grader.wire import WireError, decode
 
 from .conftest import SOLUTIONS
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("LEARN_FUZZ_EXAMPLES", 300)), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(__import__("os").environ.get("LEARN_FUZZ_EXAMPLES", 300)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -23,7 +27,10 @@ json_values = st.recursive(
 )
 
 cell = st.fixed_dictionaries(
-    {"cell_type": st.sampled_from(["code", "markdown", "raw", "nonsense", 3]), "source": st.one_of(st.text(max_size=30), st.lists(st.text(max_size=10)), json_values)},
+    {
+        "cell_type": st.sampled_from(["code", "markdown", "raw", "nonsense", 3]),
+        "source": st.one_of(st.text(max_size=30), st.lists(st.text(max_size=10)), json_values),
+    },
     optional={"metadata": json_values, "outputs": json_values, "id": json_values, "execution_count": json_values},
 )
 notebookish = st.fixed_dictionaries(
@@ -76,7 +83,10 @@ def test_wire_decoder_on_random_json(value):
 tagged = st.recursive(
     st.fixed_dictionaries({"t": st.sampled_from(["none", "bool", "int", "float", "str", "npscalar", "foreign", "x"]), "v": json_values}),
     lambda children: st.fixed_dictionaries(
-        {"t": st.sampled_from(["list", "tuple", "dict", "tensor", "ndarray"]), "v": st.lists(children | st.lists(children, max_size=2), max_size=3)},
+        {
+            "t": st.sampled_from(["list", "tuple", "dict", "tensor", "ndarray"]),
+            "v": st.lists(children | st.lists(children, max_size=2), max_size=3),
+        },
         optional={"dtype": st.sampled_from(["float32", "int64", "object", "bfloat16"]), "shape": json_values, "data": st.text(max_size=12)},
     ),
     max_leaves=10,
@@ -92,7 +102,9 @@ def test_wire_decoder_on_tag_shaped_json(value):
         pass
 
 
-toml_scalars = st.one_of(st.integers(-5, 1000), st.floats(allow_nan=False, allow_infinity=False, width=32), st.booleans(), st.text(max_size=10))
+toml_scalars = st.one_of(
+    st.integers(-5, 1000), st.floats(allow_nan=False, allow_infinity=False, width=32), st.booleans(), st.text(max_size=10)
+)
 
 
 def toml_value(v):
@@ -116,8 +128,16 @@ def pack(tmp_path_factory):
 @given(
     top=st.dictionaries(st.sampled_from(["id", "title", "order", "version", "bogus"]), toml_scalars, max_size=3),
     defaults=st.dictionaries(st.sampled_from(["rtol", "atol", "points", "cell_timeout", "check_dtype", "nope"]), toml_scalars, max_size=3),
-    notebook=st.dictionaries(st.sampled_from(["file", "title", "data", "profile", "cell_timeout", "zzz"]), toml_scalars | st.lists(toml_scalars, max_size=2), max_size=4),
-    check=st.dictionaries(st.sampled_from(["notebook", "points", "hints", "rtol", "hidden", "partial_credit", "what"]), toml_scalars | st.lists(toml_scalars, max_size=2), max_size=4),
+    notebook=st.dictionaries(
+        st.sampled_from(["file", "title", "data", "profile", "cell_timeout", "zzz"]),
+        toml_scalars | st.lists(toml_scalars, max_size=2),
+        max_size=4,
+    ),
+    check=st.dictionaries(
+        st.sampled_from(["notebook", "points", "hints", "rtol", "hidden", "partial_credit", "what"]),
+        toml_scalars | st.lists(toml_scalars, max_size=2),
+        max_size=4,
+    ),
 )
 def test_manifest_loader_on_random_manifests(pack, top, defaults, notebook, check):
     lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
@@ -142,8 +162,10 @@ def test_manifest_loader_on_random_text(pack, text):
 
 
 question = st.fixed_dictionaries(
-    {"id": st.one_of(st.sampled_from(["q1", "q2", "q1"]), json_values),
-     "type": st.sampled_from(["single", "multiple", "numeric", "text", "code", "essay", 7])},  # fmt: skip
+    {
+        "id": st.one_of(st.sampled_from(["q1", "q2", "q1"]), json_values),
+        "type": st.sampled_from(["single", "multiple", "numeric", "text", "code", "essay", 7]),
+    },  # fmt: skip
     optional={
         "prompt": st.one_of(st.text(max_size=20), json_values),
         "options": st.one_of(st.lists(st.text(max_size=5), max_size=4), json_values),
@@ -160,8 +182,10 @@ question = st.fixed_dictionaries(
 )
 quiz_docs = st.one_of(
     st.lists(question, max_size=4),
-    st.fixed_dictionaries({"questions": st.one_of(st.lists(question, max_size=4), json_values)},
-                          optional={"id": json_values, "title": json_values, "description": json_values}),  # fmt: skip
+    st.fixed_dictionaries(
+        {"questions": st.one_of(st.lists(question, max_size=4), json_values)},
+        optional={"id": json_values, "title": json_values, "description": json_values},
+    ),  # fmt: skip
     json_values,
 )
 

@@ -16,6 +16,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -25,7 +26,7 @@ from grader.cli import cli
 from grader.errors import LearnError
 from grader.gradebook import Gradebook
 
-from .conftest import ROOT, solution
+from .conftest import ROOT, allow_unsandboxed, solution
 
 TINY_TOML = """
 id = "tiny"
@@ -87,7 +88,7 @@ GOOD = ("def square(x):\n    return x * x", "def cube(x):\n    return x ** 3")
 
 
 def grade(runner, subs, gb, *args):
-    return runner.invoke(cli, ["grade", str(subs), "--gradebook", str(gb), *map(str, args)])
+    return runner.invoke(cli, ["grade", str(subs), "--gradebook", str(gb), *map(str, args), *allow_unsandboxed()])
 
 
 def table(gb_path: Path) -> dict[str, tuple]:
@@ -113,13 +114,14 @@ def test_notebooks_are_matched_by_name_metadata_or_copy_suffix(tmp_path):
     assert any("matched 01_quadratic.ipynb" in n for n in notes)
 
 
-def _zip(path: Path, entries: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+def _zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    links = links or {}
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in entries.items():
             zf.writestr(name, data)
         for name, target in links.items():
             info = zipfile.ZipInfo(name)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             zf.writestr(info, target)
     return path
 
@@ -192,7 +194,10 @@ def test_class_with_known_answers_gives_the_expected_gradebook(tmp_path, runner)
     assert all(r.max_points == 3 and r.grader_version and r.fingerprint and len(r.content_hash) == 64 for r in recs.values())
     assert "killed its Python kernel in cell 4" in recs["di"].error and "would score 2/2" in recs["di"].checks[0].message
     assert "not valid JSON" in recs["eve"].error and "eve/squares.ipynb" in recs["eve"].error
-    assert recs["fay"].problems == ["extra notebook (not part of the assignment, ignored): scratch.ipynb", "squares-Copy1.ipynb matched squares.ipynb"]
+    assert recs["fay"].problems == [
+        "extra notebook (not part of the assignment, ignored): scratch.ipynb",
+        "squares-Copy1.ipynb matched squares.ipynb",
+    ]
     assert recs["gus"].problems[0] == "missing notebook: squares.ipynb" and recs["gus"].checks[0].kind == "not_submitted"
     page = (tmp_path / "fb" / "bo.html").read_text()
     assert "square(3)" in page and "cube(2)" not in page  # the hidden check shows no inputs
@@ -277,8 +282,8 @@ def test_lesson3_class_from_a_zip(tmp_path, runner):
 
 def _learn(*args, **kw) -> subprocess.Popen:
     env = dict(os.environ)
-    return subprocess.Popen([sys.executable, "-m", "grader.cli", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, **kw)  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "grader.cli", *map(str, args), *allow_unsandboxed()], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, **kw)  # fmt: skip
 
 
 def _slow_class(tmp_path: Path, n: int, seconds: float) -> Path:
@@ -346,3 +351,97 @@ def test_two_graders_on_one_gradebook_share_the_work(tmp_path):
     assert checks == 12
     graded_by = [int(out.split(" graded (")[0].rsplit(" ", 1)[-1]) for out in outs]
     assert sum(graded_by) == 6, outs
+
+
+# ---------------------------------------------------------------------------------------------
+# fail closed: no filesystem isolation, no grading of other people's notebooks (unless told)
+
+
+def test_grade_refuses_without_bubblewrap_and_leaves_no_gradebook(tmp_path, runner, monkeypatch):
+    pack = tiny_pack(tmp_path / "pack")
+    subs = tmp_path / "subs"
+    student(subs, "ann", *GOOD)
+    monkeypatch.setenv("LEARN_SANDBOX", "rlimit")  # forces the fallback, as on a machine without bubblewrap
+    monkeypatch.delenv("LEARN_ALLOW_UNSANDBOXED", raising=False)
+    gb = tmp_path / "gb.db"
+    args = ["grade", str(subs), "--assignment", str(pack), "--gradebook", str(gb)]
+    result = runner.invoke(cli, args)
+    out = result.output
+    assert result.exit_code == 2, out
+    assert "refusing to grade other people's notebooks without filesystem isolation" in out
+    assert "LEARN_SANDBOX=rlimit" in out and "the reference solutions" in out and "the network" in out
+    assert "--allow-unsandboxed" in out and "LEARN_ALLOW_UNSANDBOXED=1" in out and "Traceback" not in out
+    assert not gb.exists() and not list(tmp_path.glob("gb.db*"))  # nothing written, not even an empty gradebook
+    monkeypatch.setenv("LEARN_ALLOW_UNSANDBOXED", "0")  # only an explicit yes opts in
+    assert runner.invoke(cli, args).exit_code == 2 and not gb.exists()
+
+
+def test_the_refusal_says_what_would_be_exposed(monkeypatch):
+    import grader.batch as batch
+    import grader.sandbox as sandbox
+    from grader.errors import LearnError, SandboxRequiredError
+
+    monkeypatch.delenv("LEARN_ALLOW_UNSANDBOXED", raising=False)
+    monkeypatch.delenv("LEARN_SANDBOX", raising=False)
+    box = sandbox.RlimitOnly()
+    monkeypatch.setattr(sandbox, "choose", lambda preference=None: box)
+    monkeypatch.setattr(batch.shutil, "which", lambda name: None)
+    for euid, drops, words in ((0, False, "as root"), (0, True, "any user may read"), (1000, False, "as you")):
+        monkeypatch.setattr(batch.os, "geteuid", lambda euid=euid: euid)
+        box.drops_privileges = drops
+        with pytest.raises(SandboxRequiredError) as caught:
+            batch.require_isolation()
+        message = str(caught.value)
+        assert words in message and "the network" in message and "bubblewrap (bwrap) is not installed" in message
+        assert "apt-get install bubblewrap" in message and "learn doctor" in message
+    assert issubclass(SandboxRequiredError, LearnError) and SandboxRequiredError.exit_code == 2
+    monkeypatch.setattr(batch, "_isolation_warned", set())
+    warned: list[str] = []
+    batch.require_isolation(allow=True, warn=warned.append)
+    batch.require_isolation(allow=True, warn=warned.append)  # grade_folder, then grade_class: one warning
+    assert len(warned) == 1 and warned[0].startswith("WARNING: grading without filesystem isolation")
+    monkeypatch.setattr(sandbox, "choose", lambda preference=None: SimpleNamespace(mode="bwrap"))
+    batch.require_isolation()  # bubblewrap: nothing to say
+
+
+def test_cluster_workers_without_bubblewrap_are_refused_too(monkeypatch):
+    import grader.batch as batch
+    import grader.cluster as cluster
+    from grader.errors import SandboxRequiredError
+
+    monkeypatch.delenv("LEARN_ALLOW_UNSANDBOXED", raising=False)
+    reports = {"tcp://10.0.0.7:4000": {"mode": "rlimit", "why": "bubblewrap (bwrap) is not installed", "exposure": "X.", "fix": "Y"},
+               "tcp://10.0.0.8:4000": {"mode": "bwrap"}}  # fmt: skip
+    monkeypatch.setattr(cluster, "worker_isolation", lambda address: reports)
+    monkeypatch.setattr(batch, "_worker_reports", {})
+    with pytest.raises(SandboxRequiredError, match=r"on Dask worker tcp://10\.0\.0\.7:4000: bubblewrap \(bwrap\) is not installed"):
+        batch.require_isolation(scheduler="tcp://sched:8786")
+    # a worker that joins later checks for itself, unless the coordinator allowed it
+    state = SimpleNamespace(pool=SimpleNamespace(box=SimpleNamespace(mode="rlimit")))
+    monkeypatch.setattr(cluster._WorkerGrading, "get", classmethod(lambda cls: state))
+    with pytest.raises(SandboxRequiredError, match="on a Dask worker"):
+        cluster.grade_remote(b"", {"allow_unsandboxed": False})
+
+
+@pytest.mark.slow
+def test_grade_with_the_flag_or_the_variable_grades_without_bubblewrap_and_warns(tmp_path, runner, monkeypatch):
+    import grader.batch as batch
+
+    pack = tiny_pack(tmp_path / "pack")
+    subs = tmp_path / "subs"
+    student(subs, "ann", *GOOD)
+    student(subs, "bo", GOOD[0])
+    monkeypatch.setenv("LEARN_SANDBOX", "rlimit")
+    monkeypatch.delenv("LEARN_ALLOW_UNSANDBOXED", raising=False)
+    monkeypatch.setattr(batch, "_isolation_warned", set())
+    result = runner.invoke(cli, ["grade", str(subs), "--assignment", str(pack), "--gradebook", str(tmp_path / "a.db"), "-j", "2",
+                                 "--allow-unsandboxed"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "WARNING: grading without filesystem isolation" in result.output and "2 graded" in result.output
+    assert {s: t[0] for s, t in table(tmp_path / "a.db").items()} == {"ann": 3, "bo": 2}
+    monkeypatch.setenv("LEARN_ALLOW_UNSANDBOXED", "1")  # the same for scripted CI rows
+    again = runner.invoke(cli, ["grade", str(subs), "--assignment", str(pack), "--gradebook", str(tmp_path / "b.db"), "-j", "2"])
+    assert again.exit_code == 0, again.output
+    assert table(tmp_path / "b.db") == table(tmp_path / "a.db")
+    with Gradebook(tmp_path / "b.db", create=False) as book:
+        assert {nb.sandbox for r in book.submissions(with_json=True) for nb in r.run_result().notebooks} == {"rlimit"}

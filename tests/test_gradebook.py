@@ -19,8 +19,15 @@ from grader.results import CheckResult, NotebookResult, RunResult, Status
 def fake_run(checks: dict[str, tuple[str, float, float]], notebook: str = "01_quadratic.ipynb", hidden=(), error=None) -> RunResult:
     """A RunResult as the grader would make it: {check: (status, points, max_points)}."""
     rows = [
-        CheckResult(name=name, status=Status(status), points=points, max_points=max_points, hidden=name in hidden,
-                    message="" if status == "passed" else f"{name} is wrong", kind=None if status == "passed" else "values")  # fmt: skip
+        CheckResult(
+            name=name,
+            status=Status(status),
+            points=points,
+            max_points=max_points,
+            hidden=name in hidden,
+            message="" if status == "passed" else f"{name} is wrong",
+            kind=None if status == "passed" else "values",
+        )  # fmt: skip
         for name, (status, points, max_points) in checks.items()
     ]
     failed = error or any(c.status is not Status.PASSED for c in rows)
@@ -69,7 +76,11 @@ def test_seed_is_chosen_once_per_assignment(tmp_path):
 
 def test_record_stores_rows_and_json_and_unchanged_is_skipped(tmp_path):
     with Gradebook(tmp_path / "gb.db") as gb:
-        fill(gb, {"ann": fake_run({"quad": ("passed", 1, 1), "mse": ("failed", 0, 1)})}, problems={"ann": ["missing notebook: 02_relu.ipynb"]})
+        fill(
+            gb,
+            {"ann": fake_run({"quad": ("passed", 1, 1), "mse": ("failed", 0, 1)})},
+            problems={"ann": ["missing notebook: 02_relu.ipynb"]},
+        )
         [rec] = gb.submissions("lesson3", with_json=True)
         assert (rec.student, rec.state, rec.status, rec.points, rec.max_points) == ("ann", "graded", "failed", 1, 2)
         assert [(c.name, c.status, c.points) for c in rec.checks] == [("quad", "passed", 1), ("mse", "failed", 0)]

@@ -34,8 +34,14 @@ PWN = '<script>alert("pwn")</script>'
 def fit_series() -> dict:
     x = [i / 10 for i in range(-20, 21)]
     return {
-        "fit": line_plot("Fitted quadratic over the data", x, {"reference": [3 * v * v for v in x], "yours": [2 * v * v for v in x]},
-                         points=(x, [3 * v * v + 0.1 for v in x]), xlabel="x", ylabel="y"),  # fmt: skip
+        "fit": line_plot(
+            "Fitted quadratic over the data",
+            x,
+            {"reference": [3 * v * v for v in x], "yours": [2 * v * v for v in x]},
+            points=(x, [3 * v * v + 0.1 for v in x]),
+            xlabel="x",
+            ylabel="y",
+        ),  # fmt: skip
         "loss": line_plot("Loss per step", list(range(10)), {"reference": [10 / (i + 1) for i in range(10)], "yours": [9.0] * 12}),
     }
 
@@ -49,30 +55,77 @@ def values_diff() -> Diff:
 def sample_run() -> RunResult:
     """One notebook with a check in every state, one notebook that cannot be graded."""
     checks = [
-        CheckResult("quad", Status.PASSED, 1, 1, title="quad: evaluate a quadratic", duration=0.01,
-                    cases=[CaseResult("numbers", Status.PASSED, call="quad(3, 2, 1, 1.5)")]),  # fmt: skip
         CheckResult(
-            "fit_quad", Status.FAILED, 0, 3, title="fit_quad: gradient descent", kind="known_mistake",
+            "quad",
+            Status.PASSED,
+            1,
+            1,
+            title="quad: evaluate a quadratic",
+            duration=0.01,
+            cases=[CaseResult("numbers", Status.PASSED, call="quad(3, 2, 1, 1.5)")],
+        ),  # fmt: skip
+        CheckResult(
+            "fit_quad",
+            Status.FAILED,
+            0,
+            3,
+            title="fit_quad: gradient descent",
+            kind="known_mistake",
             message="Your loss history matches a loop that never resets the gradients.",
             hint="Call params.grad.zero_() after each update.",
-            cases=[CaseResult("the lesson's data", Status.FAILED, message="values differ", diff=values_diff(),
-                              call="fit_quad(tensor([1.1, 1.1, 1.1]), lr=0.01, steps=10)", mistake="no_zero_grad", kind="known_mistake")],
+            cases=[
+                CaseResult(
+                    "the lesson's data",
+                    Status.FAILED,
+                    message="values differ",
+                    diff=values_diff(),
+                    call="fit_quad(tensor([1.1, 1.1, 1.1]), lr=0.01, steps=10)",
+                    mistake="no_zero_grad",
+                    kind="known_mistake",
+                )
+            ],
             series=fit_series(),
         ),  # fmt: skip
         CheckResult(
-            "mse", Status.ERROR, 0, 1, kind="exception", message=f"`mse` raised RuntimeError: {PWN}",
+            "mse",
+            Status.ERROR,
+            0,
+            1,
+            kind="exception",
+            message=f"`mse` raised RuntimeError: {PWN}",
             traceback=["cell 12, line 2, in mse", "    raise RuntimeError('<img src=x onerror=alert(1)>')", f"RuntimeError: {PWN}"],
             cases=[CaseResult("small example", Status.ERROR, message=f"raised {PWN}", call="mse(tensor([1.0]), tensor([2.0]))")],
         ),  # fmt: skip
-        CheckResult("add_noise", Status.TIMEOUT, 0, 2, kind="timeout", message="`add_noise` did not return within 10s",
-                    cases=[CaseResult("big", Status.TIMEOUT, message="did not return within 10s", call="add_noise(x, 0.1, 0.1)")]),  # fmt: skip
+        CheckResult(
+            "add_noise",
+            Status.TIMEOUT,
+            0,
+            2,
+            kind="timeout",
+            message="`add_noise` did not return within 10s",
+            cases=[CaseResult("big", Status.TIMEOUT, message="did not return within 10s", call="add_noise(x, 0.1, 0.1)")],
+        ),  # fmt: skip
         CheckResult("mk_quad", Status.FAILED, 0, 1, kind="not_implemented", message="`mk_quad` is not written yet"),
         CheckResult("relu_model", Status.SKIPPED, 0, 0, message="skipped: needs a GPU"),
         CheckResult(
-            "secret_check", Status.FAILED, 0, 2, hidden=True, kind="values", message="returned values that differ from the reference on hidden inputs",
-            cases=[CaseResult("hidden input 1", Status.FAILED, message="returned values that differ", call="secret_call(SECRET_INPUT)",
-                              diff=Diff(kind="values", expected="SECRET_EXPECTED", got="1.0"))],
-            traceback=["SECRET_TRACEBACK_LINE"], series=fit_series(),
+            "secret_check",
+            Status.FAILED,
+            0,
+            2,
+            hidden=True,
+            kind="values",
+            message="returned values that differ from the reference on hidden inputs",
+            cases=[
+                CaseResult(
+                    "hidden input 1",
+                    Status.FAILED,
+                    message="returned values that differ",
+                    call="secret_call(SECRET_INPUT)",
+                    diff=Diff(kind="values", expected="SECRET_EXPECTED", got="1.0"),
+                )
+            ],
+            traceback=["SECRET_TRACEBACK_LINE"],
+            series=fit_series(),
         ),  # fmt: skip
     ]
     nb = NotebookResult(
@@ -253,3 +306,11 @@ def test_check_html_options(runner, tmp_path):
     result = runner.invoke(cli, ["check", str(nb), "--only", "quad", "--html", str(blocker / "r.html")])
     assert result.exit_code == 2 and "could not write the HTML report" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("kind, pointed", [("execution", True), ("lesson", True), ("load", False), ("unknown_exercise", False)])
+def test_machinery_failures_point_to_learn_doctor(kind, pointed):
+    nb = NotebookResult(path="x/01_quadratic.ipynb", exercise="01_quadratic.ipynb", lesson="lesson3", status=Status.ERROR,
+                        error="it broke", error_kind=kind)  # fmt: skip
+    html = render_report(RunResult([nb], seed=1))
+    assert ("learn doctor" in html) is pointed

@@ -1,33 +1,47 @@
-"""Each job runs in a fresh process on a wiped slot: nothing of one submission reaches the next."""
+"""Each job runs in a fresh process on a wiped slot: nothing of one submission reaches the next
+(on both kernel backends: forked from a zygote, or spawned as a new interpreter)."""
 
 import asyncio
+import os
 
 import nbformat
 import pytest
 
 from grader import sandbox, wire
 from grader.execute import KernelJob, run_job
-from grader.kernels import KernelPool
+from grader.kernels import BACKEND_ENV, KernelPool
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, params=["fork", "spawn"])
+def backend(request, monkeypatch):
+    if request.param == "fork" and not hasattr(os, "fork"):
+        pytest.skip("no fork() here")
+    monkeypatch.setenv(BACKEND_ENV, request.param)
+    return request.param
 
 
 def notebook(*sources):
     return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
 
 
-PROBE = "def probe(ns):\n    import os, builtins, torch\n    return {" + ", ".join(
-    [
-        "'global': 'SECRET' in ns",
-        "'builtin': hasattr(builtins, 'leaked_secret')",
-        "'cwd_files': sorted(f for f in os.listdir('.') if not f.startswith('.') and f != 'nb.ipynb')",
-        "'tmp_files': sorted(os.listdir(os.environ.get('TMPDIR', '/tmp')))",
-        "'shm': sorted(os.listdir('/dev/shm')) if os.path.isdir('/dev/shm') else []",
-        "'module_attr': getattr(torch, 'leaked', None)",
-        "'threads': torch.get_num_threads()",
-        "'stray': any(open('/proc/%s/cmdline' % p, 'rb').read().startswith(b'sleep\\x00313') for p in os.listdir('/proc') if p.isdigit() and os.access('/proc/%s/cmdline' % p, os.R_OK))",
-    ]
-) + "}\n"
+PROBE = (
+    "def probe(ns):\n    import os, builtins, torch\n    return {"
+    + ", ".join(
+        [
+            "'global': 'SECRET' in ns",
+            "'builtin': hasattr(builtins, 'leaked_secret')",
+            "'cwd_files': sorted(f for f in os.listdir('.') if not f.startswith('.') and f != 'nb.ipynb')",
+            "'tmp_files': sorted(os.listdir(os.environ.get('TMPDIR', '/tmp')))",
+            "'shm': sorted(os.listdir('/dev/shm')) if os.path.isdir('/dev/shm') else []",
+            "'module_attr': getattr(torch, 'leaked', None)",
+            "'threads': torch.get_num_threads()",
+            "'stray': any(open('/proc/%s/cmdline' % p, 'rb').read().startswith(b'sleep\\x00313') for p in os.listdir('/proc') if p.isdigit() and os.access('/proc/%s/cmdline' % p, os.R_OK))",
+        ]
+    )
+    + "}\n"
+)
 
 POLLUTE = [
     "SECRET = 'answer key'\nimport builtins, torch, os, subprocess\nbuiltins.leaked_secret = 1\ntorch.leaked = 'yes'",

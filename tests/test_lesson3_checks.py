@@ -41,8 +41,18 @@ WRONG = {
         "known_mistake",
         "never resets the gradients",
     ),
-    "rectified_linear": (RELU, "def rectified_linear(m, b, x):\n    return torch.clip(m * x + b, max=0.0)", "known_mistake", "clips from below"),
-    "double_relu": (RELU, "def double_relu(m1, b1, m2, b2, x):\n    return rectified_linear(m1, b1, x) - rectified_linear(m2, b2, x)", "values", "values differ"),
+    "rectified_linear": (
+        RELU,
+        "def rectified_linear(m, b, x):\n    return torch.clip(m * x + b, max=0.0)",
+        "known_mistake",
+        "clips from below",
+    ),
+    "double_relu": (
+        RELU,
+        "def double_relu(m1, b1, m2, b2, x):\n    return rectified_linear(m1, b1, x) - rectified_linear(m2, b2, x)",
+        "values",
+        "values differ",
+    ),
     "relu_model": (
         RELU,
         "def relu_model(params, x):\n"
@@ -107,9 +117,21 @@ WRONG = {
 
 TYPE_ERRORS = {  # wrong return types: the message says what was expected
     "mse_item": (QUAD, "mse", "def mse(preds, acts):\n    return ((preds - acts) ** 2).mean().item()", "wrong_type", "not a Python number"),
-    "quad_list": (QUAD, "quad", "def quad(a, b, c, x):\n    r = a * x**2 + b * x + c\n    return r.tolist() if hasattr(r, 'tolist') else r", "wrong_type", "list"),
+    "quad_list": (
+        QUAD,
+        "quad",
+        "def quad(a, b, c, x):\n    r = a * x**2 + b * x + c\n    return r.tolist() if hasattr(r, 'tolist') else r",
+        "wrong_type",
+        "list",
+    ),
     "linear_numpy": (MATMUL, "linear", "def linear(x, w, b):\n    return (x @ w + b).numpy()", "wrong_type", "numpy"),
-    "relu_shape": (RELU, "rectified_linear", "def rectified_linear(m, b, x):\n    return torch.clip(m * x + b, min=0.0)[:, None]", "shape", "shape mismatch"),
+    "relu_shape": (
+        RELU,
+        "rectified_linear",
+        "def rectified_linear(m, b, x):\n    return torch.clip(m * x + b, min=0.0)[:, None]",
+        "shape",
+        "shape mismatch",
+    ),
 }
 
 

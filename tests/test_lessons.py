@@ -37,7 +37,7 @@ def copy_pack(tmp_path):
 @pytest.mark.parametrize(
     "edit, words",
     [
-        (lambda t: t.replace('points = 3', 'pionts = 3'), "unknown key(s) ['pionts']"),
+        (lambda t: t.replace("points = 3", "pionts = 3"), "unknown key(s) ['pionts']"),
         (lambda t: t.replace('file = "02_relu.ipynb"', 'file = "nope.ipynb"'), "nope.ipynb does not exist"),
         (lambda t: t.replace('id = "lesson3"', 'id = "lesson 3"'), "id"),
         (lambda t: t + '\n[checks.extra]\nnotebook = "missing.ipynb"\n', "checks.extra.notebook"),

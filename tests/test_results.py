@@ -12,8 +12,18 @@ def sample() -> NotebookResult:
     case = CaseResult(label="fixed input 1", status=Status.FAILED, message="values differ", diff=diff, call="mse(...)", kind="values")
     check = CheckResult(name="mse", status=Status.FAILED, points=0.5, max_points=1, message="m", hint="h", cases=[case], kind="values")
     problem = CellProblem(cell=3, status=Status.ERROR, kind="exception", ename="ValueError", evalue="bad", traceback=["x"])
-    return NotebookResult(path="a.ipynb", exercise="01.ipynb", lesson="lesson3", status=Status.FAILED, points=0.5, max_points=1,
-                          checks=[check], cell_problems=[problem], seed=7, sandbox="bwrap")
+    return NotebookResult(
+        path="a.ipynb",
+        exercise="01.ipynb",
+        lesson="lesson3",
+        status=Status.FAILED,
+        points=0.5,
+        max_points=1,
+        checks=[check],
+        cell_problems=[problem],
+        seed=7,
+        sandbox="bwrap",
+    )
 
 
 def test_round_trip_through_json():

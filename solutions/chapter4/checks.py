@@ -134,9 +134,13 @@ def judge_basic_optim(got, expected, tol):
         verdict.message = "after step() the parameters are not p - lr * grad.\n" + verdict.message
         return verdict
     if got.get("grad_untouched") is not True:
-        return Verdict(False, "step() changed the gradients; it should only move the parameters (zero_grad clears the gradients)", kind="behaviour")
+        return Verdict(
+            False, "step() changed the gradients; it should only move the parameters (zero_grad clears the gradients)", kind="behaviour"
+        )
     if got.get("cleared") is not True:
-        return Verdict(False, "after zero_grad() the gradients are still there: set each p.grad to None (or zero it in place)", kind="behaviour")
+        return Verdict(
+            False, "after zero_grad() the gradients are still there: set each p.grad to None (or zero it in place)", kind="behaviour"
+        )
     verdict = compare(got.get("second_step"), expected["second_step"], tol, "['second_step']")
     if not verdict.ok:
         verdict.message = "a second step(), after zero_grad() and new gradients, went wrong.\n" + verdict.message
@@ -489,9 +493,19 @@ def mean_image_cases(rng):
 @check(
     "mnist_distance",
     mistakes=[
-        Mistake("sum", "You added up the absolute differences; take their mean, so the distance does not grow with the image size.", mnist_distance_sum),
-        Mistake("rmse", "You computed the root mean squared error (L2); mnist_distance is the mean absolute difference (L1).", mnist_distance_rmse),
-        Mistake("all_axes", "You averaged over every axis, batch included; average over the last two axes only, (-1, -2).", mnist_distance_all),
+        Mistake(
+            "sum",
+            "You added up the absolute differences; take their mean, so the distance does not grow with the image size.",
+            mnist_distance_sum,
+        ),
+        Mistake(
+            "rmse",
+            "You computed the root mean squared error (L2); mnist_distance is the mean absolute difference (L1).",
+            mnist_distance_rmse,
+        ),
+        Mistake(
+            "all_axes", "You averaged over every axis, batch included; average over the last two axes only, (-1, -2).", mnist_distance_all
+        ),
         Mistake("no_abs", "Without .abs() positive and negative differences cancel out.", mnist_distance_no_abs),
     ],
 )
@@ -500,7 +514,9 @@ def mnist_distance_cases(rng):
     d = digits()
     three, mean3 = images(d["train3"][0]), images(d["train3"]).mean(0)
     yield Case.call(three, mean3, judge=judge, label="one image and the ideal 3", show="mnist_distance(a_three, mean3)")
-    yield Case.call(images(d["valid3"][:6]), mean3, judge=judge, label="a batch against one image", show="mnist_distance(valid_threes[:6], mean3)")
+    yield Case.call(
+        images(d["valid3"][:6]), mean3, judge=judge, label="a batch against one image", show="mnist_distance(valid_threes[:6], mean3)"
+    )
     yield Case.call(rng.rand(5, 28, 28), rng.rand(28, 28), judge=judge, random=True, label="random batch of 5")
     yield Case.call(rng.rand(4, 8, 8), rng.rand(4, 8, 8), judge=judge, random=True, label="pairs of 8x8 images")
     target = rng.rand(8, 8)
@@ -508,13 +524,25 @@ def mnist_distance_cases(rng):
                     label="no loop over the batch", show="mnist_distance on batches of 2 and of 200 images")  # fmt: skip
 
 
-@check("is_3", requires=("is_3", "mnist_distance"), mistakes=[Mistake("reversed", "The comparison is the wrong way round: an image is a 3 when its distance to mean3 is the SMALLER one.", is_3_reversed)])
+@check(
+    "is_3",
+    requires=("is_3", "mnist_distance"),
+    mistakes=[
+        Mistake(
+            "reversed",
+            "The comparison is the wrong way round: an image is a 3 when its distance to mean3 is the SMALLER one.",
+            is_3_reversed,
+        )
+    ],
+)
 def is_3_cases(rng):
     judge = vectorised(IS_3_FIX)
     d = digits()
     mean3, mean7 = images(d["train3"]).mean(0), images(d["train7"]).mean(0)
     batch = images(torch.cat([d["valid3"][:5], d["valid7"][:5]]))
-    yield Case.call(mean3, mean7, batch, probe=probe_is_3, judge=judge, label="five 3s and five 7s", show="is_3(valid images: five 3s, five 7s)")
+    yield Case.call(
+        mean3, mean7, batch, probe=probe_is_3, judge=judge, label="five 3s and five 7s", show="is_3(valid images: five 3s, five 7s)"
+    )
     yield Case.call(mean3, mean7, images(d["valid7"][0]), probe=probe_is_3, judge=judge, label="a single 7", show="is_3(valid_sevens[0])")
     yield Case.call(rng.rand(28, 28), rng.rand(28, 28), rng.rand(6, 28, 28), probe=probe_is_3, judge=judge, random=True,
                     label="other ideals", show="is_3(x) with new values of mean3 and mean7")  # fmt: skip
@@ -541,7 +569,12 @@ def linear1_cases(rng):
                     label="a batch of 6 images", show="linear1(xb) for a batch of 6, with new weights and bias")  # fmt: skip
 
 
-@check("sigmoid", mistakes=[Mistake("sign", "The sign in the exponent is flipped: sigmoid is 1 / (1 + exp(-x)), so large x gives values near 1.", sigmoid_sign)])
+@check(
+    "sigmoid",
+    mistakes=[
+        Mistake("sign", "The sign in the exponent is flipped: sigmoid is 1 / (1 + exp(-x)), so large x gives values near 1.", sigmoid_sign)
+    ],
+)
 def sigmoid_cases(rng):
     yield Case.call(torch.tensor([-30.0, -2.0, 0.0, 0.5, 2.0, 30.0]), label="from -30 to 30")
     yield Case.call(rng.randn(4, 3, scale=3), random=True)
@@ -557,8 +590,16 @@ def _targets(rng, *shape):
 @check(
     "mnist_loss",
     mistakes=[
-        Mistake("no_sigmoid", "You forgot the sigmoid: raw predictions are not between 0 and 1, so 1 - preds can be negative and the loss can fall below zero. Apply sigmoid(preds) first.", mnist_loss_no_sigmoid),
-        Mistake("swapped", "The two branches of torch.where are swapped: for a target of 1 the error is 1 - preds, for 0 it is preds.", mnist_loss_swapped),
+        Mistake(
+            "no_sigmoid",
+            "You forgot the sigmoid: raw predictions are not between 0 and 1, so 1 - preds can be negative and the loss can fall below zero. Apply sigmoid(preds) first.",
+            mnist_loss_no_sigmoid,
+        ),
+        Mistake(
+            "swapped",
+            "The two branches of torch.where are swapped: for a target of 1 the error is 1 - preds, for 0 it is preds.",
+            mnist_loss_swapped,
+        ),
         Mistake("sum", "You added the errors up; take their mean, so the loss does not grow with the batch size.", mnist_loss_sum),
     ],
 )
@@ -581,7 +622,11 @@ def _batch(rng, n, features=784):
     mistakes=[Mistake("mse", "The gradients match the mean squared error; calc_grad should use mnist_loss.", calc_grad_mse)],
 )
 def calc_grad_cases(rng):
-    judge = explained({"['has_grad']": "After calc_grad the parameters still have no gradient: compute the loss with mnist_loss and call loss.backward()."})
+    judge = explained(
+        {
+            "['has_grad']": "After calc_grad the parameters still have no gradient: compute the loss with mnist_loss and call loss.backward()."
+        }
+    )
     for n in (4, 10):
         xb, yb = _batch(rng, n)
         yield Case.call(xb, yb, rng.randn(784, 1, scale=0.1), rng.randn(1, scale=0.1), probe=probe_calc_grad, judge=judge, random=True,
@@ -594,12 +639,20 @@ def calc_grad_cases(rng):
     callables=("train_epoch",),
     series=accuracy_series("Linear model: validation accuracy per epoch"),
     mistakes=[
-        Mistake("no_zero_grad", "The gradients are never reset: backward() adds each batch's gradient to .grad, so every step uses the sum of all gradients so far. Call p.grad.zero_() after each update.", train_epoch_no_zero_grad),
+        Mistake(
+            "no_zero_grad",
+            "The gradients are never reset: backward() adds each batch's gradient to .grad, so every step uses the sum of all gradients so far. Call p.grad.zero_() after each update.",
+            train_epoch_no_zero_grad,
+        ),
         Mistake("uphill", "You added lr * grad: that climbs the loss. Subtract it: p.data -= p.grad * lr.", train_epoch_uphill),
     ],
 )
 def train_epoch_cases(rng):
-    judge = explained({"['changed']": "train_epoch did not change the parameters: update them in place (p.data -= p.grad * lr), not by assigning a new tensor to the loop variable."})
+    judge = explained(
+        {
+            "['changed']": "train_epoch did not change the parameters: update them in place (p.data -= p.grad * lr), not by assigning a new tensor to the loop variable."
+        }
+    )
     batches = [_batch(rng, 5, 12) for _ in range(3)]
     xs, ys = [x for x, _ in batches], [y for _, y in batches]
     yield Case.call(xs, ys, rng.randn(12, 1, scale=0.5), rng.randn(1, scale=0.5), 0.5, probe=probe_train_epoch, judge=judge, random=True,
@@ -615,7 +668,11 @@ def train_epoch_cases(rng):
 @check(
     "batch_accuracy",
     mistakes=[
-        Mistake("no_sigmoid", "The raw outputs were compared with 0.5 without the sigmoid; sigmoid(x) > 0.5 is the same as x > 0.", batch_accuracy_no_sigmoid),
+        Mistake(
+            "no_sigmoid",
+            "The raw outputs were compared with 0.5 without the sigmoid; sigmoid(x) > 0.5 is the same as x > 0.",
+            batch_accuracy_no_sigmoid,
+        ),
         Mistake("count", "You counted the correct predictions; batch_accuracy is the fraction: .mean(), not .sum().", batch_accuracy_count),
     ],
 )
@@ -649,8 +706,14 @@ def validate_epoch_cases(rng):
 @check(
     "BasicOptim",
     mistakes=[
-        Mistake("uphill", "step() adds lr * grad, which climbs the loss; it must subtract: p.data -= p.grad.data * self.lr.", BasicOptimUphill),
-        Mistake("no_zero_grad", "zero_grad() does nothing, so gradients pile up from one batch to the next; set each p.grad to None.", BasicOptimNoZeroGrad),
+        Mistake(
+            "uphill", "step() adds lr * grad, which climbs the loss; it must subtract: p.data -= p.grad.data * self.lr.", BasicOptimUphill
+        ),
+        Mistake(
+            "no_zero_grad",
+            "zero_grad() does nothing, so gradients pile up from one batch to the next; set each p.grad to None.",
+            BasicOptimNoZeroGrad,
+        ),
         Mistake("no_lr", "step() ignores the learning rate: multiply the gradient by self.lr.", BasicOptimNoLr),
     ],
 )

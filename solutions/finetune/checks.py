@@ -239,15 +239,27 @@ def judge_dls(got, expected, tol):
     if "problem" in got:
         return Verdict(False, f"dls cannot produce a labelled batch: {got['problem']}", kind="behaviour")
     if got["vocab"] != DIGITS:
-        return Verdict(False, f"dls.vocab is {got['vocab'][:12]}; the classes are the folder names '0' to '9' (label each image by its parent folder)", kind="values")
+        return Verdict(
+            False,
+            f"dls.vocab is {got['vocab'][:12]}; the classes are the folder names '0' to '9' (label each image by its parent folder)",
+            kind="values",
+        )
     n_train, n_valid = got["n_train"], got["n_valid"]
     if n_train + n_valid != N_IMAGES:
-        return Verdict(False, f"dls holds {n_train} training and {n_valid} validation images; the digit folders hold {N_IMAGES}", kind="values")
+        return Verdict(
+            False, f"dls holds {n_train} training and {n_valid} validation images; the digit folders hold {N_IMAGES}", kind="values"
+        )
     if not 0.1 <= n_valid / N_IMAGES <= 0.4:
-        return Verdict(False, f"{n_valid} of the {N_IMAGES} images are in the validation set; hold back about a fifth (valid_pct=0.2)", kind="values")
+        return Verdict(
+            False, f"{n_valid} of the {N_IMAGES} images are in the validation set; hold back about a fifth (valid_pct=0.2)", kind="values"
+        )
     shape = got["x_shape"]
     if len(shape) != 4 or shape[1] != 3 or min(shape[2:]) < 16:
-        return Verdict(False, f"a batch of images has shape {tuple(shape)}; expected (batch, 3, height, width) with colour channels and at least 16 pixels a side", kind="shape")
+        return Verdict(
+            False,
+            f"a batch of images has shape {tuple(shape)}; expected (batch, 3, height, width) with colour channels and at least 16 pixels a side",
+            kind="shape",
+        )
     return Verdict(True)
 
 
@@ -256,13 +268,23 @@ def judge_backbone(got, expected, tol):
         return todo(got)
     if type(got) is not dict or "first_conv" not in got:
         kind = got.get("type") if type(got) is dict else type(got).__name__
-        return Verdict(False, f"learn is a {kind}, not a fastai Learner with a model: create it with vision_learner(dls, glyph_cnn, ...)", kind="wrong_type")
+        return Verdict(
+            False,
+            f"learn is a {kind}, not a fastai Learner with a model: create it with vision_learner(dls, glyph_cnn, ...)",
+            kind="wrong_type",
+        )
     if got["first_conv"] is None:
-        return Verdict(False, "learn.model has no convolution layers: create it with vision_learner(dls, glyph_cnn, ...)", kind="not_pretrained")
+        return Verdict(
+            False, "learn.model has no convolution layers: create it with vision_learner(dls, glyph_cnn, ...)", kind="not_pretrained"
+        )
     sim = similarity(got["first_conv"])
     if sim is None:
         ref = tuple(pretrained_first_conv().shape)
-        return Verdict(False, f"the first layer of learn.model has weights of shape {tuple(got['first_conv'].shape)}, glyph_cnn's has {ref}: learn is not built on the glyph_cnn backbone", kind="not_pretrained")
+        return Verdict(
+            False,
+            f"the first layer of learn.model has weights of shape {tuple(got['first_conv'].shape)}, glyph_cnn's has {ref}: learn is not built on the glyph_cnn backbone",
+            kind="not_pretrained",
+        )
     if sim < SIMILARITY_BAR:
         return Verdict(
             False,
@@ -307,18 +329,32 @@ def judge_export(labels: list[str]):
         if type(got) is not dict:
             return Verdict(False, "could not inspect model.pkl", kind="wrong_type")
         if not got.get("exists"):
-            where = f" There is one at {got['elsewhere']}: learn.export writes into learn.path - create the learner with path='.'." if got.get("elsewhere") else ""
-            return Verdict(False, f"model.pkl was not found in the notebook's folder: call learn.export('model.pkl').{where}", kind="missing_file")
+            where = (
+                f" There is one at {got['elsewhere']}: learn.export writes into learn.path - create the learner with path='.'."
+                if got.get("elsewhere")
+                else ""
+            )
+            return Verdict(
+                False, f"model.pkl was not found in the notebook's folder: call learn.export('model.pkl').{where}", kind="missing_file"
+            )
         if "load_error" in got:
             return Verdict(False, f"load_learner('model.pkl') failed: {got['load_error']}", kind="exception")
         if "preds" not in got:
-            return Verdict(False, f"model.pkl loads as a {got.get('type')}, not an exported fastai Learner: save it with learn.export('model.pkl')", kind="wrong_type")
+            return Verdict(
+                False,
+                f"model.pkl loads as a {got.get('type')}, not an exported fastai Learner: save it with learn.export('model.pkl')",
+                kind="wrong_type",
+            )
         if got["vocab"] != DIGITS:
             return Verdict(False, f"the exported model's vocab is {got['vocab'][:12]}, not the digits '0' to '9'", kind="values")
         sim = similarity(got.get("first_conv"))
         if sim is None or sim < SIMILARITY_BAR:
             shown = "a different shape" if sim is None else f"cosine similarity {sim:.2f}"
-            return Verdict(False, f"the exported model's first layer does not resemble the pretrained glyph_cnn weights ({shown}): export the fine-tuned learner", kind="not_pretrained")
+            return Verdict(
+                False,
+                f"the exported model's first layer does not resemble the pretrained glyph_cnn weights ({shown}): export the fine-tuned learner",
+                kind="not_pretrained",
+            )
         acc = accuracy(got["preds"], labels)
         if acc >= ACCURACY_BAR:
             return Verdict(True, f"model.pkl gets {_pct(acc)} of the {len(labels)} held-out digits right")
@@ -350,12 +386,18 @@ def judge_predict_digit(labels: list[str]):
         if bad is not None:
             what = bad.get("type", "?") if type(bad) is dict else type(bad).__name__
             shown = bad.get("repr", "") if type(bad) is dict else repr(bad)
-            return Verdict(False, f"predict_digit returned a {what} ({shown}); return the label alone, a string such as '7'", kind="wrong_type")
+            return Verdict(
+                False, f"predict_digit returned a {what} ({shown}); return the label alone, a string such as '7'", kind="wrong_type"
+            )
         strange = sorted({v for v in values if v not in DIGITS})
         if strange:
             return Verdict(False, f"predict_digit returned {strange[:3]}, which are not labels of the vocab '0' to '9'", kind="values")
         if "exported" not in got:
-            return Verdict(False, f"predict_digit could not be compared with model.pkl, which did not load: {got.get('exported_error', '')}", kind="missing_file")
+            return Verdict(
+                False,
+                f"predict_digit could not be compared with model.pkl, which did not load: {got.get('exported_error', '')}",
+                kind="missing_file",
+            )
         agree = sum(a == b for a, b in zip(values, got["exported"]))
         if agree < len(values) - 1:  # allow one near-tie decided differently one image at a time
             return Verdict(
@@ -364,7 +406,9 @@ def judge_predict_digit(labels: list[str]):
                 "load the exported file with load_learner('model.pkl') and predict with it",
                 kind="mismatch",
             )
-        return Verdict(True, f"agrees with model.pkl on {agree} of {len(values)} held-out images; {_pct(accuracy(values, labels))} of them right")
+        return Verdict(
+            True, f"agrees with model.pkl on {agree} of {len(values)} held-out images; {_pct(accuracy(values, labels))} of them right"
+        )
 
     return judge
 
@@ -373,7 +417,9 @@ def judge_mixed_precision(got, expected, tol):
     if type(got) is not dict:
         return Verdict(False, "could not inspect learn", kind="wrong_type")
     if not got.get("cuda"):
-        return Verdict(True, "needs a CUDA GPU: this machine has none, so training on CUDA in mixed precision was not checked", kind="skipped")
+        return Verdict(
+            True, "needs a CUDA GPU: this machine has none, so training on CUDA in mixed precision was not checked", kind="skipped"
+        )
     if todo(got):
         return todo(got)
     problems = []

@@ -74,7 +74,9 @@ def judge_add_noise(got, expected, tol):
             "(expected about 0.2): the noise should multiply x by (1 + noise * mult)"
         )
     if not got.get("reproducible"):
-        problems.append("two calls after the same torch.manual_seed gave different results: draw noise with torch, e.g. torch.randn_like(x)")
+        problems.append(
+            "two calls after the same torch.manual_seed gave different results: draw noise with torch, e.g. torch.randn_like(x)"
+        )
     if not got.get("varies"):
         problems.append("two calls in a row gave identical noise")
     if problems:
@@ -157,7 +159,9 @@ def judge_fit_relus(got, expected, tol):
     if len(losses) != len(ref):
         return Verdict(False, f"expected one loss per step ({len(ref)}), got {len(losses)}", kind="length")
     if not all(v == v for v in losses):
-        return Verdict(False, "the loss became nan during training - is the learning rate too large, or is a gradient never reset?", kind="nonfinite")
+        return Verdict(
+            False, "the loss became nan during training - is the learning rate too large, or is a gradient never reset?", kind="nonfinite"
+        )
     final, ref_final = losses[-1], ref[-1]
     if not final < losses[0]:
         return Verdict(False, f"the loss did not go down ({losses[0]:.4g} -> {final:.4g})", kind="behaviour")
@@ -222,7 +226,9 @@ def quad_cases(rng):
 
 @check("mk_quad")
 def mk_quad_cases(rng):
-    yield Case.call(3.0, 2.0, 1.0, torch.tensor([-1.0, 0.0, 2.0]), probe=probe_mk_quad, show="mk_quad(3.0, 2.0, 1.0)(tensor([-1., 0., 2.]))")
+    yield Case.call(
+        3.0, 2.0, 1.0, torch.tensor([-1.0, 0.0, 2.0]), probe=probe_mk_quad, show="mk_quad(3.0, 2.0, 1.0)(tensor([-1., 0., 2.]))"
+    )
     for _ in range(2):
         a, b, c = rng.uniform(-3, 3), rng.uniform(-3, 3), rng.uniform(-3, 3)
         yield Case.call(a, b, c, rng.randn(6), probe=probe_mk_quad, random=True, show=f"mk_quad({a}, {b}, {c})(x)")
@@ -245,7 +251,9 @@ def add_noise_cases(rng):
     mistakes=[
         Mistake("sum", "You added up the squared errors; mse takes their mean (.mean(), not .sum()).", mse_sum),
         Mistake("rmse", "You took the square root: that is the root mean squared error, not the mean squared error.", mse_rmse),
-        Mistake("unsquared", "The differences are averaged without squaring them, so positive and negative errors cancel out.", mse_unsquared),
+        Mistake(
+            "unsquared", "The differences are averaged without squaring them, so positive and negative errors cancel out.", mse_unsquared
+        ),
         Mistake("abs", "You averaged absolute differences (the L1 loss); mse squares the differences instead.", mse_abs),
     ],
 )
@@ -280,8 +288,21 @@ def fit_series(got, expected, cases):
             return None
 
     return {
-        "fit": line_plot("Fitted quadratic over the data", grid, {"reference": curve(e["params"]), "yours": curve(g["params"])}, points=(x, y), xlabel="x", ylabel="y"),
-        "loss": line_plot("Loss per step", list(range(len(e["losses"]))), {"reference": e["losses"], "yours": g.get("losses")}, xlabel="step", ylabel="mse"),
+        "fit": line_plot(
+            "Fitted quadratic over the data",
+            grid,
+            {"reference": curve(e["params"]), "yours": curve(g["params"])},
+            points=(x, y),
+            xlabel="x",
+            ylabel="y",
+        ),
+        "loss": line_plot(
+            "Loss per step",
+            list(range(len(e["losses"]))),
+            {"reference": e["losses"], "yours": g.get("losses")},
+            xlabel="step",
+            ylabel="mse",
+        ),
     }
 
 
@@ -318,8 +339,14 @@ def fit_quad_cases(rng):
 @check(
     "rectified_linear",
     mistakes=[
-        Mistake("clipped_above", "You kept the negative part and cut off the positive one: a ReLU clips from below (min=0).", relu_clipped_above),
-        Mistake("bias_after_clip", "You added b after clipping; the bias belongs to the line before the negative part is cut off.", relu_bias_after_clip),
+        Mistake(
+            "clipped_above", "You kept the negative part and cut off the positive one: a ReLU clips from below (min=0).", relu_clipped_above
+        ),
+        Mistake(
+            "bias_after_clip",
+            "You added b after clipping; the bias belongs to the line before the negative part is cut off.",
+            relu_bias_after_clip,
+        ),
     ],
 )
 def rectified_linear_cases(rng):
@@ -352,8 +379,16 @@ def relu_fit_series(got, expected, cases):
         return {}
     x, y = c.args[0], c.args[1]
     return {
-        "fit": line_plot("Sum of ReLUs fitted to the data", x, {"reference": e["preds"], "yours": g.get("preds")}, points=(x, y), xlabel="x", ylabel="y"),
-        "loss": line_plot("Loss per step", list(range(len(e["losses"]))), {"reference": e["losses"], "yours": g.get("losses")}, xlabel="step", ylabel="mse"),
+        "fit": line_plot(
+            "Sum of ReLUs fitted to the data", x, {"reference": e["preds"], "yours": g.get("preds")}, points=(x, y), xlabel="x", ylabel="y"
+        ),
+        "loss": line_plot(
+            "Loss per step",
+            list(range(len(e["losses"]))),
+            {"reference": e["losses"], "yours": g.get("losses")},
+            xlabel="step",
+            ylabel="mse",
+        ),
     }
 
 
@@ -373,14 +408,28 @@ def _matrices(rng, n, k, m):
     return rng.randn(n, k), rng.randn(k, m)
 
 
-@check("matmul_loops", mistakes=[Mistake("transposed", "You multiplied by the transpose of b: the shared index k must run down the columns of b (b[k, j]).", matmul_transposed)])
+@check(
+    "matmul_loops",
+    mistakes=[
+        Mistake(
+            "transposed",
+            "You multiplied by the transpose of b: the shared index k must run down the columns of b (b[k, j]).",
+            matmul_transposed,
+        )
+    ],
+)
 def matmul_loops_cases(rng):
     yield Case.call(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[5.0, 6.0], [7.0, 8.0]]), label="2x2 example")
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 4, 5, 2), random=True, label="rectangular matrices")
 
 
-@check("matmul_broadcast", mistakes=[Mistake("transposed", "You multiplied by the transpose of b: scale the rows of b (b[k, :]), not its columns.", matmul_transposed)])
+@check(
+    "matmul_broadcast",
+    mistakes=[
+        Mistake("transposed", "You multiplied by the transpose of b: scale the rows of b (b[k, :]), not its columns.", matmul_transposed)
+    ],
+)
 def matmul_broadcast_cases(rng):
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 4, 5, 2), random=True, label="rectangular matrices")
@@ -408,9 +457,15 @@ def linear_cases(rng):
     "prep_money",
     mistakes=[
         Mistake("log", "You used log instead of log1p: an amount of 0 becomes -inf. log1p(v) = log(1 + v) maps 0 to 0.", prep_money_log),
-        Mistake("no_fill", "Missing amounts stay nan: fill them with the median (torch.nanmedian) before taking log1p.", prep_money_no_fill),
+        Mistake(
+            "no_fill", "Missing amounts stay nan: fill them with the median (torch.nanmedian) before taking log1p.", prep_money_no_fill
+        ),
         Mistake("fill_zero", "You filled missing amounts with 0; fill them with the median of the known amounts.", prep_money_fill_zero),
-        Mistake("fill_mean", "You filled missing amounts with the mean; the median is far less pulled up by the few very large amounts.", prep_money_fill_mean),
+        Mistake(
+            "fill_mean",
+            "You filled missing amounts with the mean; the median is far less pulled up by the few very large amounts.",
+            prep_money_fill_mean,
+        ),
     ],
 )
 def prep_money_cases(rng):
