@@ -424,10 +424,10 @@ def isolation_report() -> dict[str, str]:
     fix = "install bubblewrap (e.g. `apt-get install bubblewrap`); `learn doctor` says what is missing"
     if forced and forced.lower() not in ("auto", "bwrap"):
         why, fix = f"LEARN_SANDBOX={forced} forces the rlimit-only fallback", "unset LEARN_SANDBOX (bubblewrap is used where it works)"
-    elif not shutil.which("bwrap"):
+    elif not sandbox.bwrap_status()[0]:
         why = "bubblewrap (bwrap) is not installed"
     else:
-        why = "bubblewrap is installed but cannot build the sandbox here (user namespaces disabled or refused?)"
+        why = f"bubblewrap is installed but refused to build the sandbox ({sandbox.bwrap_status()[1]})"
         fix = "allow unprivileged user namespaces for bwrap; `learn doctor` says what fails"
     if os.geteuid() == 0 and not box.drops_privileges:
         exposure = ("Their code would run as root with no uid to drop to: it could read and change everything on the machine - "

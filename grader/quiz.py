@@ -112,6 +112,18 @@ class Question:
     rtol: float = 1e-5
     atol: float = 1e-6
 
+    def answer_value(self):
+        """The right answer as an answers file (`learn quiz --answers`) gives it."""
+        if self.type == "single":
+            return self.answers[0]
+        if self.type == "multiple":
+            return list(self.answers)
+        if self.type == "numeric":
+            return self.answers[0]
+        if self.type == "text":
+            return self.answers[0] if self.answers else " ".join(group[0] for group in self.keywords)
+        return self.reference
+
     def right_answer(self) -> str:
         """The expected answer, in words, for feedback."""
         if self.type == "single":

@@ -280,21 +280,22 @@ def _count_tasks(uid: int) -> int:
 
 
 @functools.lru_cache(maxsize=1)
+def bwrap_status() -> tuple[str | None, str | None]:
+    """`bwrap_probe()`, run once per process: what `choose` and `learn grade` go by."""
+    return bwrap_probe()
+
+
 def bwrap_works() -> str | None:
-    """Path of a bwrap that can actually build our sandbox here, or None."""
-    path = shutil.which("bwrap")
-    if not path:
-        return None
-    probe = Bubblewrap(path).command([sys.executable, "-I", "-c", "pass"], Path("/tmp"))
-    try:
-        done = subprocess.run(probe, capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return path if done.returncode == 0 else None
+    """Path of a bwrap that can actually build our sandbox here, or None (probed once)."""
+    path, why_not = bwrap_status()
+    return path if why_not is None else None
+
+
+bwrap_works.cache_clear = bwrap_status.cache_clear  # tests and `learn doctor` probe afresh
 
 
 def bwrap_probe() -> tuple[str | None, str | None]:
-    """`bwrap_works`'s probe, run afresh, with its reason: (bwrap's path, or None when it is not
+    """Can bwrap build our sandbox here? Run afresh: (bwrap's path, or None when it is not
     installed; None when it builds our sandbox here, else why not - bwrap's own last stderr line)."""
     path = shutil.which("bwrap")
     if not path:
@@ -330,9 +331,11 @@ def choose(preference: str | None = None) -> Sandbox:
                 if _is_root() and not box.drops_privileges
                 else ""
             )
+            path, why_not = bwrap_status()
+            reason = f"bubblewrap is installed but refused ({why_not})" if path else "bubblewrap is not installed"
             print(
-                f"learn: bubblewrap is not available here; learner code runs with resource limits only{as_root} "
-                "(no filesystem or network isolation). Install the 'bubblewrap' package to sandbox it.",
+                f"learn: {reason}; learner code runs with resource limits only{as_root} "
+                "(no filesystem or network isolation). `learn doctor` says how to fix it.",
                 file=sys.stderr,
             )
             _warned = True

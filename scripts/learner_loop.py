@@ -127,25 +127,13 @@ class Loop:
         from grader.quiz import load_quiz
 
         quiz = load_quiz(path)
-        answers = {q.id: right_answer(q) for q in quiz.questions}
+        answers = {q.id: q.answer_value() for q in quiz.questions}
         answers_file = self.work / f"{path.stem}-answers.json"  # JSON is YAML
         answers_file.write_text(json.dumps(answers))
         started = time.monotonic()
         done = learn("quiz", path.stem, "--answers", str(answers_file), cwd=self.work)
         self.step(f"learn quiz {path.stem} --answers (all right): exit 0", done.returncode == 0,
                   f"exit {done.returncode}\n{done.stdout}{done.stderr}", started)  # fmt: skip
-
-
-def right_answer(q):
-    if q.type == "single":
-        return q.answers[0]
-    if q.type == "multiple":
-        return list(q.answers)
-    if q.type == "numeric":
-        return q.answers[0]
-    if q.type == "text":
-        return q.answers[0] if q.answers else " ".join(k[0] for k in q.keywords)
-    return q.reference
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,17 @@ def _isolated_home(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture(params=["fork", "spawn"])
+def kernel_backend(request, monkeypatch) -> str:
+    """Parametrizes a test over both kernel backends (KernelPool reads LEARN_KERNEL_BACKEND)."""
+    from grader.kernels import BACKEND_ENV
+
+    if request.param == "fork" and not hasattr(os, "fork"):
+        pytest.skip("no fork() here")
+    monkeypatch.setenv(BACKEND_ENV, request.param)
+    return request.param
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

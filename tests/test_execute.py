@@ -2,25 +2,21 @@
 on both kernel backends (fork: from a warm zygote; spawn: a new interpreter per kernel)."""
 
 import asyncio
-import os
 
 import nbformat
 import pytest
 
 from grader import wire
 from grader.execute import KernelJob, run_job
-from grader.kernels import BACKEND_ENV, KernelPool
+from grader.kernels import KernelPool
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True, params=["fork", "spawn"])
-def backend(request, monkeypatch):
-    """Every test here runs on both backends; KernelPool reads LEARN_KERNEL_BACKEND."""
-    if request.param == "fork" and not hasattr(os, "fork"):
-        pytest.skip("no fork() here")
-    monkeypatch.setenv(BACKEND_ENV, request.param)
-    return request.param
+@pytest.fixture(autouse=True)
+def backend(kernel_backend):
+    """Every test here runs on both kernel backends (tests/conftest.py: kernel_backend)."""
+    return kernel_backend
 
 
 def nb(*sources):

@@ -385,7 +385,7 @@ def test_the_refusal_says_what_would_be_exposed(monkeypatch):
     monkeypatch.delenv("LEARN_SANDBOX", raising=False)
     box = sandbox.RlimitOnly()
     monkeypatch.setattr(sandbox, "choose", lambda preference=None: box)
-    monkeypatch.setattr(batch.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sandbox, "bwrap_status", lambda: (None, "bwrap is not installed (not found on PATH)"))
     for euid, drops, words in ((0, False, "as root"), (0, True, "any user may read"), (1000, False, "as you")):
         monkeypatch.setattr(batch.os, "geteuid", lambda euid=euid: euid)
         box.drops_privileges = drops
