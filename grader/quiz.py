@@ -413,14 +413,18 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 def _option_index(question: Question, token: str) -> int:
-    token = token.strip().rstrip(".)").strip()
-    if token.isdigit() and 1 <= int(token) <= len(question.options):
-        return int(token) - 1
-    if len(token) == 1 and token.lower() in _LETTERS[: len(question.options)]:
-        return _LETTERS.index(token.lower())
-    for i, option in enumerate(question.options):
-        if _squash(option) == _squash(token):
-            return i
+    """An option given by its number ("2", "2."), letter ("b)") or text (exactly, or without a
+    final "." or ")" - but an option that itself ends in ")" is matched as written first)."""
+    written = token.strip()
+    trimmed = written.rstrip(".)").strip()
+    if trimmed.isdigit() and 1 <= int(trimmed) <= len(question.options):
+        return int(trimmed) - 1
+    if len(trimmed) == 1 and trimmed.lower() in _LETTERS[: len(question.options)]:
+        return _LETTERS.index(trimmed.lower())
+    for candidate in (written, trimmed):
+        for i, option in enumerate(question.options):
+            if _squash(option) == _squash(candidate):
+                return i
     raise QuizInputError(f"type the number of an option, 1 to {len(question.options)}")
 
 

@@ -544,3 +544,21 @@ def test_readme_answers_example_is_right():
             assert "def " + q.function in raw
         else:
             assert check_answer(q, parse_input(q, raw)).correct, qid
+
+
+@pytest.mark.parametrize("name", sorted(bundled_quizzes()))
+def test_every_answer_value_is_accepted_as_written(name):
+    """An answers file may give a choice by its option's text, even one ending in ")" or "."."""
+    for q in load_quiz(bundled_quizzes()[name]).questions:
+        if q.type in ("single", "multiple"):
+            assert check_answer(q, parse_input(q, q.answer_value())).correct, q.id
+
+
+def test_an_option_ending_in_a_parenthesis_is_matched_as_written():
+    q = parse_quiz(
+        "- id: q1\n  type: single\n  topic: t\n  prompt: p?\n  explanation: e\n"
+        "  options: [Updates (subtracts lr), Updates]\n  answer: Updates (subtracts lr)\n",
+        "paren.yaml",
+    ).questions[0]
+    assert parse_input(q, "Updates (subtracts lr)") == "Updates (subtracts lr)"
+    assert parse_input(q, "Updates.") == "Updates" and parse_input(q, "2)") == "Updates"
