@@ -6,14 +6,24 @@ the CLI uses for it. Anything else escaping the library is a bug in *our* code.
     LearnError                      exit 2: bad input / usage
      ├── UnknownLessonError         no lesson pack with that id
      ├── UnknownNotebookError       cannot tell which exercise a notebook is
+     ├── UnknownCheckError          no lesson grades a function of that name (learn hint/solution)
+     ├── UnknownQuizError           no quiz with that name
      ├── NotebookLoadError          not a notebook: invalid JSON, binary, too big, nbformat < 4 ...
      ├── LessonPackError            a lesson pack's manifest or checks are malformed
+     │    └── MarkerError           unbalanced or nested solution markers in a solution notebook
      ├── QuizFormatError            a quiz file is malformed
+     ├── QuizAnswersError           an answers file (learn quiz --answers) is malformed
      ├── FetchError                 a lesson pack could not be fetched or unpacked
      ├── GradebookError             the gradebook is unusable (wrong schema, not SQLite ...)
+     ├── ProgressError              the progress history exists but cannot be read
      ├── SandboxRequiredError       `learn grade` refuses other people's code without filesystem
      │                              isolation (no working bubblewrap) unless --allow-unsandboxed
-     └── ExecutionError             the kernel machinery itself failed (not the learner's code)
+     └── ExecutionError   exit 3    the kernel machinery itself failed (not the learner's code)
+
+Exit codes of the CLI (README, "Exit codes"): 0 success; 1 graded, and something failed (a
+function, a quiz answer, a `learn doctor` problem, a self-test); 2 a LearnError above, or a
+notebook that cannot be graded; 3 the machinery failed outside a grade (ExecutionError);
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -29,6 +39,11 @@ __all__ = [
     "GradebookError",
     "SandboxRequiredError",
     "ExecutionError",
+    "UnknownCheckError",
+    "UnknownQuizError",
+    "QuizAnswersError",
+    "MarkerError",
+    "ProgressError",
 ]
 
 
@@ -81,3 +96,23 @@ class ExecutionError(LearnError):
     """The kernel machinery failed to start or answer; not caused by the learner's code."""
 
     exit_code = 3
+
+
+class UnknownCheckError(LearnError):
+    """No lesson grades a function of that name."""
+
+
+class UnknownQuizError(LearnError):
+    """No quiz with that name."""
+
+
+class QuizAnswersError(LearnError):
+    """An answers file (`learn quiz --answers`) is malformed."""
+
+
+class MarkerError(LessonPackError):
+    """Unbalanced or nested solution markers."""
+
+
+class ProgressError(LearnError):
+    """The progress history exists but cannot be read (corrupt, locked, or from a newer learn)."""

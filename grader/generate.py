@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from .errors import LessonPackError
+from .errors import MarkerError
 
 __all__ = ["stub_code", "stub_markdown", "make_exercise", "generate_lesson", "has_solution_markers", "hidden_lines", "MarkerError"]
 
@@ -46,10 +46,6 @@ _SOLUTION_ONLY = re.compile(r"^\s*#\|\s*solution-only\s*$")
 _MD_BLOCK = re.compile(r"<!--\s*begin solution\s*-->.*?<!--\s*end solution\s*-->", re.S | re.I)
 _MD_NBGRADER = re.compile(r"^###\s*BEGIN SOLUTION\s*$.*?^###\s*END SOLUTION\s*$", re.S | re.M)
 MD_PLACEHOLDER = "*Your answer here.*"
-
-
-class MarkerError(LessonPackError):
-    """Unbalanced or nested solution markers."""
 
 
 def hidden_lines(source: str) -> set[int]:

@@ -18,14 +18,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LearnError, LessonPackError
+from .errors import LessonPackError, UnknownCheckError
 from .lessons import CheckSpec, Lesson, all_lessons
 
 __all__ = ["UnknownCheckError", "find_check", "Hint", "next_hint", "all_hints", "reset_hints", "solution_source", "record_solution_viewed"]
-
-
-class UnknownCheckError(LearnError):
-    """No lesson grades a function of that name."""
 
 
 def find_check(name: str, lesson_id: str | None = None, lessons: dict[str, Lesson] | None = None) -> tuple[Lesson, CheckSpec]:

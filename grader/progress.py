@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LearnError
+from .errors import LearnError, ProgressError
 from .results import RunResult, Status
 
 __all__ = [
@@ -241,10 +241,6 @@ def latest_score(lesson: str, workdir: str | Path | None = None, path: Path | No
 #
 # Unlike recording, reading is what the user asked for, so an unreadable database is an error
 # (ProgressError, exit 2) with a message that says what to do - never a traceback.
-
-
-class ProgressError(LearnError):
-    """The progress history exists but cannot be read (corrupt, locked, or from a newer learn)."""
 
 
 def hints_shown(item: str, lesson: str | None = None, path: Path | None = None) -> int:

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LearnError, QuizFormatError
+from .errors import LearnError, QuizAnswersError, QuizFormatError, UnknownQuizError
 
 __all__ = [
     "Question",
@@ -74,14 +74,6 @@ _TYPE_KEYS = {
 _TOP_KEYS = {"id", "title", "description", "questions"}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 MAX_QUIZ_CHARS = 2_000_000
-
-
-class UnknownQuizError(LearnError):
-    """No quiz with that name."""
-
-
-class QuizAnswersError(LearnError):
-    """An answers file (`learn quiz --answers`) is malformed."""
 
 
 class QuizInputError(ValueError):
