@@ -417,7 +417,7 @@ def assign(sources: str | list[str], out: Path | None = None, *, lesson_id: str 
             shutil.rmtree(out / part, ignore_errors=True)
             shutil.move(str(staging / part), str(out / part))
         (out / MARKER).write_text(json.dumps({"lesson": lesson.id, "sources": sources, "learn": __version__,
-                                              "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")  # fmt: skip
+                                              "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}, indent=2) + "\n")  # fmt: skip
         report.lesson = load_lesson(out / "source", exercises_dir=out / "release")
         return report
     finally:

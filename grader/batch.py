@@ -429,11 +429,11 @@ def isolation_report() -> dict[str, str]:
     else:
         why = f"bubblewrap is installed but refused to build the sandbox ({sandbox.bwrap_status()[1]})"
         fix = "allow unprivileged user namespaces for bwrap; `learn doctor` says what fails"
-    if os.geteuid() == 0 and not box.drops_privileges:
+    if sandbox._is_root() and not box.drops_privileges:
         exposure = ("Their code would run as root with no uid to drop to: it could read and change everything on the machine - "
                     "every file, the other students' submissions, the gradebook, the reference solutions and hidden checks - "
                     "and reach the network.")  # fmt: skip
-    elif os.geteuid() == 0:
+    elif sandbox._is_root():
         exposure = ("Their code would run as an unprivileged uid, but could still read every file on the machine that any user "
                     "may read (typically the other students' submissions, the reference solutions and hidden checks) and reach "
                     "the network.")  # fmt: skip
@@ -730,7 +730,7 @@ async def grade_notebooks(grader, lesson: Lesson, notebooks: dict[str, Path], no
             continue
         try:
             nb = await asyncio.wait_for(grader.grade(path, lesson.id, spec.file), remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             nb = _stand_in(lesson, spec, label(path), "timeout", f"stopped: {limit} was reached", seed)
         name = label(path)
         nb.path, nb.error = name, nb.error.replace(str(path), name) if nb.error else nb.error

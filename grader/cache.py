@@ -70,7 +70,8 @@ def environment_fingerprint(sandbox_mode: str | None = None) -> str:
         from .sandbox import choose
 
         sandbox_mode = choose().mode
-    parts = [*_library_versions(), sandbox_mode, os.environ.get("LEARN_KERNEL_BACKEND", "auto")]
+    backend = os.environ.get("LEARN_KERNEL_BACKEND", "").strip().lower() or "auto"
+    parts = [*_library_versions(), sandbox_mode, backend]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 

@@ -356,7 +356,7 @@ def _probe(pid: str, body: str, requires: tuple[str, ...] = ()) -> dict:
 
 
 KERNEL_PROBE = """import os, sys
-return {"uid": os.geteuid(), "sandbox": os.environ.get("LEARN_SANDBOX", ""), "python": sys.version.split()[0]}"""
+return {"uid": getattr(os, "geteuid", lambda: None)(), "sandbox": os.environ.get("LEARN_SANDBOX", ""), "python": sys.version.split()[0]}"""
 
 CUDA_PROBE = """try:
     import torch

@@ -90,7 +90,7 @@ CREATE INDEX IF NOT EXISTS submissions_state ON submissions(assignment, state);
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def new_owner() -> str:

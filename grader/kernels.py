@@ -120,7 +120,7 @@ class Zygote:
         if self.box.mode == "bwrap":
             argv.append("--clean-shm")  # /dev/shm is private to this sandbox: empty it between jobs
         argv = self.box.command(argv, self.slot_dir, ro_files=(ZYGOTE_SCRIPT.parent,))
-        log = open(self.slot_dir / "zygote.log", "ab")
+        log = open(open_new(self.slot_dir / "zygote.log", append=True), "ab")
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -141,7 +141,7 @@ class Zygote:
         assert self.ready is not None
         try:
             await asyncio.wait_for(asyncio.shield(self.ready), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ExecutionError(f"kernel server did not start within {timeout:.0f}s; see {self.slot_dir / 'zygote.log'}") from None
 
     async def _read_events(self) -> None:
@@ -228,7 +228,7 @@ class Zygote:
                 self.proc.stdin.close()
         try:
             await asyncio.wait_for(self.proc.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             await self.proc.wait()
@@ -337,13 +337,13 @@ class SpawnProvisioner(LocalProvisioner):
         box.hand_over(Path(self.parent.connection_file), uid)
         request = dict(self.spawn_request, connection_file=self.parent.connection_file, profile=slot.profile)
         path = slot.ipc / f"{self.job}.request.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # read before the uid drop
+        fd = open_new(path)  # read before the uid drop
         with open(fd, "w", encoding="utf-8") as f:
             json.dump(request, f)
         argv = [sys.executable, "-I", str(ZYGOTE_SCRIPT), "--exec", str(path)]
         argv = box.command(argv, slot.root, ro_files=(ZYGOTE_SCRIPT.parent,))
         # stderr until the kernel redirects its own there: preload warnings, bwrap's complaints
-        log_fd = os.open(slot.work / ".kernel.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = open_new(slot.work / ".kernel.log", append=True)
         with open(log_fd, "ab") as log:
             try:
                 self.process = launch_kernel(argv, stdout=subprocess.DEVNULL, stderr=log, env=box.zygote_env(), cwd=str(slot.root))
@@ -674,7 +674,27 @@ class SpawnSlot(Slot):
         self._uid_used = False
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_new(path: Path, append: bool = False) -> int:
+    """Open a file the grader writes in a slot, where learner code may have planted a symlink (to
+    /etc/passwd, an instructor's ~/.bashrc): a link or other non-file is removed first, and the
+    open never follows one (O_NOFOLLOW; O_EXCL when creating), so the write lands in the slot."""
+    flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW | (os.O_APPEND if append else os.O_EXCL)
+    if os.path.lexists(path) and (not append or not os.path.isfile(path) or os.path.islink(path)):
+        os.unlink(path)
+    try:
+        return os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise ExecutionError(f"could not write {path.name} in the kernel's slot: {exc.strerror or exc}") from None
+
+
 def _empty_dir(path: Path) -> None:
+    """Empty a slot folder. Learner code may have replaced the folder itself by a symlink (to the
+    instructor's home): the link is removed, never followed."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
     if not path.exists():
         path.mkdir(parents=True)
         return

@@ -17,10 +17,9 @@ import functools
 import hashlib
 import importlib.util
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import tomllib
 
 from .errors import LessonPackError, UnknownLessonError, UnknownNotebookError
 

@@ -881,7 +881,7 @@ def run_interactive(quiz: Quiz, console, read_line: Callable[[str], str], *, top
             seed = seed if seed is not None else random.SystemRandom().randrange(1, 10**6)
             random.Random(seed).shuffle(order)
         state = {"quiz": quiz.id, "fingerprint": _fingerprint(quiz), "order": order, "answered": {}, "topics": list(topics or []),
-                 "seed": seed if shuffle else None, "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "duration": 0.0}  # fmt: skip
+                 "seed": seed if shuffle else None, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "duration": 0.0}  # fmt: skip
         _print_intro(console, quiz, questions, shuffle, seed, topics)
     report = _report_from_state(quiz, state)
     pending = [quiz.question(qid) for qid in state["order"] if qid not in state["answered"]]

@@ -192,7 +192,7 @@ class NotebookResult:
     sandbox: str | None = None
     kernel_backend: str | None = None  # fork | spawn: how its kernels were started (grader.kernels)
     grader_version: str = ""
-    created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     cached: bool = False
     schema_version: int = SCHEMA_VERSION
 

@@ -163,7 +163,11 @@ def become_kernel(req: dict, forked: bool = True) -> None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the file-size limit: write() fails, the kernel lives
         cwd = req["cwd"]
         null = os.open(os.devnull, os.O_RDWR)
-        log = os.open(os.path.join(cwd, ".kernel.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # opened before the uid drop: never through a symlink an earlier kernel of this job planted
+        log_path = os.path.join(cwd, ".kernel.log")
+        if os.path.islink(log_path):
+            os.unlink(log_path)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)

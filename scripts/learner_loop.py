@@ -27,9 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FALLBACK_WARNING = "learner code runs with resource limits only"
@@ -120,7 +119,8 @@ class Loop:
         done = subprocess.run([exe, "grade", str(subs.parent), "--assignment", "lesson3", "--gradebook", str(gradebook)],
                               cwd=self.work, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
         output = done.stdout + done.stderr
-        ok = done.returncode not in (0, 1) and "Traceback" not in output and not gradebook.exists() and "--allow-unsandboxed" in output
+        refused = "refusing to grade other people's notebooks" in output and "--allow-unsandboxed" in output
+        ok = done.returncode == 2 and refused and "Traceback" not in output and not gradebook.exists()
         self.step("learn grade refuses without isolation (no gradebook written)", ok, f"exit {done.returncode}\n{output}", started)
 
     def quiz(self, path: Path) -> None:

@@ -14,11 +14,11 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
-import tomllib
 
 from grader import sandbox
 from grader.gradebook import Gradebook

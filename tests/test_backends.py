@@ -87,3 +87,32 @@ def test_kernel_modules_import_on_windows(module):
     top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
     assert not top & posix_only
+
+
+def test_a_slot_folder_replaced_by_a_link_is_never_emptied_through_it(tmp_path):
+    """Learner code that swaps its work folder for a link to the instructor's home loses only the link."""
+    from grader.kernels import _empty_dir
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("keep")
+    work = tmp_path / "slot" / "work"
+    work.parent.mkdir()
+    work.symlink_to(home)
+    _empty_dir(work)
+    assert (home / "thesis.tex").read_text() == "keep"
+    assert work.is_dir() and not work.is_symlink() and not any(work.iterdir())
+
+
+def test_files_the_grader_writes_in_a_slot_never_follow_a_planted_link(tmp_path):
+    from grader.kernels import open_new
+
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0\n")
+    for name, append in (("j8.request.json", False), (".kernel.log", True)):
+        planted = tmp_path / name
+        planted.symlink_to(victim)
+        with open(open_new(planted, append=append), "w") as f:
+            f.write("from the grader")
+        assert victim.read_text() == "root:x:0:0\n"
+        assert not planted.is_symlink() and planted.read_text() == "from the grader"

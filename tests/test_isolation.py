@@ -88,3 +88,34 @@ def test_kernels_get_a_scrubbed_environment_and_fresh_randomness(monkeypatch):
     assert a["cwd"].endswith("/work")
     if sandbox.choose().drops_privileges:
         assert a["uid"] != 0
+
+
+def test_links_planted_for_the_next_kernel_are_not_followed(tmp_path):
+    """A notebook plants symlinks where the grader (or the next kernel, before its uid drop) writes -
+    its own log and the next request files - then kills its kernel: nothing outside is touched."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    victim.chmod(0o666)
+    plant = (
+        "import os\n"
+        "ipc = os.path.join(os.path.dirname(os.getcwd()), 'ipc')\n"
+        "for i in range(1, 3000):\n"
+        "    p = os.path.join(ipc, f'j{i}.request.json')\n"
+        "    if not os.path.lexists(p):\n"
+        f"        os.symlink({str(victim)!r}, p)\n"
+        "if os.path.lexists('.kernel.log'):\n"
+        "    os.unlink('.kernel.log')\n"
+        f"os.symlink({str(victim)!r}, '.kernel.log')\n"
+        "os._exit(0)"
+    )
+    probe = {"id": "b", "source": "def probe(ns):\n    return ns['b']\n", "entry": "probe", "args": wire.encode(()),
+             "kwargs": wire.encode({}), "timeout": 10}  # fmt: skip
+
+    async def run():
+        async with KernelPool(1) as pool:
+            return await run_job(pool, KernelJob(notebook("a = 1", plant, "b = a + 1"), probes=[probe]))
+
+    out = asyncio.run(run())
+    assert victim.read_text() == "keep"
+    assert out.cells[1].status == "died" and out.cells[2].status == "ok", out.cells
+    assert wire.decode(out.probes["b"]["value"]) == 2
