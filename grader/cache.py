@@ -49,18 +49,19 @@ def grader_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def _version(distribution: str) -> str:
+def installed_version(distribution: str) -> str | None:
+    """The installed release of a distribution (None: not installed), read without importing it."""
     from importlib import metadata
 
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
-        return "-"
+        return None
 
 
 @functools.lru_cache(maxsize=1)
 def _library_versions() -> tuple[str, ...]:
-    return (sys.version, *(f"{name}={_version(name)}" for name in GRADE_LIBRARIES))
+    return (sys.version, *(f"{name}={installed_version(name) or '-'}" for name in GRADE_LIBRARIES))
 
 
 def environment_fingerprint(sandbox_mode: str | None = None) -> str:

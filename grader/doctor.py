@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import sandbox as sandbox_mod
+from .cache import installed_version
 from .errors import ExecutionError
 
 __all__ = ["Finding", "Report", "run", "format_finding", "OK", "WARN", "PROBLEM", "SKIP"]
@@ -108,19 +109,10 @@ def format_finding(finding: Finding, style: Callable[[str, str], str] = lambda t
 # versions
 
 
-def _version(distribution: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def versions() -> list[Finding]:
     out = [Finding("python", OK, f"{platform.python_version()} ({sys.executable})")]
     for shown, dist, needed_by, missing in LIBRARIES:
-        version = _version(dist)
+        version = installed_version(dist)
         if version:
             out.append(Finding(shown, OK, version))
         else:

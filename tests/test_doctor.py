@@ -74,8 +74,8 @@ def test_versions_are_read_without_importing_torch(monkeypatch):
 
 
 def test_a_missing_library_is_a_problem_with_the_pip_command(runner, monkeypatch):
-    real = doctor._version
-    monkeypatch.setattr(doctor, "_version", lambda dist: None if dist == "fastai" else real(dist))
+    real = doctor.installed_version
+    monkeypatch.setattr(doctor, "installed_version", lambda dist: None if dist == "fastai" else real(dist))
     result = runner.invoke(cli, ["doctor", "--quick"])
     verdict, line, fix = finding(result.output, "fastai")
     assert verdict == "problem" and "not installed" in line and "finetune" in line
