@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LearnError, QuizAnswersError, QuizFormatError, UnknownQuizError
+from ..errors import LearnError, QuizAnswersError, QuizFormatError, UnknownQuizError
 
 __all__ = [
     "Question",
@@ -343,7 +343,7 @@ def _parse_code_fields(item: dict, fail) -> dict:
 
 
 def quizzes_dir() -> Path:
-    from .lessons import content_root
+    from ..lessons import content_root
 
     return content_root() / "quizzes"
 
@@ -527,10 +527,10 @@ def quiz_probe(ns, function, case):
 def _code_job(question: Question, code: str):
     import nbformat
 
-    from . import wire
-    from .checks import probe_source
-    from .execute import KernelJob
-    from .kernels import Limits
+    from .. import wire
+    from ..checks import probe_source
+    from ..execute import KernelJob
+    from ..kernels import Limits
 
     source, entry = probe_source(quiz_probe)
     probes = [
@@ -553,8 +553,8 @@ def _code_job(question: Question, code: str):
 
 
 async def _reference_values(pool, question: Question) -> list:
-    from . import wire
-    from .execute import run_job
+    from .. import wire
+    from ..execute import run_job
 
     outcome = await run_job(pool, _code_job(question, question.reference))
     values = []
@@ -573,9 +573,9 @@ def _mentions(code: str, name: str) -> bool:
 
 async def grade_code(pool, question: Question, code: str, references: dict | None = None) -> Feedback:
     """Run a code answer and the reference in kernels; compare every case here."""
-    from . import wire
-    from .compare import Tolerance, compare
-    from .execute import run_job
+    from .. import wire
+    from ..compare import Tolerance, compare
+    from ..execute import run_job
 
     started = time.monotonic()
     name = question.function
@@ -632,7 +632,7 @@ class CodeRunner:
     for their own kernels."""
 
     def __init__(self, pool_size: int = 1):
-        from .kernels import KernelPool
+        from ..kernels import KernelPool
 
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="learn-quiz-kernels", daemon=True)
@@ -750,7 +750,7 @@ def grade_answers(quiz: Quiz, answers: dict[str, object], topics=None, pool_size
 
 
 async def _grade_code_batch(items: list[tuple[Question, str]], pool_size: int | None) -> dict[str, Feedback]:
-    from .kernels import KernelPool
+    from ..kernels import KernelPool
 
     async with KernelPool(size=pool_size or min(2, os.cpu_count() or 1)) as pool:
         references: dict = {}
@@ -761,7 +761,7 @@ async def _grade_code_batch(items: list[tuple[Question, str]], pool_size: int | 
 def record(report: QuizReport) -> str | None:
     """Store an attempt in the progress history, one result per question with its topic
     (a question left unanswered counts as wrong, as in the score)."""
-    from .progress import QuizAnswer, record_quiz
+    from ..progress import QuizAnswer, record_quiz
 
     answers = []
     for q in report.questions:
@@ -776,7 +776,7 @@ def record(report: QuizReport) -> str | None:
 
 
 def state_dir() -> Path:
-    from .paths import data_dir
+    from ..paths import data_dir
 
     return data_dir() / "quizzes"
 
@@ -944,7 +944,7 @@ def _jsonable(value):
 def _ask(question: Question, console, read_line, runner: CodeRunner | None) -> Feedback:
     from rich.text import Text
 
-    from .inert import terminal
+    from ..inert import terminal
 
     if question.type == "code":
         code = read_code_block(read_line)
@@ -998,7 +998,7 @@ def _print_question(console, question: Question, number: int, total: int) -> Non
 def _print_feedback(console, question: Question, feedback: Feedback) -> None:
     from rich.text import Text
 
-    from .inert import terminal  # messages quote what the learner's code raised or printed
+    from ..inert import terminal  # messages quote what the learner's code raised or printed
 
     if not feedback.graded:
         console.print(Text(f"  ! {terminal(feedback.message)} - not counted; you will get this question again.", style="yellow"))
@@ -1041,7 +1041,7 @@ def render_report(report: QuizReport, console) -> None:
     """Per-question results of a graded answers file, then the score."""
     from rich.text import Text
 
-    from .inert import terminal
+    from ..inert import terminal
 
     for q in report.questions:
         fb = report.feedback.get(q.id)
