@@ -150,7 +150,7 @@ def test_bundled_quiz_is_a_list_of_at_least_36_mappings(name):
     if name == "chapter4":
         assert len(questions) >= 36
     quiz = find_quiz(name)
-    assert {q.type for q in quiz.questions} == {"single", "multiple", "numeric", "text", "code"} or name != "chapter4"
+    assert {q.type for q in quiz.questions} == {"single", "multiple", "numeric", "text", "code", "free"} or name != "chapter4"
     for q in quiz.questions:
         assert q.prompt and q.explanation and q.topic
 
@@ -181,6 +181,8 @@ def typed_answer(q) -> str:
     """The right answer as a learner would type it."""
     if q.type == "multiple":
         return ",".join(str(q.options.index(a) + 1) for a in q.answers)
+    if q.type == "free":  # the answer, then Enter to keep each key point's automatic verdict
+        return "\n".join([q.model_answer] + [""] * len(q.key_points))
     return str(right_answer(q))
 
 
@@ -191,7 +193,7 @@ def wrong_answer(q):
         return [o for o in q.options if o not in q.answers][:1] + list(q.answers[1:])
     if q.type == "numeric":
         return q.answers[0] + q.tolerance + 1 + abs(q.answers[0])
-    if q.type == "text":
+    if q.type in ("text", "free"):
         return "I have no idea"
     return f"def {q.function}(*args, **kwargs):\n    return None\n"
 

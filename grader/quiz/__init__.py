@@ -9,6 +9,8 @@ and a `topic` tag, plus what its type needs:
     numeric    answer: 3.14     tolerance: 0.01           (absolute; default 0)
     text       answers: ["accepted", ...]  and/or  keywords: ["word", ["alternative", "other"]]
     code       function: name   reference: |  def name(...): ...   cases: ["torch.ones(3), 2", ...]
+    free       model_answer: "..."   key_points: [{id, point, accept: [phrasings], must_not_claim}]
+               wrong_answers: ["...", ...]      (see grader.quiz.free)
 
 Text answers are compared without regard to case or whitespace; with `keywords`, an answer is
 also right when it contains every keyword (one of the alternatives of each list). A code answer
@@ -62,7 +64,7 @@ __all__ = [
     "run_interactive",
 ]
 
-TYPES = ("single", "multiple", "numeric", "text", "code")
+TYPES = ("single", "multiple", "numeric", "text", "code", "free")
 _COMMON_KEYS = {"id", "type", "prompt", "explanation", "topic", "points"}
 _TYPE_KEYS = {
     "single": {"options", "answer"},
@@ -70,6 +72,7 @@ _TYPE_KEYS = {
     "numeric": {"answer", "tolerance", "unit"},
     "text": {"answers", "keywords"},
     "code": {"function", "reference", "cases", "starter", "rtol", "atol"},
+    "free": {"model_answer", "key_points", "wrong_answers"},
 }
 _TOP_KEYS = {"id", "title", "description", "questions"}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -103,6 +106,9 @@ class Question:
     starter: str = ""
     rtol: float = 1e-5
     atol: float = 1e-6
+    model_answer: str = ""
+    key_points: tuple = ()  # free: grader.quiz.free.KeyPoint
+    wrong_answers: tuple[str, ...] = ()
 
     def answer_value(self):
         """The right answer as an answers file (`learn quiz --answers`) gives it."""
@@ -114,6 +120,8 @@ class Question:
             return self.answers[0]
         if self.type == "text":
             return self.answers[0] if self.answers else " ".join(group[0] for group in self.keywords)
+        if self.type == "free":
+            return self.model_answer
         return self.reference
 
     def right_answer(self) -> str:
@@ -128,6 +136,8 @@ class Question:
             return f"{value}{' ' + self.unit if self.unit else ''}{tol}"
         if self.type == "text":
             return self.answers[0] if self.answers else ", ".join(k[0] for k in self.keywords)
+        if self.type == "free":
+            return self.model_answer
         return self.reference.strip()
 
 
@@ -291,6 +301,10 @@ def _parse_question(item, number: int, source: str) -> Question:
         if not answers and not groups:
             raise fail("a text question needs accepted answers or keywords")
         fields.update(answers=tuple(a.strip() for a in answers), keywords=tuple(groups))
+    elif qtype == "free":
+        from .free import parse_free_fields
+
+        fields.update(parse_free_fields(item, fail))
     else:
         fields.update(_parse_code_fields(item, fail))
     return Question(**fields)
@@ -391,6 +405,7 @@ class Feedback:
     given: object = None
     duration: float = 0.0
     graded: bool = True  # False: the answer could not be graded (e.g. kernels unavailable)
+    detail: dict | None = None  # free: {"provisional": {kp: {found, matched}}, "confirmed": {kp: bool} | None}
 
 
 def _squash(text: str) -> str:
@@ -457,6 +472,10 @@ def parse_input(question: Question, raw) -> object:
             if math.isfinite(value):
                 return value
         raise QuizInputError("type a number, e.g. 0.5 or 1e-3")
+    if question.type == "free":
+        from .free_flow import parse_free_input
+
+        return parse_free_input(question, raw)
     if question.type == "text":
         if _is_number(raw):
             raw = _fmt_number(raw)
@@ -470,6 +489,10 @@ def parse_input(question: Question, raw) -> object:
 
 def check_answer(question: Question, given) -> Feedback:
     """Grade a parsed answer to a non-code question (pure: no kernel, no I/O)."""
+    if question.type == "free":
+        from .free_flow import check_free
+
+        return check_free(question, given)
     if question.type == "single":
         ok = given == question.answers[0]
     elif question.type == "multiple":
@@ -768,7 +791,10 @@ def record(report: QuizReport) -> str | None:
         fb = report.feedback.get(q.id)
         correct = bool(fb and fb.correct)
         answers.append(QuizAnswer(q.id, q.topic, correct, q.points if correct else 0.0, q.points, fb.duration if fb else 0.0))
-    return record_quiz(report.quiz.id, answers, duration=report.duration)
+    warning = record_quiz(report.quiz.id, answers, duration=report.duration)
+    from .free_flow import record_free
+
+    return record_free(report) or warning
 
 
 # ---------------------------------------------------------------------------------------------
@@ -788,7 +814,7 @@ def _state_path(quiz: Quiz, folder: Path | None) -> Path:
 def _fingerprint(quiz: Quiz) -> str:
     h = hashlib.sha256()
     for q in quiz.questions:
-        h.update(repr((q.id, q.type, q.options, q.answers, q.keywords, q.tolerance, q.function, q.cases)).encode())
+        h.update(repr((q.id, q.type, q.options, q.answers, q.keywords, q.tolerance, q.function, q.cases, q.key_points)).encode())
     return h.hexdigest()[:16]
 
 
@@ -831,7 +857,8 @@ def _report_from_state(quiz: Quiz, state: dict) -> QuizReport:
     report = QuizReport(quiz, questions, duration=float(state.get("duration", 0.0)))
     for qid, saved in state["answered"].items():
         if isinstance(saved, dict):
-            report.feedback[qid] = Feedback(bool(saved.get("correct")), "", saved.get("given"), float(saved.get("duration", 0.0)))
+            report.feedback[qid] = Feedback(bool(saved.get("correct")), "", saved.get("given"), float(saved.get("duration", 0.0)),
+                                            detail=saved.get("detail") if isinstance(saved.get("detail"), dict) else None)  # fmt: skip
     return report
 
 
@@ -902,6 +929,7 @@ def run_interactive(quiz: Quiz, console, read_line: Callable[[str], str], *, top
                 "correct": feedback.correct,
                 "given": _jsonable(feedback.given),
                 "duration": round(feedback.duration, 3),
+                **({"detail": feedback.detail} if feedback.detail else {}),
             }
             state["duration"] = float(state.get("duration", 0.0)) + feedback.duration
             warning = save_state(quiz, state, folder)
@@ -954,6 +982,10 @@ def _ask(question: Question, console, read_line, runner: CodeRunner | None) -> F
             with console.status("Running your code..."):
                 return runner.grade(question, code)
         return runner.grade(question, code)
+    if question.type == "free":
+        from .free_flow import ask_free
+
+        return ask_free(question, console, read_line)
     prompts = {"single": "Your answer (number): ", "multiple": "Your answers (numbers, e.g. 1,3): ",
                "numeric": "Your answer (a number): ", "text": "Your answer: "}  # fmt: skip
     while True:
@@ -1051,6 +1083,10 @@ def render_report(report: QuizReport, console) -> None:
             console.print(Text(f"✔ {q.id} [{q.topic}]", style="green"))
         else:
             console.print(Text(f"✘ {q.id} [{q.topic}]: {terminal(fb.message)}", style="red"))
+        if q.type == "free" and fb is not None:
+            from .free_flow import render_points
+
+            render_points(q, fb, console)
     console.print()
     console.print(Text(f"Score: {report.score:g}/{report.max_score:g} ({_pct(report.score, report.max_score)})", style="bold"))
     weak = [f"{topic} ({got:g}/{total:g})" for topic, (got, total) in report.by_topic().items() if got < total]
