@@ -570,8 +570,14 @@ def _read_line(prompt: str) -> str:
 @click.option("--restart", is_flag=True, help="Start afresh instead of offering to resume a saved session.")
 @click.option("--answers", "answers_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Grade a YAML file of answers (question id: answer) without asking; exit 0 when all are right.")  # fmt: skip
+@click.option("--class", "class_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Instructors: grade a folder of answers files (STUDENT.yaml) into --gradebook.")  # fmt: skip
+@click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("gradebook.db"),
+              show_default=True, help="Gradebook for --class.")  # fmt: skip
+@click.option("--overrides", "overrides_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --class: YAML of student -> question -> override (points, correct, key_points, note).")  # fmt: skip
 @handle_errors
-def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
+def quiz(quiz_name, topics, shuffle, seed, restart, answers_path, class_dir, gradebook_path, overrides_path):
     """Answer a lesson's questionnaire, with feedback after each question.
 
     \b
@@ -579,6 +585,7 @@ def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
     learn quiz chapter4                  question by question; resumes where you stopped
     learn quiz chapter4 --topic sgd      only one topic
     learn quiz chapter4 --answers a.yaml grade a file of answers (exit 0 all right, 1 not, 2 bad file)
+    learn quiz chapter4 --class DIR --gradebook gb.db [--overrides o.yaml]   grade a class's files
     """
     from rich.text import Text
 
@@ -591,6 +598,10 @@ def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
             console.print(Text(f"{name:12} {len(q.questions):3} questions  {q.title}  (topics: {', '.join(q.topics())})"))
         return
     chosen = find_quiz(quiz_name)
+    if class_dir is not None:
+        from .quiz.classbatch import run_class
+
+        sys.exit(run_class(chosen, class_dir, gradebook_path, overrides_path, console))
     if answers_path is not None:
         from .quiz import QuizAnswersError
 

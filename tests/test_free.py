@@ -286,3 +286,76 @@ def test_bad_free_answers_in_a_file_exit_2(runner, home, tmp_path, answer, messa
     assert result.exit_code == 2, result.output
     assert "answer to 'free-view' (free question)" in result.output and message in result.output
     assert "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# instructors: a class's answer files into the gradebook
+
+
+def _class(tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    quiz = find_quiz("chapter4")
+    q = quiz.question("free-accuracy-loss")
+    (folder / "alice.yaml").write_text(yaml.safe_dump({q.id: q.model_answer, "rank-definition": 1}))
+    (folder / "bob.yaml").write_text(yaml.safe_dump({q.id: "Accuracy is too slow to compute.", "free-view": "It reshapes it."}))
+    (folder / "carol.yaml").write_text("free-view: [unclosed\n")
+    return folder
+
+
+def _gradebook_rows(path):
+    conn = sqlite3.connect(path)
+    try:
+        return {(r[0], r[1]): r[2:] for r in conn.execute("SELECT student, question, points, override, auto_correct FROM quiz_answers")}
+    finally:
+        conn.close()
+
+
+def test_class_batch_grades_every_file_into_the_gradebook_with_overrides(runner, home, tmp_path):
+    folder = _class(tmp_path)
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text(yaml.safe_dump({"bob": {"free-view": {"key_points": {"minus-one": True}, "note": "said it in class"},
+                                                 "free-accuracy-loss": {"points": 0.5}}}))  # fmt: skip
+    gb = tmp_path / "gb.db"
+    result = runner.invoke(cli, ["quiz", "chapter4", "--class", str(folder), "--gradebook", str(gb), "--overrides", str(overrides)])
+    assert result.exit_code == 1, result.output  # carol's file is broken: reported, the others graded
+    assert "alice: 2/" in result.output and "bob: 1.5/" in result.output and "(2 overrides)" in result.output
+    assert "✘ carol: not graded:" in result.output and "not valid YAML" in result.output
+    assert "2 of 3 students graded" in result.output
+    rows = _gradebook_rows(gb)
+    assert rows[("alice", "free-accuracy-loss")][0] == 1.0 and rows[("alice", "rank-definition")] == (1.0, None, 1)
+    assert rows[("bob", "free-accuracy-loss")][:2] == (0.5, '{"points": 0.5}')
+    assert rows[("bob", "free-view")][0] == 1.0 and rows[("bob", "free-view")][2] == 0  # automatic: missed; override: made
+    assert len([k for k in rows if k[0] == "alice"]) == len(find_quiz("chapter4").questions)
+    again = runner.invoke(cli, ["quiz", "chapter4", "--class", str(folder), "--gradebook", str(gb)])
+    assert again.exit_code == 1 and "bob: 0.5/" in again.output  # re-run without overrides replaces the rows (half of free-view)
+    assert _gradebook_rows(gb)[("bob", "free-accuracy-loss")] == (0.0, None, 0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"bob": {"nope": 1}}, "bob / nope: no question 'nope'"),
+        ({"bob": {"free-view": {"points": 7}}}, "points must be a number from 0 to 1"),
+        ({"bob": {"free-view": {"key_points": {"zzz": True}}}}, "key_points must map key point ids"),
+        ({"bob": {"rank-definition": {"key_points": {"a": True}}}}, "for free questions only"),
+        ({"bob": {"free-view": {"grade": "A"}}}, "an override is"),
+        ({"dave": {"free-view": True}}, "no answers file: dave"),
+        ([1, 2], "overrides are a mapping"),
+    ],
+)
+def test_bad_override_files_stop_before_any_write(runner, home, tmp_path, overrides, message):
+    folder = _class(tmp_path)
+    path = tmp_path / "overrides.yaml"
+    path.write_text(yaml.safe_dump(overrides))
+    gb = tmp_path / "gb.db"
+    result = runner.invoke(cli, ["quiz", "chapter4", "--class", str(folder), "--gradebook", str(gb), "--overrides", str(path)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not gb.exists()
+
+
+def test_class_batch_refuses_an_empty_folder(runner, home, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(cli, ["quiz", "chapter4", "--class", str(tmp_path / "empty"), "--gradebook", str(tmp_path / "gb.db")])
+    assert result.exit_code == 2 and "no answers files" in result.output
