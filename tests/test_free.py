@@ -359,3 +359,11 @@ def test_class_batch_refuses_an_empty_folder(runner, home, tmp_path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(cli, ["quiz", "chapter4", "--class", str(tmp_path / "empty"), "--gradebook", str(tmp_path / "gb.db")])
     assert result.exit_code == 2 and "no answers files" in result.output
+
+
+def test_lesson3_quiz_covers_the_lesson():
+    quiz = find_quiz("lesson3")
+    assert len(quiz.questions) >= 30
+    assert {"model", "loss", "gradients", "learning-rate", "relu", "matmul", "architecture", "export", "tabular"} <= set(quiz.topics())
+    assert {q.type for q in quiz.questions} >= {"single", "multiple", "numeric", "text", "free"}
+    assert {"no-grad", "timm-name", "vocab", "log-plus-one", "export-stores"} <= {q.id for q in quiz.questions}
