@@ -792,9 +792,11 @@ def record(report: QuizReport) -> str | None:
         correct = bool(fb and fb.correct)
         answers.append(QuizAnswer(q.id, q.topic, correct, q.points if correct else 0.0, q.points, fb.duration if fb else 0.0))
     warning = record_quiz(report.quiz.id, answers, duration=report.duration)
+    from ..review import record_items
     from .free_flow import record_free
 
-    return record_free(report) or warning
+    answered = [("quiz", f"{report.quiz.id}:{q.id}", report.feedback[q.id].correct) for q in report.questions if q.id in report.feedback]
+    return record_free(report) or record_items(answered) or warning
 
 
 # ---------------------------------------------------------------------------------------------
