@@ -424,6 +424,8 @@ def run_review(console, read_line, *, answers_text: str | None = None, answers_s
     console.print(Text(f"Review for {at.date().isoformat()}: {len(queue)} item{'s' * (len(queue) != 1)} "
                        f"({counts['quiz']} questions, {counts['drill']} drills, {counts['check']} functions to re-do). "
                        "Rate each: 1 again, 2 hard, 3 good, 4 easy. End of input (Ctrl-D) stops; the rest stay due.", style="bold"))  # fmt: skip
+    shown = ", ".join(it.item for it in queue[:10]) + (f" and {len(queue) - 10} more" if len(queue) > 10 else "")
+    console.print(Text(f"Today: {terminal(shown)}", style="dim"))
     asker = _Asker(queue, console, read_line, drill_runner_factory, code_runner_factory)
     try:
         for number, it in enumerate(queue, 1):
@@ -492,3 +494,19 @@ def summary_line(path: Path | None = None, at: _dt.datetime | None = None) -> st
     if not today and not sum(n for _, n in forecast):
         return ""
     return f"Review: {today} due today, {week} more in the next 6 days (learn review)"
+
+
+def panel(path: Path | None = None, at: _dt.datetime | None = None) -> dict | None:
+    """What the progress page's "review" panel shows (None when nothing was ever scheduled)."""
+    from .html import svg_bars
+
+    at = at or now()
+    forecast = due_forecast(14, path, at)
+    if not sum(n for _, n in forecast):
+        return None
+    items = due_items(path, at)
+    counts = {k: sum(1 for it in items if it.kind == k) for k in KINDS}
+    labels = ["today" if i == 0 else day.strftime("%a %d %b") for i, (day, _) in enumerate(forecast)]
+    plot = svg_bars(labels, [n for _, n in forecast], title="Due for review, next 14 days", xlabel="items due")
+    return {"today": len(items), "counts": counts, "queue": [it.item for it in items[:20]], "more": max(0, len(items) - 20),
+            "forecast": [(day.isoformat(), n) for day, n in forecast], "plot": plot}  # fmt: skip
