@@ -367,3 +367,13 @@ def test_lesson3_quiz_covers_the_lesson():
     assert {"model", "loss", "gradients", "learning-rate", "relu", "matmul", "architecture", "export", "tabular"} <= set(quiz.topics())
     assert {q.type for q in quiz.questions} >= {"single", "multiple", "numeric", "text", "free"}
     assert {"no-grad", "timm-name", "vocab", "log-plus-one", "export-stores"} <= {q.id for q in quiz.questions}
+
+
+def test_end_of_input_during_the_self_check_keeps_the_answer(runner, home, tmp_path):
+    path = tmp_path / "demo.yaml"
+    path.write_text(_doc())
+    result = runner.invoke(cli, ["quiz", str(path)], input="Subtract the gradient times the learning rate.\n")
+    assert result.exit_code == 0, result.output
+    assert "Correct! All key points made (automatic verdict)." in result.output
+    [(_, answer, _, provisional_ok, confirmed, ok)] = _free_rows(home)
+    assert (answer, provisional_ok, confirmed, ok) == ("Subtract the gradient times the learning rate.", 1, None, 1)

@@ -254,3 +254,30 @@ def test_interactive_drills_resume_after_end_of_input(tmp_path, monkeypatch):
     out = console.export_text()
     assert second.finished and "1 already done (resuming" in out
     assert "✘ Not quite: it gives (20, 1)" in out and "Drills right: 1/2" in out
+
+
+mark_values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=10),
+                        st.lists(st.text(max_size=5), max_size=3))  # fmt: skip
+marks = st.one_of(
+    mark_values,
+    st.fixed_dictionaries(
+        {
+            "id": st.one_of(st.just("d1"), mark_values),
+            "kind": st.one_of(st.sampled_from(["shape", "dtype", "value", "choice", "raises"]), mark_values),
+        },
+        optional={"options": mark_values, "tolerance": mark_values, "prompt": mark_values, "x": mark_values},
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    marks, st.sampled_from(["code", "raw"]), st.one_of(st.sampled_from(["x.shape", "y = 1", "%time x", "x +", ""]), st.text(max_size=20))
+)
+def test_mark_parser_fuzzed_gives_only_drill_format_errors(mark, cell_type, source):
+    try:
+        drills = drills_in(_nb(cell_type, source, mark), "pack", "n.ipynb")
+    except DrillFormatError as exc:
+        assert str(exc).startswith("pack/n.ipynb cell 2")
+        return
+    assert len(drills) == 1 and drills[0].kind in ("shape", "dtype", "value", "choice", "raises")

@@ -144,7 +144,11 @@ def ask_free(question, console, read_line):
         console.print(Text("  (write your answer in a sentence or two)", style="dim"))
     provisional = grade_free(question.key_points, text)
     _print_provisional(console, provisional)
-    confirmed = self_assess(question, provisional, console, read_line)
+    try:
+        confirmed = self_assess(question, provisional, console, read_line)
+    except EOFError:  # input ended mid-check: keep the answer with its automatic verdict
+        message = ("Correct! All key points made" if provisional.correct else f"Not yet: {provisional.summary()}") + " (automatic verdict)."
+        return Feedback(provisional.correct, message, text, detail=_detail(provisional, None))
     final = final_verdict(provisional, confirmed)
     changed = [k for k, v in confirmed.items() if v != provisional.result(k).found]
     note = f" (you corrected {len(changed)} of the automatic verdicts)" if changed else ""
