@@ -308,6 +308,10 @@ class _Asker:
         if given is not None:
             fb = self._code_grade(q, given) if q.type == "code" else check_answer(q, parse_input(q, given))
         else:
+            if q.params:  # a retry shows a new variant
+                from .quiz.variants import instantiate, new_seed
+
+                q = instantiate(q, new_seed())
             _print_question(self.console, q, 1, 1)
             if q.type == "code" and self._code is None and self._code_runner_factory is not None:
                 self._code = self._code_runner_factory()

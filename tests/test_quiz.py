@@ -26,6 +26,7 @@ from grader.quiz import (
     parse_quiz,
     read_code_block,
 )
+from grader.quiz.variants import instantiate
 
 QUIZZES = sorted(bundled_quizzes())
 
@@ -191,6 +192,9 @@ def wrong_answer(q):
         return next(i for i, o in enumerate(q.options, 1) if o != q.answers[0])
     if q.type == "multiple":
         return [o for o in q.options if o not in q.answers][:1] + list(q.answers[1:])
+    if q.type == "numeric" and q.params:
+        right = q.answer_value()
+        return {"seed": right["seed"], "answer": right["answer"] + q.tolerance + 1 + abs(right["answer"])}
     if q.type == "numeric":
         return q.answers[0] + q.tolerance + 1 + abs(q.answers[0])
     if q.type in ("text", "free"):
@@ -207,7 +211,7 @@ def test_every_plain_question_grades_right_and_wrong(name):
         assert check_answer(q, parse_input(q, right_answer(q))).correct, q.id
         wrong = check_answer(q, parse_input(q, wrong_answer(q)))
         assert not wrong.correct, q.id
-        assert q.right_answer() in wrong.message
+        assert (instantiate(q, 1) if q.params else q).right_answer() in wrong.message
 
 
 def test_typed_input_forms():

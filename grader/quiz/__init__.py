@@ -7,6 +7,7 @@ and a `topic` tag, plus what its type needs:
     single     options: [...]   answer: "the right option"
     multiple   options: [...]   answers: ["right option", ...]
     numeric    answer: 3.14     tolerance: 0.01           (absolute; default 0)
+               or params: {n: {int: [2, 9]}}  answer: "n * 2"  (variants: grader.quiz.variants)
     text       answers: ["accepted", ...]  and/or  keywords: ["word", ["alternative", "other"]]
     code       function: name   reference: |  def name(...): ...   cases: ["torch.ones(3), 2", ...]
     free       model_answer: "..."   key_points: [{id, point, accept: [phrasings], must_not_claim}]
@@ -69,7 +70,7 @@ _COMMON_KEYS = {"id", "type", "prompt", "explanation", "topic", "points"}
 _TYPE_KEYS = {
     "single": {"options", "answer"},
     "multiple": {"options", "answers"},
-    "numeric": {"answer", "tolerance", "unit"},
+    "numeric": {"answer", "tolerance", "unit", "params"},
     "text": {"answers", "keywords"},
     "code": {"function", "reference", "cases", "starter", "rtol", "atol"},
     "free": {"model_answer", "key_points", "wrong_answers"},
@@ -109,6 +110,9 @@ class Question:
     model_answer: str = ""
     key_points: tuple = ()  # free: grader.quiz.free.KeyPoint
     wrong_answers: tuple[str, ...] = ()
+    params: tuple = ()  # numeric variants: ((name, generator, args), ...); answer_expr computes the answer
+    answer_expr: str = ""
+    variant_seed: int | None = None  # set on an instantiated variant
 
     def answer_value(self):
         """The right answer as an answers file (`learn quiz --answers`) gives it."""
@@ -116,6 +120,10 @@ class Question:
             return self.answers[0]
         if self.type == "multiple":
             return list(self.answers)
+        if self.type == "numeric" and self.params:
+            from .variants import instantiate
+
+            return {"seed": 1, "answer": instantiate(self, 1).answers[0]}
         if self.type == "numeric":
             return self.answers[0]
         if self.type == "text":
@@ -130,6 +138,8 @@ class Question:
             return self.answers[0]
         if self.type == "multiple":
             return "; ".join(self.answers)
+        if self.type == "numeric" and self.params:
+            return f"{self.answer_expr}, computed from the variant's values"
         if self.type == "numeric":
             value = _fmt_number(self.answers[0])
             tol = f" (give or take {_fmt_number(self.tolerance)})" if self.tolerance else ""
@@ -278,6 +288,13 @@ def _parse_question(item, number: int, source: str) -> Question:
             fields["answers"] = tuple(o for o in options if o in {a.strip() for a in answers})
     elif qtype == "numeric":
         answer, tolerance = item.get("answer"), item.get("tolerance", 0)
+        if "params" in item:
+            from .variants import check_template, parse_params
+
+            params = parse_params(item["params"], fail)
+            check_template(fields, params, answer, fail)
+            fields.update(params=params, answer_expr=answer.strip())
+            answer = 0  # computed per variant
         if not _is_number(answer):
             raise fail(f"answer must be a number, not {answer!r}")
         if not _is_number(tolerance) or tolerance < 0:
@@ -285,7 +302,7 @@ def _parse_question(item, number: int, source: str) -> Question:
         unit = item.get("unit", "")
         if not isinstance(unit, str):
             raise fail("unit must be text")
-        fields.update(answers=(answer,), tolerance=float(tolerance), unit=unit)
+        fields.update(answers=() if fields.get("params") else (answer,), tolerance=float(tolerance), unit=unit)
     elif qtype == "text":
         answers, keywords = item.get("answers", []), item.get("keywords", [])
         if not isinstance(answers, list) or not all(_text(a) for a in answers):
@@ -454,6 +471,14 @@ def parse_input(question: Question, raw) -> object:
             raise QuizInputError("give the numbers of all the right options, e.g. 1,3")
         chosen = {_option_index(question, t) for t in tokens}
         return [question.options[i] for i in sorted(chosen)]
+    if question.type == "numeric" and question.params:
+        from .variants import Variant, instantiate
+
+        if not (
+            isinstance(raw, dict) and set(raw) == {"seed", "answer"} and isinstance(raw["seed"], int) and not isinstance(raw["seed"], bool)
+        ):
+            raise QuizInputError("this question has variants: give {seed: N, answer: X} (the seed is printed with the question)")
+        return Variant(raw["seed"], parse_input(instantiate(question, raw["seed"]), raw["answer"]))
     if question.type == "numeric":
         if _is_number(raw):
             return float(raw)
@@ -493,6 +518,13 @@ def check_answer(question: Question, given) -> Feedback:
         from .free_flow import check_free
 
         return check_free(question, given)
+    if question.params:
+        from .variants import instantiate
+
+        fb = check_answer(instantiate(question, given.seed), given.value)
+        fb.message += f" (variant seed {given.seed})"
+        fb.given, fb.detail = given.value, {"seed": given.seed}
+        return fb
     if question.type == "single":
         ok = given == question.answers[0]
     elif question.type == "multiple":
@@ -796,7 +828,9 @@ def record(report: QuizReport) -> str | None:
     from .free_flow import record_free
 
     answered = [("quiz", f"{report.quiz.id}:{q.id}", report.feedback[q.id].correct) for q in report.questions if q.id in report.feedback]
-    return record_free(report) or record_items(answered) or warning
+    from .variants import record_variants
+
+    return record_free(report) or record_variants(report) or record_items(answered) or warning
 
 
 # ---------------------------------------------------------------------------------------------
@@ -816,7 +850,11 @@ def _state_path(quiz: Quiz, folder: Path | None) -> Path:
 def _fingerprint(quiz: Quiz) -> str:
     h = hashlib.sha256()
     for q in quiz.questions:
-        h.update(repr((q.id, q.type, q.options, q.answers, q.keywords, q.tolerance, q.function, q.cases, q.key_points)).encode())
+        h.update(
+            repr(
+                (q.id, q.type, q.options, q.answers, q.keywords, q.tolerance, q.function, q.cases, q.key_points, q.params, q.answer_expr)
+            ).encode()
+        )
     return h.hexdigest()[:16]
 
 
@@ -919,10 +957,13 @@ def run_interactive(quiz: Quiz, console, read_line: Callable[[str], str], *, top
     try:
         for question in pending:
             number = state["order"].index(question.id) + 1
+            question = _variant(question, state, quiz, folder)
             _print_question(console, question, number, total)
             asked = time.monotonic()
             feedback = _ask(question, console, read_line, runner)
             feedback.duration = time.monotonic() - asked
+            if question.variant_seed is not None:
+                feedback.detail = {"seed": question.variant_seed}
             _print_feedback(console, question, feedback)
             if not feedback.graded:
                 continue
@@ -932,6 +973,7 @@ def run_interactive(quiz: Quiz, console, read_line: Callable[[str], str], *, top
                 "given": _jsonable(feedback.given),
                 "duration": round(feedback.duration, 3),
                 **({"detail": feedback.detail} if feedback.detail else {}),
+                **({"seed": question.variant_seed} if question.variant_seed is not None else {}),
             }
             state["duration"] = float(state.get("duration", 0.0)) + feedback.duration
             warning = save_state(quiz, state, folder)
@@ -961,6 +1003,20 @@ def run_interactive(quiz: Quiz, console, read_line: Callable[[str], str], *, top
         console.print(Text(f"warning: {warning}", style="yellow"))
     clear_state(quiz, folder)
     return SessionResult(report, finished=True, warnings=warnings)
+
+
+def _variant(question: Question, state: dict, quiz: Quiz, folder: Path | None) -> Question:
+    """A parameterised question's variant for this session: drawn once, saved, so a resumed
+    session shows the same one; a new session draws a new one."""
+    if not question.params:
+        return question
+    from .variants import instantiate, new_seed
+
+    variants = state.setdefault("variants", {})
+    if not isinstance(variants.get(question.id), int):
+        variants[question.id] = new_seed()
+        save_state(quiz, state, folder)
+    return instantiate(question, variants[question.id])
 
 
 def _jsonable(value):
@@ -1016,7 +1072,8 @@ def _print_question(console, question: Question, number: int, total: int) -> Non
     from rich.text import Text
 
     console.print()
-    console.print(Text(f"Question {number}/{total}  [{question.topic}]", style="bold cyan"))
+    seed = f"  (variant seed {question.variant_seed})" if question.variant_seed is not None else ""
+    console.print(Text(f"Question {number}/{total}  [{question.topic}]{seed}", style="bold cyan"))
     console.print(Text(question.prompt))
     if question.type in ("single", "multiple"):
         for i, option in enumerate(question.options, 1):
