@@ -190,3 +190,31 @@ def test_progress_page_has_a_review_panel_with_a_14_day_chart(runner, home, tmp_
     assert '<h2 id="review">Review</h2>' in page and "2 due today" in page
     assert "Due for review, next 14 days" in page and "<svg" in page
     assert "quiz:chapter4:rank-definition" in page and "<b>odd</b>" not in page and "&lt;b&gt;odd&lt;/b&gt;" in page
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_review_panel_in_chromium(runner, home, tmp_path, monkeypatch, browser):
+    from grader.review import record_items
+
+    from .conftest import ARTIFACTS, open_page
+
+    _day(monkeypatch, 0)
+    record_items([("quiz", "chapter4:rank-definition", False), ("drill", "lesson3:x-none-shape", False),
+                  ("quiz", 'lesson3:<script>alert("pwn")</script>', False), ("quiz", "chapter4:valid-set-purpose", True)])  # fmt: skip
+    out = tmp_path / "progress.html"
+    assert runner.invoke(cli, ["progress", "--html", str(out)]).exit_code == 0
+    page, events = open_page(browser, out)
+    try:
+        panel = page.locator("section.review-panel")
+        assert panel.is_visible() and "3 due today" in panel.inner_text()
+        assert "2 questions · 1 drills · 0 functions to re-do" in panel.inner_text()
+        box = panel.locator("svg").first.bounding_box()
+        assert box and box["width"] > 200 and box["height"] > 100
+        assert 'lesson3:<script>alert("pwn")</script>' in panel.inner_text()  # shown as text
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        panel.screenshot(path=str(ARTIFACTS / "review-panel.png"))
+    finally:
+        page.close()
+    assert events["dialogs"] == [] and events["console"] == []
+    assert all(url.startswith(("file://", "data:")) for url in events["requests"]), events["requests"]
