@@ -556,7 +556,7 @@ def print_drill(console, drill: Drill, number: int, total: int) -> None:
     from rich.text import Text
 
     console.print()
-    console.print(Text(f"Drill {number}/{total}  [{drill.notebook}, cell {drill.cell + 1}]  {drill.id}", style="bold cyan"))
+    console.print(Text(f"Drill {number}/{total}  [{drill.notebook}]  {drill.id}", style="bold cyan"))
     console.print(Text("(the cells before this one have run)", style="dim"))
     console.print(Syntax(drill.source, "python", theme="ansi_dark", background_color="default"))
     console.print(Text(drill.prompt))
