@@ -108,6 +108,19 @@ def _cards(conn) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in conn.execute("SELECT item, card, due, last_rating, reviews FROM review_cards")}
 
 
+def _read_cards(path: Path | None) -> dict[str, tuple]:
+    """The cards, read only: no history yet (or an unreadable one) is an empty queue."""
+    from .progress import connect
+
+    try:
+        with connect(path, create=False) as conn:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'review_cards'").fetchone():
+                return {}
+            return {r[0]: r[1:] for r in conn.execute("SELECT item, card, due, last_rating, reviews FROM review_cards")}
+    except (sqlite3.Error, OSError):
+        return {}
+
+
 def record_items(items: list[tuple[str, str, bool]], path: Path | None = None, at: _dt.datetime | None = None) -> str | None:
     """After a quiz or drills: (kind, "PACK:ID", correct) per item. A wrong answer makes the item
     due now; a right answer to a new item schedules it as a good review. Returns a warning or None."""
@@ -179,15 +192,9 @@ def _end_of_day(at: _dt.datetime) -> _dt.datetime:
 def due_items(path: Path | None = None, at: _dt.datetime | None = None) -> list[ReviewItem]:
     """Today's queue (due before the end of the day, UTC), oldest first: quiz and drill cards
     that are due, and failed checks that are new or due."""
-    from .progress import connect
-
     at = at or now()
     horizon = _end_of_day(at)
-    try:
-        with connect(path) as conn:
-            cards = _cards(conn)
-    except (sqlite3.Error, OSError):
-        cards = {}
+    cards = _read_cards(path)
     failing = failed_checks(path)
     out = []
     for item, (card_json, due, _rating, _reviews) in cards.items():
@@ -205,16 +212,10 @@ def due_items(path: Path | None = None, at: _dt.datetime | None = None) -> list[
 
 def due_forecast(days: int = 14, path: Path | None = None, at: _dt.datetime | None = None) -> list[tuple[_dt.date, int]]:
     """Items due on each of the next `days` days (day 0 = today, including anything overdue)."""
-    from .progress import connect
-
     at = at or now()
     today = at.date()
     counts = [0] * days
-    try:
-        with connect(path) as conn:
-            cards = _cards(conn)
-    except (sqlite3.Error, OSError):
-        cards = {}
+    cards = _read_cards(path)
     failing = failed_checks(path)
     for item, (_card, due, _rating, _reviews) in cards.items():
         if item.startswith("check:") and item not in failing:

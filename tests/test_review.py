@@ -218,3 +218,10 @@ def test_review_panel_in_chromium(runner, home, tmp_path, monkeypatch, browser):
         page.close()
     assert events["dialogs"] == [] and events["console"] == []
     assert all(url.startswith(("file://", "data:")) for url in events["requests"]), events["requests"]
+
+
+def test_reading_the_queue_writes_nothing(home):
+    from grader.review import due_forecast, due_items, panel
+
+    assert due_items() == [] and sum(n for _, n in due_forecast()) == 0 and panel() is None
+    assert not (home / "progress.db").exists()
