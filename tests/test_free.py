@@ -377,3 +377,23 @@ def test_end_of_input_during_the_self_check_keeps_the_answer(runner, home, tmp_p
     assert "Correct! All key points made (automatic verdict)." in result.output
     [(_, answer, _, provisional_ok, confirmed, ok)] = _free_rows(home)
     assert (answer, provisional_ok, confirmed, ok) == ("Subtract the gradient times the learning rate.", 1, None, 1)
+
+
+small = st.one_of(st.booleans(), st.integers(-1, 3), st.text(max_size=3))
+override = st.one_of(small, st.dictionaries(st.sampled_from(["points", "correct", "key_points", "note", "x"]), small, max_size=3))
+per_student = st.dictionaries(st.sampled_from(["free-view", "rank-definition", "nope"]), override, max_size=2)
+override_docs = st.one_of(
+    st.dictionaries(st.text(max_size=8), st.one_of(small, per_student), max_size=2), st.lists(st.integers(), max_size=2)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(override_docs)
+def test_override_parser_fuzzed_gives_only_answers_errors(data):
+    from grader.errors import QuizAnswersError
+    from grader.quiz.classbatch import parse_overrides
+
+    try:
+        parse_overrides(yaml.safe_dump(data), "fuzz.yaml", find_quiz("chapter4"))
+    except QuizAnswersError as exc:
+        assert str(exc).startswith("fuzz.yaml")

@@ -8,6 +8,8 @@ import sqlite3
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from grader.cli import cli
 from grader.quiz import find_quiz
@@ -225,3 +227,21 @@ def test_reading_the_queue_writes_nothing(home):
 
     assert due_items() == [] and sum(n for _, n in due_forecast()) == 0 and panel() is None
     assert not (home / "progress.db").exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.dictionaries(st.one_of(st.text(max_size=20), st.sampled_from(["quiz:chapter4:rank-definition", "check:lesson3:quad"])),
+                                 st.one_of(st.none(), st.integers(), st.text(max_size=5),
+                                           st.dictionaries(st.sampled_from(["answer", "rating", "x"]), st.one_of(st.integers(-1, 5), st.text(max_size=3)))),
+                                 max_size=3),
+                 st.lists(st.integers(), max_size=2), st.text(max_size=20)))  # fmt: skip
+def test_review_answers_parser_fuzzed_gives_only_answers_errors(data):
+    from grader.errors import QuizAnswersError
+    from grader.review import RATINGS, _parse_review_answers
+
+    try:
+        parsed = _parse_review_answers(yaml.safe_dump(data), "fuzz.yaml")
+    except QuizAnswersError as exc:
+        assert str(exc).startswith("fuzz.yaml")
+        return
+    assert all(e.get("rating") is None or e["rating"] in RATINGS for e in parsed.values())
