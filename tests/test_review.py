@@ -245,3 +245,16 @@ def test_review_answers_parser_fuzzed_gives_only_answers_errors(data):
         assert str(exc).startswith("fuzz.yaml")
         return
     assert all(e.get("rating") is None or e["rating"] in RATINGS for e in parsed.values())
+
+
+@pytest.mark.slow
+def test_review_runs_a_due_drill_in_a_real_kernel(runner, home, tmp_path, monkeypatch):
+    from grader.review import record_items
+
+    _day(monkeypatch, 0)
+    record_items([("drill", "lesson3:x-none-shape", False), ("drill", "lesson3:no-such-drill", False)])
+    result = runner.invoke(cli, ["review", "--answers", _answers(tmp_path, {"drill:lesson3:x-none-shape": "(20, 1)",
+                                                                            "drill:lesson3:no-such-drill": "1"})])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "✔ Right!" in result.output and "rated good: next review in" in result.output
+    assert "no longer exists in its quiz or pack" in result.output
