@@ -595,7 +595,6 @@ def run_interactive(
                        + (f", {len(drills) - len(pending)} already done (resuming; --restart starts over)" if len(pending) < len(drills) else "")
                        + ". For each cell, say what it will output, then see what it does. End of input (Ctrl-D) saves.", style="bold"))  # fmt: skip
     runner = runner_factory(lesson, pending) if pending else None
-    done: list[tuple[Drill, DrillResult]] = []
     try:
         for drill in pending:
             print_drill(console, drill, drills.index(drill) + 1, len(drills))
@@ -611,7 +610,7 @@ def run_interactive(
             if not result.graded:
                 continue
             session.results[drill.id] = result
-            done.append((drill, result))
+            _record(lesson.id, [(drill, result)], session, console)  # at once: a killed session loses nothing
             state["answered"][drill.id] = {"correct": result.correct, "actual": result.actual}
             warning = _save_state(lesson.id, state)
             if warning and warning not in session.warnings:
@@ -621,12 +620,10 @@ def run_interactive(
         console.print(
             Text(f"Stopped: {len(state['answered'])} of {len(drills)} drills done, saved. Run `learn predict {lesson.id}` to go on.")
         )
-        _record(lesson.id, done, session, console)
         return session
     finally:
         if runner is not None:
             runner.close()
-    _record(lesson.id, done, session, console)
     right = sum(1 for v in state["answered"].values() if v.get("correct"))
     answered = len(state["answered"])
     console.print()

@@ -248,6 +248,12 @@ def test_interactive_drills_resume_after_end_of_input(tmp_path, monkeypatch):
     assert not first.finished and "xs = torch.linspace(-2.1, 2.1, 100)" in out and "✔ Right!" in out
     assert "(write it as Python would" in out or "(type a shape" in out
     assert "Stopped: 1 of 2 drills done, saved." in out
+    conn = sqlite3.connect(tmp_path / "home" / "progress.db")
+    try:  # recorded at once, not only when the session ends
+        assert conn.execute("SELECT drill, correct FROM drill_results").fetchall() == [("xs-shape", 1)]
+        assert conn.execute("SELECT item FROM review_cards").fetchall() == [("drill:lesson3:xs-shape",)]
+    finally:
+        conn.close()
     lines = iter(["(1, 20)"])
     console = Console(record=True, width=120)
     second = run_interactive(lesson, drills, console, read, runner_factory=FakeRunner)

@@ -830,7 +830,8 @@ def record(report: QuizReport) -> str | None:
     answered = [("quiz", f"{report.quiz.id}:{q.id}", report.feedback[q.id].correct) for q in report.questions if q.id in report.feedback]
     from .variants import record_variants
 
-    return record_free(report) or record_variants(report) or record_items(answered) or warning
+    warnings = [warning, record_free(report), record_variants(report), record_items(answered)]  # each runs, whatever the others did
+    return next((w for w in warnings if w), None)
 
 
 # ---------------------------------------------------------------------------------------------
