@@ -116,9 +116,9 @@ class MarkerError(LessonPackError):
     """Unbalanced or nested solution markers."""
 
 
-class ProgressError(LearnError):
-    """The progress history exists but cannot be read (corrupt, locked, or from a newer learn)."""
-
-
 class DrillFormatError(LessonPackError):
     """A predict-the-output mark (cell metadata `learn.predict`) is malformed."""
+
+
+class ProgressError(LearnError):
+    """The progress history exists but cannot be read (corrupt, locked, or from a newer learn)."""
