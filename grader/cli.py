@@ -385,6 +385,10 @@ def progress(html_path: Path | None):
     summary = summarize()
     console = make_console()
     render_progress(summary, console)
+    from .review import summary_line
+
+    if summary_line():
+        console.print(summary_line(), markup=False, highlight=False)
     if html_path is not None:
         from .html import render_progress_page, write_html
 
@@ -570,8 +574,14 @@ def _read_line(prompt: str) -> str:
 @click.option("--restart", is_flag=True, help="Start afresh instead of offering to resume a saved session.")
 @click.option("--answers", "answers_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Grade a YAML file of answers (question id: answer) without asking; exit 0 when all are right.")  # fmt: skip
+@click.option("--class", "class_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Instructors: grade a folder of answers files (STUDENT.yaml) into --gradebook.")  # fmt: skip
+@click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("gradebook.db"),
+              show_default=True, help="Gradebook for --class.")  # fmt: skip
+@click.option("--overrides", "overrides_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --class: YAML of student -> question -> override (points, correct, key_points, note).")  # fmt: skip
 @handle_errors
-def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
+def quiz(quiz_name, topics, shuffle, seed, restart, answers_path, class_dir, gradebook_path, overrides_path):
     """Answer a lesson's questionnaire, with feedback after each question.
 
     \b
@@ -579,6 +589,7 @@ def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
     learn quiz chapter4                  question by question; resumes where you stopped
     learn quiz chapter4 --topic sgd      only one topic
     learn quiz chapter4 --answers a.yaml grade a file of answers (exit 0 all right, 1 not, 2 bad file)
+    learn quiz chapter4 --class DIR --gradebook gb.db [--overrides o.yaml]   grade a class's files
     """
     from rich.text import Text
 
@@ -591,6 +602,10 @@ def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
             console.print(Text(f"{name:12} {len(q.questions):3} questions  {q.title}  (topics: {', '.join(q.topics())})"))
         return
     chosen = find_quiz(quiz_name)
+    if class_dir is not None:
+        from .quiz.classbatch import run_class
+
+        sys.exit(run_class(chosen, class_dir, gradebook_path, overrides_path, console))
     if answers_path is not None:
         from .quiz import QuizAnswersError
 
@@ -610,6 +625,85 @@ def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
                              restart=restart, runner_factory=CodeRunner)  # fmt: skip
     if result.interrupted:
         sys.exit(130)
+
+
+# ---------------------------------------------------------------------------------------------
+# the study loop: learn predict (grader.predict), learn review (grader.review)
+
+
+@cli.command()
+@click.argument("pack", metavar="PACK")
+@click.option("--answers", "answers_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Grade a YAML file of predictions (drill id: prediction) without asking; exit 0 when all are right.")  # fmt: skip
+@click.option("--restart", is_flag=True, help="Start the drills afresh instead of resuming.")
+@click.option("--list", "list_only", is_flag=True, help="List the pack's drills and exit.")
+@handle_errors
+def predict(pack, answers_path, restart, list_only):
+    """Predict-the-output drills: see a cell of the lesson's notebook, say what it outputs, then run it.
+
+    \b
+    learn predict lesson3                 drill by drill; resumes where you stopped
+    learn predict chapter4 --answers a.yaml   grade a file of predictions (exit 0 all right, 1 not, 2 bad file)
+    """
+    from rich.text import Text
+
+    from .lessons import get_lesson
+    from .predict import load_drills, parse_answers, record, render_answers, run_interactive
+
+    lesson = get_lesson(pack)
+    drills = load_drills(lesson)
+    console = make_console()
+    if not drills:
+        raise LearnError(f"lesson {pack} has no predict-the-output drills")
+    if list_only:
+        for d in drills:
+            console.print(Text(f"{d.id:28} {d.kind:7} {d.notebook} cell {d.cell + 1}"))
+        return
+    if answers_path is not None:
+        from .errors import QuizAnswersError
+        from .predict import grade_answers
+        from .review import record_items
+
+        try:
+            text = answers_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise QuizAnswersError(f"{answers_path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        rows = grade_answers(lesson, drills, parse_answers(text, str(answers_path), drills))
+        code = render_answers(rows, console)
+        graded = [(d, r) for d, r in rows if r is not None and r.graded]
+        for warning in (record(pack, graded), record_items([("drill", f"{pack}:{d.id}", r.correct) for d, r in graded])):
+            if warning:
+                _err(warning)
+        sys.exit(code)
+    run_interactive(lesson, drills, console, _read_line, restart=restart)
+
+
+@cli.command()
+@click.option("--answers", "answers_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Review from a YAML file (KIND:PACK:ID: answer, or {answer, rating}) without asking.")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1), default=None, help="Review at most this many items today.")
+@handle_errors
+def review(answers_path, limit):
+    """Spaced review: today's quiz questions, drills and functions to re-do, scheduled with FSRS.
+
+    Questions you answered wrong in `learn quiz`, drills from `learn predict` and functions whose
+    latest `learn check` failed come back when they are due. Rate each one (1 again .. 4 easy):
+    the rating decides when you see it next. `learn progress` shows what is due.
+    """
+    from .predict import DrillRunner
+    from .quiz import CodeRunner
+    from .review import run_review
+
+    text = None
+    if answers_path is not None:
+        from .errors import QuizAnswersError
+
+        try:
+            text = answers_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise QuizAnswersError(f"{answers_path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    run_review(make_console(), _read_line, answers_text=text, answers_source=str(answers_path), limit=limit,
+               drill_runner_factory=DrillRunner, code_runner_factory=CodeRunner)  # fmt: skip
 
 
 def main():

@@ -10,7 +10,8 @@ the CLI uses for it. Anything else escaping the library is a bug in *our* code.
      ├── UnknownQuizError           no quiz with that name
      ├── NotebookLoadError          not a notebook: invalid JSON, binary, too big, nbformat < 4 ...
      ├── LessonPackError            a lesson pack's manifest or checks are malformed
-     │    └── MarkerError           unbalanced or nested solution markers in a solution notebook
+     │    ├── MarkerError           unbalanced or nested solution markers in a solution notebook
+     │    └── DrillFormatError      a `learn predict` mark on a solution notebook cell is malformed
      ├── QuizFormatError            a quiz file is malformed
      ├── QuizAnswersError           an answers file (learn quiz --answers) is malformed
      ├── FetchError                 a lesson pack could not be fetched or unpacked
@@ -34,6 +35,7 @@ __all__ = [
     "UnknownNotebookError",
     "NotebookLoadError",
     "LessonPackError",
+    "DrillFormatError",
     "QuizFormatError",
     "FetchError",
     "GradebookError",
@@ -112,6 +114,10 @@ class QuizAnswersError(LearnError):
 
 class MarkerError(LessonPackError):
     """Unbalanced or nested solution markers."""
+
+
+class DrillFormatError(LessonPackError):
+    """A predict-the-output mark (cell metadata `learn.predict`) is malformed."""
 
 
 class ProgressError(LearnError):

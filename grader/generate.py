@@ -9,7 +9,7 @@ Our markers, in code cells (the stub keeps the indentation of `#| begin solution
         return a*x**2 + b*x + c
         #| end solution
 
-    #| solution-only        (first line of a cell) the whole cell is left out of the exercise
+    #| solution-only        (first line of a code or raw cell) the whole cell is left out of the exercise
     #| begin hidden / #| end hidden     removed from the student version (instructor-only code)
 
 In markdown cells, text between `<!-- begin solution -->` and `<!-- end solution -->` becomes
@@ -138,6 +138,8 @@ def make_exercise(solution: NotebookNode, lesson_id: str, file: str, version: st
             cell.metadata.pop("execution", None)
         elif cell.cell_type == "markdown":
             cell.source = stub_markdown(cell.source)
+        elif cell.cell_type == "raw" and _SOLUTION_ONLY.match(cell.source.split("\n", 1)[0]):
+            continue  # e.g. a `learn predict` drill of code that raises, kept out of the run and the exercise
         cell.metadata.pop("nbgrader", None)
         cells.append(cell)
     nb.cells = cells

@@ -271,6 +271,8 @@ def render_progress_page(summary, *, title: str = "Your learn progress") -> str:
         colors = [COLORS["reference"] if i.solved else CYCLE[0] for _, i in attempted]
         attempts_plot = svg_bars(labels, [i.attempts for _, i in attempted], title="Checks per function",
                                  xlabel="checks (blue: solved now, red: not yet)", colors=colors)  # fmt: skip
+    from .review import panel
+
     return render_template(
         "progress.html.j2",
         title=title,
@@ -278,6 +280,7 @@ def render_progress_page(summary, *, title: str = "Your learn progress") -> str:
         lessons=lessons,
         score_plot=score_plot,
         attempts_plot=attempts_plot,
+        review=panel(Path(summary.db)) if getattr(summary, "db", None) else None,
     )
 
 
