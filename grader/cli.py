@@ -248,6 +248,10 @@ def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jo
         _err(f"refusing to write the assignment: {len(report.problems)} check(s) cannot tell a solution from a stub")
         sys.exit(EXIT_FAILED)
     click.echo(f"{report.lesson.id}: {len(report.checks)} checks pass on the solution and fail on the student version")
+    if report.lesson.manual:
+        manual = report.lesson.manual.values()
+        click.echo(f"  {len(manual)} item(s) graded by hand ({sum(m.points for m in manual):g} points): "
+                   "`learn export --format manual` after grading, then `learn import-grades FILE`")  # fmt: skip
     click.echo(f"  release (for students): {report.release}")
     click.echo(f"  source (keep private):  {report.source}")
     click.echo(f"Next: hand out {report.release}, then `learn grade SUBMISSIONS --assignment {report.out}`.")
