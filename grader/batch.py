@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
+from . import __version__, manual
 from .errors import LearnError, LessonPackError, SandboxRequiredError, UnknownLessonError
 from .gradebook import LEASE_S, Gradebook, submission_status
 from .inert import markup, terminal
@@ -691,7 +691,8 @@ class _Batch:
         failed = bool(machinery) and (
             machinery[0].error_kind == "lesson" or self.gb.attempts(sub.student, self.lesson.id) + 1 < MACHINERY_RETRIES
         )
-        stored = self.gb.record(sub.student, self.lesson.id, self.key(sub), run, status=status, problems=sub.problems,
+        problems = sub.problems + manual.tamper_warnings(self.lesson, sub.notebooks)
+        stored = self.gb.record(sub.student, self.lesson.id, self.key(sub), run, status=status, problems=problems,
                                 error=error, error_kind=first_error.error_kind if first_error else None, failed=failed)  # fmt: skip
         if failed:
             if machinery[0].error_kind == "lesson":
@@ -699,12 +700,15 @@ class _Batch:
             return Outcome(sub.student, "failed", status, run.points, run.max_points, run.duration, machinery[0].error or "")
         if not stored:
             return Outcome(sub.student, "busy", message="another process took this submission over")
-        message = "; ".join(sub.problems[:2] + ([error] if error and status == "error" else []))
+        manual.record_answers(self.gb, self.lesson, sub.student, sub.notebooks)
+        message = "; ".join(problems[:3] + ([error] if error and status == "error" else []))
         return Outcome(sub.student, "graded", status, run.points, run.max_points, run.duration, message)
 
     async def grade_submission(self, sub: Submission, deadline: float) -> RunResult:
         assert self.grader is not None
-        return await grade_notebooks(self.grader, self.lesson, sub.notebooks, sub.notes, self.seed, deadline, self.budget, sub.label)
+        with manual.instructor_cells(self.lesson, sub.notebooks) as (notebooks, original):  # locked cells as the instructor wrote them
+            return await grade_notebooks(self.grader, self.lesson, notebooks, sub.notes, self.seed, deadline, self.budget,
+                                         lambda path: sub.label(original.get(path, path)))  # fmt: skip
 
 
 async def grade_notebooks(grader, lesson: Lesson, notebooks: dict[str, Path], notes: list[str], seed: int, deadline: float,

@@ -26,7 +26,7 @@ from .results import Status
 
 __all__ = ["FORMATS", "csv_text", "gradescope_results", "write_gradescope", "junit_xml", "write_feedback", "safe_name", "load_records"]
 
-FORMATS = ("csv", "gradescope", "junit", "feedback")
+FORMATS = ("csv", "gradescope", "junit", "feedback", "manual")
 _NUMBERISH = re.compile(r"(total|score|points|possible)", re.I)
 
 
@@ -222,10 +222,28 @@ def junit_xml(records: list[SubmissionRecord]) -> str:
 # feedback pages
 
 
-def write_feedback(records: list[SubmissionRecord], out_dir: Path) -> list[Path]:
+def _manual_export(gb: Gradebook, fmt: str, assignment: str | None, students: list[str] | None):
+    """The manual CSV (fmt manual), or each submission's manual rows (feedback)."""
+    from . import manual
+
+    if fmt == "manual":
+        if not manual.rows(gb, assignment, students):
+            raise GradebookError(f"the gradebook {gb.path} holds no answers graded by hand" + (f" for {assignment}" if assignment else ""))
+        return manual.export_csv(gb, assignment, students)
+    if fmt == "feedback":
+        by: dict[tuple[str, str], list] = {}
+        for row in manual.rows(gb, assignment, students):
+            by.setdefault((row.student, row.assignment), []).append(row)
+        return by
+    return None
+
+
+def write_feedback(records: list[SubmissionRecord], out_dir: Path, manual_rows: dict | None = None) -> list[Path]:
     """One HTML page per student (the learner report of `learn check`, same templates):
-    OUT/<student>.html. Hidden checks show their name and message only."""
+    OUT/<student>.html. Hidden checks show their name and message only; answers graded by hand
+    show their points and comment once graded; changed locked cells are named."""
     from .html import write_report
+    from .manual import TAMPER_PREFIX
 
     written = []
     for record in records:
@@ -234,7 +252,9 @@ def write_feedback(records: list[SubmissionRecord], out_dir: Path) -> list[Path]
             continue
         name = safe_name(record.student) + ("" if len({r.assignment for r in records}) == 1 else f"-{record.assignment}")
         title = f"{record.assignment}: feedback for {record.student}"
-        written.append(write_report(run, Path(out_dir) / f"{name}.html", title=title))
+        notes = [p for p in record.problems if p.startswith(TAMPER_PREFIX)]
+        manual = (manual_rows or {}).get((record.student, record.assignment), [])
+        written.append(write_report(run, Path(out_dir) / f"{name}.html", title=title, manual=manual, notes=notes))
     return written
 
 
@@ -245,9 +265,12 @@ def export(gradebook_path: Path, fmt: str, out: Path | None, assignment: str | N
         raise LearnError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     with Gradebook(gradebook_path, create=False) as gb:
         records = load_records(gb, assignment, students, with_json=fmt in ("gradescope", "feedback"))
+        extra = _manual_export(gb, fmt, assignment, students)
     if not records:
         raise GradebookError(f"the gradebook {gradebook_path} holds no graded submissions yet")
-    if fmt in ("gradescope", "feedback"):
+    if fmt == "manual":
+        text = extra
+    elif fmt in ("gradescope", "feedback"):
         if out is None:
             if fmt == "gradescope" and len(records) == 1:
                 return json.dumps(gradescope_results(records[0]), indent=2) + "\n", []
@@ -255,8 +278,9 @@ def export(gradebook_path: Path, fmt: str, out: Path | None, assignment: str | N
                              (" (or --student NAME for one results.json on stdout)" if fmt == "gradescope" else ""))  # fmt: skip
         if out.exists() and not out.is_dir():
             raise LearnError(f"--out {out} must be a folder for --format {fmt}")
-        return None, (write_gradescope(records, out) if fmt == "gradescope" else write_feedback(records, out))
-    text = csv_text(records) if fmt == "csv" else junit_xml(records)
+        return None, (write_gradescope(records, out) if fmt == "gradescope" else write_feedback(records, out, extra))
+    else:
+        text = csv_text(records) if fmt == "csv" else junit_xml(records)
     if out is None:
         return text, []
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -144,3 +144,262 @@ def test_autotest_directives_are_refused_by_name(tmp_path, directive, runner):
         _stage([str(src)], tmp_path / "staging", None)
     result = runner.invoke(cli, ["assign", str(src), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "is not supported by `learn assign`" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# the round trip: release, grade, manual export and import, feedback (kernels: slow)
+
+
+def _answer(nb, grade_id: str, source: str) -> None:
+    [cell] = [c for c in nb.cells if c.metadata.get("learn", {}).get("manual") == grade_id]
+    cell.source = source
+
+
+def _class(tmp_path: Path, out: Path) -> Path:
+    """good: every answer; tamper: right code, a test cell commented out and the setup cell edited;
+    none: the release as handed out."""
+    release = out / "release"
+    subs = tmp_path / "subs"
+    for name in ("good", "tamper", "none"):
+        (subs / name).mkdir(parents=True)
+        for f in ("problem1.ipynb", "problem2.ipynb"):
+            shutil.copy(release / f, subs / name / f)
+    for name in ("good", "tamper"):
+        p1 = nbformat.read(str(subs / name / "problem1.ipynb"), as_version=4)
+        p1.cells[3].source = "def mse(preds, targets):\n    return sum((p - t) ** 2 for p, t in zip(preds, targets)) / len(preds)"
+        p1.cells[6].source = "def mae(preds, targets):\n    return sum(abs(p - t) for p, t in zip(preds, targets)) / len(preds)"
+        _answer(p1, "why_squared", '=HYPERLINK("http://x") big misses cost more\x1b[31m')
+        _answer(p1, "gap_table", "print('my table')")
+        task = [i for i, c in enumerate(p1.cells) if c.metadata.get("learn", {}).get("manual") == "compare_task"][0]
+        p1.cells.insert(task + 1, nbformat.v4.new_code_cell("print(mse(VALUES, [2.5] * 4), mae(VALUES, [2.5] * 4))"))
+        p1.cells.insert(task + 2, nbformat.v4.new_markdown_cell("The squared one is smaller here: gaps under 1 shrink."))
+        if name == "tamper":
+            p1.cells[4].source = "# " + p1.cells[4].source.replace("\n", "\n# ")  # the locked test, commented out
+            p1.cells[1].source = "VALUES = [0.0]"  # the locked setup, edited
+        nbformat.write(p1, str(subs / name / "problem1.ipynb"))
+        p2 = nbformat.read(str(subs / name / "problem2.ipynb"), as_version=4)
+        _answer(p2, "units", "metres and square metres")
+        nbformat.write(p2, str(subs / name / "problem2.ipynb"))
+    return subs
+
+
+@pytest.mark.slow
+def test_nbgrader_round_trip_release_grade_manual_export_import_feedback(tmp_path, runner):
+    import csv
+
+    from grader.gradebook import Gradebook
+    from grader.manual import audit
+
+    from .conftest import allow_unsandboxed
+
+    out = tmp_path / "out"
+    made = runner.invoke(cli, ["assign", str(SOURCE), "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    assert "5 item(s) graded by hand (10 points)" in made.output
+    for secret in SECRETS:
+        assert json.dumps(secret)[1:-1] not in release_text(out / "release"), secret
+
+    subs, gb = _class(tmp_path, out), tmp_path / "gb.db"
+    graded = runner.invoke(cli, ["grade", str(subs), "--assignment", str(out), "--gradebook", str(gb), "-j", "2", *allow_unsandboxed()])
+    assert graded.exit_code == 0, graded.output
+    assert "15 answer(s) need grading (30 points pending)" in graded.output and "3 auto points + 10 graded by hand" in graded.output
+    [line] = [line for line in graded.output.splitlines() if "tamper:" in line]
+    assert "changed locked cell in problem1.ipynb: 'test_mse' was changed; graded with the instructor's copy" in line
+    assert "'setup' was changed" in line
+    with Gradebook(gb, create=False) as book:
+        recs = {r.student: r for r in book.submissions()}
+    # the tampered notebook is graded with the instructor's cells: its setup (VALUES) and its test cell run as written
+    assert {s: r.points for s, r in recs.items()} == {"good": 3, "tamper": 3, "none": 0}
+    assert not any(p.startswith("changed locked") for p in recs["good"].problems + recs["none"].problems)
+
+    exported = runner.invoke(cli, ["export", "--gradebook", str(gb), "--format", "manual"])
+    assert exported.exit_code == 0, exported.output
+    table = list(csv.DictReader(exported.output.splitlines(keepends=True)))
+    assert len(table) == 15 and {r["state"] for r in table} == {"needs grading"}
+    good = {r["item"]: r for r in table if r["student"] == "good"}
+    assert good["why_squared"]["answer"].startswith("'=HYPERLINK") and "\x1b" not in exported.output  # inert
+    assert good["gap_table"]["answer"] == "print('my table')"
+    assert "print(mse(VALUES" in good["compare_task"]["answer"] and "gaps under 1 shrink" in good["compare_task"]["answer"]
+    assert {r["item"]: r["answer"] for r in table if r["student"] == "none"}["units"] == "YOUR ANSWER HERE"
+
+    for row in table:
+        row["points"], row["comment"] = ("2", "clear") if row["student"] == "good" and row["item"] == "why_squared" else ("0", "")
+    filled = tmp_path / "filled.csv"
+    with filled.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    done = runner.invoke(cli, ["import-grades", str(filled), "--gradebook", str(gb), "--by", "ta-ann"])
+    assert done.exit_code == 0 and "recorded 15 grade(s)" in done.output, done.output
+    with Gradebook(gb, create=False) as book:
+        trail = audit(book)
+    assert len(trail) == 15 and trail[0][1] == "ta-ann" and trail[0][5] == "needs grading" and trail[0][6] is None
+
+    fb = tmp_path / "fb"
+    pages = runner.invoke(cli, ["export", "--gradebook", str(gb), "--format", "feedback", "--out", str(fb)])
+    assert pages.exit_code == 0, pages.output
+    page = (fb / "good.html").read_text()
+    assert "Graded by hand" in page and "clear" in page and "Which one? (markdown answer)" in page
+    assert "changed locked cell" in (fb / "tamper.html").read_text() and "changed locked cell" not in page
+    assert "HIDDEN-MSE-CASE" not in "".join(p.read_text() for p in fb.iterdir())
+
+    from grader.dashboard import summarise
+    from grader.export import load_records
+
+    with Gradebook(gb, create=False) as book:
+        attention = {a.student: a.reasons for a in summarise(load_records(book)).attention}
+    assert any("'test_mse' was changed" in r for r in attention["tamper"]) and "good" not in attention
+    board = runner.invoke(cli, ["dashboard", "--gradebook", str(gb), "--out", str(tmp_path / "d.html")])
+    assert board.exit_code == 0 and "changed locked cell in problem1.ipynb" in (tmp_path / "d.html").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# manual items in the gradebook, without kernels
+
+
+@pytest.fixture
+def manual_book(tmp_path):
+    """A gradebook holding the answers of two students (ann: answered, bob: the release as is)."""
+    from grader.gradebook import Gradebook
+    from grader.manual import record_answers
+
+    lesson, release = staged(tmp_path)
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    p2 = nbformat.read(str(release / "problem2.ipynb"), as_version=4)
+    _answer(p2, "units", "metres, then square metres")
+    nbformat.write(p2, str(ann / "problem2.ipynb"))
+    gb = Gradebook(tmp_path / "gb.db")
+    record_answers(gb, lesson, "ann", {"problem1.ipynb": release / "problem1.ipynb", "problem2.ipynb": ann / "problem2.ipynb"})
+    record_answers(gb, lesson, "bob", {"problem1.ipynb": release / "problem1.ipynb"})  # problem2 not submitted
+    yield gb, lesson, ann
+    gb.close()
+
+
+def _grades_file(tmp_path: Path, rows: list[tuple]) -> Path:
+    path = tmp_path / "grades.csv"
+    lines = ["student,assignment,item,points,comment"] + [",".join(map(str, r)) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_answers_are_stored_as_needing_grading(manual_book):
+    from grader.manual import pending, rows
+
+    gb, lesson, _ = manual_book
+    got = {(r.student, r.item): (r.state, r.answer, r.found) for r in rows(gb)}
+    assert got[("ann", "units")] == ("needs grading", "metres, then square metres", True)
+    assert got[("ann", "why_squared")] == ("needs grading", "YOUR ANSWER HERE", True)
+    assert got[("bob", "units")] == ("needs grading", "", False)  # not submitted: no answer, still to grade (0)
+    assert got[("ann", "compare_task")][1] == ""  # no cells added after the task
+    assert pending(gb, "ps_errors") == (10, 20.0)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (("zed", "ps_errors", "units", 1, ""), "unknown student 'zed'"),
+        (("ann", "ps_errors", "nope", 1, ""), "'ann' has no manual item 'nope' in 'ps_errors'"),
+        (("ann", "ps_errors", "units", 2.5, ""), "2.5 points is over the item's maximum of 2"),
+        (("ann", "ps_errors", "units", "lots", ""), "points 'lots' is not a number"),
+        (("ann", "ps_errors", "units", -1, ""), "points must be between 0 and 2"),
+        (("ann", "ps_errors", "units", "nan", ""), "points must be between 0 and 2"),
+        (("ann", "ps_errors", "units", "", "nice"), "a comment without points"),
+    ],
+)
+def test_a_bad_grades_file_is_refused_whole(manual_book, tmp_path, runner, row, message):
+    from grader.manual import audit, rows
+
+    gb, _, _ = manual_book
+    path = _grades_file(tmp_path, [("ann", "ps_errors", "formula", 1, "ok"), row])
+    result = runner.invoke(cli, ["import-grades", str(path), "--gradebook", str(gb.path)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "line 3" in result.output and "Traceback" not in result.output
+    assert not audit(gb) and {r.state for r in rows(gb)} == {"needs grading"}  # nothing written, not even the good row
+
+
+def test_a_file_that_is_not_a_grades_file_is_refused(manual_book, tmp_path, runner):
+    gb, _, _ = manual_book
+    (tmp_path / "x.csv").write_text("name,score\nann,3\n")
+    result = runner.invoke(cli, ["import-grades", str(tmp_path / "x.csv"), "--gradebook", str(gb.path)])
+    assert result.exit_code == 2 and "not a manual grades file (no column student, assignment, item, points)" in result.output
+    result = runner.invoke(cli, ["import-grades", str(tmp_path / "missing.csv"), "--gradebook", str(gb.path)])
+    assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_grades_are_recorded_and_audited_with_the_previous_value(manual_book, tmp_path):
+    import sqlite3
+
+    from grader.manual import audit, import_grades, record_answers, rows
+
+    gb, lesson, ann = manual_book
+    assert import_grades(gb, _grades_file(tmp_path, [("ann", "ps_errors", "units", 1.5, "half right")]), who="ta1") == {"recorded": 1}
+    assert import_grades(gb, _grades_file(tmp_path, [("ann", "ps_errors", "units", 1.5, "half right")]), who="ta1") == {"recorded": 0}
+    assert import_grades(gb, _grades_file(tmp_path, [("ann", "ps_errors", "units", 2, "regraded")]), who="ta2") == {"recorded": 1}
+    row = {(r.student, r.item): r for r in rows(gb)}[("ann", "units")]
+    assert (row.state, row.points, row.comment, row.graded_by) == ("graded", 2.0, "regraded", "ta2")
+    trail = [(t[1], t[5], t[6], t[7], t[8], t[9]) for t in audit(gb)]
+    assert trail == [("ta1", "needs grading", None, None, "graded", 1.5), ("ta2", "graded", 1.5, "half right", "graded", 2.0)]
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        gb.conn.execute("UPDATE manual_audit SET who = 'me'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        gb.conn.execute("DELETE FROM manual_audit")
+    # the same answer submitted again keeps its grade; a changed one needs grading again (old grade audited)
+    record_answers(gb, lesson, "ann", {"problem2.ipynb": ann / "problem2.ipynb"})
+    assert {(r.student, r.item): r.state for r in rows(gb)}[("ann", "units")] == "graded"
+    p2 = nbformat.read(str(ann / "problem2.ipynb"), as_version=4)
+    _answer(p2, "units", "something else")
+    nbformat.write(p2, str(ann / "problem2.ipynb"))
+    record_answers(gb, lesson, "ann", {"problem2.ipynb": ann / "problem2.ipynb"})
+    row = {(r.student, r.item): r for r in rows(gb)}[("ann", "units")]
+    assert (row.state, row.points, row.answer) == ("needs grading", None, "something else")
+    assert audit(gb)[-1][1:] == ("learn grade", "ann", "ps_errors", "units", "graded", 2.0, "regraded", "needs grading", None, None)
+
+
+def test_a_schema_1_gradebook_gains_the_manual_tables(tmp_path):
+    import sqlite3
+
+    from grader.gradebook import SCHEMA_VERSION, Gradebook
+    from grader.manual import rows
+
+    path = tmp_path / "old.db"
+    with Gradebook(path) as gb:
+        pass
+    conn = sqlite3.connect(path)  # make it what learn before manual grading wrote: schema 1, no manual tables
+    conn.executescript("DROP TRIGGER manual_audit_no_update; DROP TRIGGER manual_audit_no_delete; DROP TABLE manual_answers;"
+                       "DROP TABLE manual_audit; UPDATE meta SET value = '1' WHERE key = 'schema_version';")  # fmt: skip
+    conn.close()
+    with Gradebook(path, create=False) as gb:
+        assert gb.meta()["schema_version"] == str(SCHEMA_VERSION) == "2" and rows(gb) == []
+
+
+def test_export_manual_needs_manual_answers(tmp_path, runner):
+    from grader.gradebook import Gradebook
+
+    with Gradebook(tmp_path / "gb.db"):
+        pass
+    result = runner.invoke(cli, ["export", "--gradebook", str(tmp_path / "gb.db"), "--format", "manual"])
+    assert result.exit_code == 2 and "holds no" in result.output
+
+
+def test_tamper_warnings_name_changed_and_deleted_locked_cells(tmp_path):
+    from grader.manual import instructor_cells, tamper_warnings
+
+    lesson, release = staged(tmp_path)
+    (tmp_path / "s").mkdir()
+    nb = nbformat.read(str(release / "problem1.ipynb"), as_version=4)
+    assert tamper_warnings(lesson, {"problem1.ipynb": release / "problem1.ipynb"}) == []
+    nb.cells[1].source = "VALUES = [9.0]"
+    del nb.cells[7]  # the test cell of mae
+    nbformat.write(nb, str(tmp_path / "s" / "problem1.ipynb"))
+    subs = {"problem1.ipynb": tmp_path / "s" / "problem1.ipynb"}
+    assert tamper_warnings(lesson, subs) == [
+        "changed locked cell in problem1.ipynb: 'setup' was changed; graded with the instructor's copy",
+        "changed locked cell in problem1.ipynb: 'test_mae' was deleted; graded with the instructor's copy",
+    ]
+    before = subs["problem1.ipynb"].read_bytes()
+    with instructor_cells(lesson, subs) as (graded, original):
+        copy = graded["problem1.ipynb"]
+        assert original == {copy: subs["problem1.ipynb"]}
+        assert nbformat.read(str(copy), as_version=4).cells[1].source.startswith("VALUES = [float(v)")
+    assert not copy.exists() and subs["problem1.ipynb"].read_bytes() == before  # the student's file is never written
