@@ -363,6 +363,43 @@ def _write_checks(dest: Path, lesson_id: str, tests: list[_TestCell]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# telling `learn grade` that a folder is an nbgrader source
+
+
+def _has_nbgrader_cells(folder: Path) -> bool:
+    for path in sorted(folder.glob("*.ipynb"))[:20]:
+        try:
+            if path.stat().st_size < 50 * 2**20 and '"nbgrader"' in path.read_text(encoding="utf-8", errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def nbgrader_hint(folder: Path) -> str | None:
+    """For a folder that is an nbgrader assignment source or course (and not a pack): what to run."""
+    import shlex
+
+    folder = Path(folder)
+    if _has_nbgrader_cells(folder):
+        sources = [folder]
+    else:
+        base = folder / "source" if (folder / "source").is_dir() else folder
+        sources = [d for d in sorted(base.iterdir()) if d.is_dir() and _has_nbgrader_cells(d)] if base.is_dir() else []
+        if not sources and not (folder / "nbgrader_config.py").is_file():
+            return None
+    if not sources:
+        return f"{folder} looks like an nbgrader course with no assignment sources; convert one with `learn assign COURSE/source/NAME`"
+    kind = "an nbgrader assignment source" if sources == [folder] else "an nbgrader course"
+    lines = [f"{folder} is {kind}, not a lesson pack: convert it with `learn assign` first, then grade with its output:"]
+    for src in sources:
+        out = f"assignment-{_identifier(src.resolve().name, 'assignment')}"
+        lines.append(f"  learn assign {shlex.quote(str(src))} --out {out}")
+    lines.append("  learn grade SUBMISSIONS --assignment " + ("assignment-ID" if len(sources) > 1 else out))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
 # the command
 
 

@@ -83,6 +83,11 @@ def resolve_assignment(value: str) -> Lesson:
     if value in lessons:
         return lessons[value]
     if path.is_dir():
+        from .assign import nbgrader_hint
+
+        hint = nbgrader_hint(path)
+        if hint:
+            raise LearnError(hint)
         raise LearnError(f"{path} is not a lesson pack (no lesson.toml) nor a `learn assign` output folder (no source/lesson.toml)")
     raise UnknownLessonError(value, list(lessons))
 

@@ -403,3 +403,18 @@ def test_tamper_warnings_name_changed_and_deleted_locked_cells(tmp_path):
         assert original == {copy: subs["problem1.ipynb"]}
         assert nbformat.read(str(copy), as_version=4).cells[1].source.startswith("VALUES = [float(v)")
     assert not copy.exists() and subs["problem1.ipynb"].read_bytes() == before  # the student's file is never written
+
+
+@pytest.mark.parametrize("level", ["assignment", "course", "course source"])
+def test_grading_against_an_nbgrader_folder_suggests_learn_assign(tmp_path, runner, level):
+    course = tmp_path / "my course"
+    shutil.copytree(SOURCE, course / "source" / "ps_errors")
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    shutil.copy(SOURCE / "problem2.ipynb", tmp_path / "subs" / "ann")
+    target = {"assignment": course / "source" / "ps_errors", "course": course, "course source": course / "source"}[level]
+    result = runner.invoke(cli, ["grade", str(tmp_path / "subs"), "--assignment", str(target), "--gradebook", str(tmp_path / "gb.db")])
+    assert result.exit_code == 2, result.output
+    assert "not a lesson pack: convert it with `learn assign` first" in result.output
+    assert f"learn assign '{course}/source/ps_errors' --out assignment-ps_errors" in result.output
+    assert "learn grade SUBMISSIONS --assignment assignment-ps_errors" in result.output
+    assert not (tmp_path / "gb.db").exists()
