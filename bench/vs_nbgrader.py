@@ -164,7 +164,9 @@ def main() -> None:
         print(f"nbgrader {version} installed in {time.perf_counter() - started:.0f}s")
         kinds = build(work, args.n, nbg)
         mix = {k: list(kinds.values()).count(k) for k in KINDS}
-        print(f"class: {args.n} students x 1 notebook, {len(POINTS)} test cells ({sum(POINTS.values())} points) + 1 written answer; mix {mix}")
+        print(
+            f"class: {args.n} students x 1 notebook, {len(POINTS)} test cells ({sum(POINTS.values())} points) + 1 written answer; mix {mix}"
+        )
 
         started = time.perf_counter()
         run([str(nbg / "nbgrader"), "autograde", "ps3", "--force"], cwd=work / "course")
