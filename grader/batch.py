@@ -627,7 +627,7 @@ class _Batch:
             return
         from .kernels import KernelPool
 
-        async with KernelPool(size=self.jobs) as pool:
+        async with KernelPool(size=self.jobs, profile=self.lesson.kernel_profile()) as pool:
             from . import grading  # noqa: F401 - imports torch here while the pool's zygotes import it there
 
             await self._run(todo, pool)

@@ -119,6 +119,12 @@ class Lesson:
                 return nb
         raise UnknownNotebookError(f"lesson {self.id} has no notebook {file!r}")
 
+    def kernel_profile(self) -> str:
+        """What the kernel pool should preload: the notebooks' own profile when they all name the
+        same one, else torch (what a notebook without a profile gets)."""
+        profiles = {nb.profile for nb in self.notebooks}
+        return profiles.pop() if len(profiles) == 1 and None not in profiles else "torch"
+
     def checks_for(self, notebook: NotebookSpec) -> list[CheckSpec]:
         return [c for c in self.checks.values() if c.notebook == notebook.file]
 
@@ -269,8 +275,8 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
             if not (pack / d).exists():
                 raise _fail(path, f"{where}.data", f"{d} does not exist in the pack")
         profile = nb.get("profile")
-        if profile not in (None, "torch", "fastai"):
-            raise _fail(path, f"{where}.profile", "must be 'torch' or 'fastai'")
+        if profile not in (None, "torch", "fastai", "python"):
+            raise _fail(path, f"{where}.profile", "must be 'torch', 'fastai' or 'python' (no torch preloaded)")
         notebooks.append(
             NotebookSpec(
                 file=file,

@@ -43,6 +43,7 @@ import time
 PROFILES = {
     # what each kind of job needs imported before the fork
     "torch": ["numpy", "torch", "matplotlib", "matplotlib.pyplot"],
+    "python": ["numpy", "matplotlib", "matplotlib.pyplot"],  # notebooks that never use torch (learn assign picks it)
     "fastai": ["numpy", "torch", "matplotlib", "matplotlib.pyplot", "fastai.vision.all"],
 }
 KERNEL_MODULES = [

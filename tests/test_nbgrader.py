@@ -418,3 +418,35 @@ def test_grading_against_an_nbgrader_folder_suggests_learn_assign(tmp_path, runn
     assert f"learn assign '{course}/source/ps_errors' --out assignment-ps_errors" in result.output
     assert "learn grade SUBMISSIONS --assignment assignment-ps_errors" in result.output
     assert not (tmp_path / "gb.db").exists()
+
+
+def test_a_pack_without_torch_gets_kernels_that_do_not_preload_it(tmp_path):
+    lesson, _ = staged(tmp_path)
+    assert {nb.profile for nb in lesson.notebooks} == {"python"} and lesson.kernel_profile() == "python"
+    src = tmp_path / "uses_torch"
+    shutil.copytree(SOURCE, src)
+    nb = nbformat.read(str(src / "problem2.ipynb"), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import torch\nassert torch.ones(1).item() == 1"))
+    nbformat.write(nb, str(src / "problem2.ipynb"))
+    lesson = _stage([str(src)], tmp_path / "staging2", None)
+    assert [n.profile for n in lesson.notebooks] == ["python", None] and lesson.kernel_profile() == "torch"
+
+
+@pytest.mark.slow
+def test_grading_a_test_cell_pack_never_imports_torch_in_the_grader(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import allow_unsandboxed
+
+    lesson, release = staged(tmp_path)
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    shutil.copy(lesson.root / "problem1.ipynb", tmp_path / "subs" / "ann")
+    script = (
+        "import sys; from pathlib import Path; from grader.batch import grade_folder\n"
+        f"s = grade_folder(Path({str(tmp_path / 'subs')!r}), Path({str(tmp_path / 'gb.db')!r}), {str(lesson.root)!r}, jobs=1,"
+        f" allow_unsandboxed={bool(allow_unsandboxed())})\n"
+        "print(s.graded, s.ok, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["1", "0", "False"], out.stdout + out.stderr  # graded (problem2 missing: not ok), no torch
