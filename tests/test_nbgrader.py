@@ -212,6 +212,15 @@ def test_nbgrader_round_trip_release_grade_manual_export_import_feedback(tmp_pat
     assert {s: r.points for s, r in recs.items()} == {"good": 3, "tamper": 3, "none": 0}
     assert not any(p.startswith("changed locked") for p in recs["good"].problems + recs["none"].problems)
 
+    def totals() -> dict:
+        got = runner.invoke(cli, ["export", "--gradebook", str(gb), "--format", "csv"])
+        assert got.exit_code == 0, got.output
+        return {
+            r["student"]: tuple(r[k] for k in ("total", "possible", "auto", "manual", "pending"))
+            for r in csv.DictReader(got.output.splitlines())
+        }
+
+    assert totals() == {"good": ("3", "13", "3", "0", "10"), "none": ("0", "13", "0", "0", "10"), "tamper": ("3", "13", "3", "0", "10")}
     exported = runner.invoke(cli, ["export", "--gradebook", str(gb), "--format", "manual"])
     assert exported.exit_code == 0, exported.output
     table = list(csv.DictReader(exported.output.splitlines(keepends=True)))
@@ -231,6 +240,7 @@ def test_nbgrader_round_trip_release_grade_manual_export_import_feedback(tmp_pat
         writer.writerows(table)
     done = runner.invoke(cli, ["import-grades", str(filled), "--gradebook", str(gb), "--by", "ta-ann"])
     assert done.exit_code == 0 and "recorded 15 grade(s)" in done.output, done.output
+    assert totals()["good"] == ("5", "13", "3", "2", "0")  # nbgrader's 13 points: 3 auto, 10 by hand
     with Gradebook(gb, create=False) as book:
         trail = audit(book)
     assert len(trail) == 15 and trail[0][1] == "ta-ann" and trail[0][5] == "needs grading" and trail[0][6] is None
