@@ -156,6 +156,8 @@ def answers_of(lesson, file: str, path: Path | None) -> dict[str, tuple[str, boo
         if item.kind == "task":  # the cells the student added after the task
             added = []
             for cell in cells[index + 1 :]:
+                if not cell.source.strip():
+                    continue
                 if _norm(cell.source) in given or _cell_id(cell, "manual") or _cell_id(cell, "test"):
                     break
                 added.append(cell.source)

@@ -460,3 +460,26 @@ def test_grading_a_test_cell_pack_never_imports_torch_in_the_grader(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.stdout.split() == ["1", "0", "False"], out.stdout + out.stderr  # graded (problem2 missing: not ok), no torch
+
+
+def test_answers_and_locked_cells_are_found_by_nbgrader_grade_id_too(tmp_path):
+    """A notebook from nbgrader's own release carries nbgrader metadata, not ours."""
+    from grader.manual import answers_of, tamper_warnings
+
+    lesson, release = staged(tmp_path)
+    nb = nbformat.read(str(release / "problem1.ipynb"), as_version=4)
+    for cell in nb.cells:
+        learn = cell.metadata.pop("learn", None)
+        if learn:
+            cell.metadata["nbgrader"] = {"grade_id": next(iter(learn.values())), "schema_version": 3}
+    task = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "compare_task")
+    nb.cells[task + 1 : task + 1] = [nbformat.v4.new_code_cell(""), nbformat.v4.new_code_cell("print(mae(VALUES, [2.5] * 4))")]
+    nb.cells[9].source = "Big misses dominate."
+    nb.cells[4].source = "pass"  # the mse test cell, emptied
+    nbformat.write(nb, str(tmp_path / "p1.ipynb"))
+    answers = answers_of(lesson, "problem1.ipynb", tmp_path / "p1.ipynb")
+    assert answers["why_squared"] == ("Big misses dominate.", True)
+    assert answers["compare_task"] == ("print(mae(VALUES, [2.5] * 4))", True)  # an empty cell in between is skipped
+    assert tamper_warnings(lesson, {"problem1.ipynb": tmp_path / "p1.ipynb"}) == [
+        "changed locked cell in problem1.ipynb: 'test_mse' was changed; graded with the instructor's copy"
+    ]
