@@ -7,7 +7,8 @@
     OUT/source/    the pack to grade with: lesson.toml, checks.py, solutions, hidden tests (keep it)
     OUT/release/   what students get: exercise notebooks and data files (hand it out)
 
-nbgrader assignments have no checks.py: their autograder *test cells* (cell metadata
+nbgrader's `### AUTOTEST` directives are first turned into the asserts nbgrader would write
+(grader.autotest). nbgrader assignments have no checks.py: their autograder *test cells* (cell metadata
 `nbgrader.grade = true` and not a solution cell, or - without nbgrader metadata - a cell with a
 top-level `assert`) become checks. The converted pack's checks.py has one line per test cell,
 `test_cell(HERE / "notebook.ipynb", "name")`, which reads that cell's full source (hidden tests
@@ -37,6 +38,8 @@ from pathlib import Path
 import nbformat
 
 from . import __version__
+from .autotest import has_autotests
+from .autotest import instantiate as instantiate_autotests
 from .errors import AnswerLeakError, LearnError, LessonPackError
 from .generate import generate_lesson, has_solution_markers, hidden_lines, secret_and_public
 from .inert import terminal
@@ -263,7 +266,8 @@ def convert_notebooks(paths: list[Path], dest: Path, lesson_id: str, data: list[
     light = set()
     for path in paths:
         nb = load_notebook(path)
-        _refuse_autotest(nb, path)
+        if has_autotests(nb):  # nbgrader's ### AUTOTEST: the asserts nbgrader would generate, from the solution's values
+            instantiate_autotests(nb, path.parent, path.parent, path.name)
         if not any(re.search(r"\b(torch|fastai)\b", c.source) for c in nb.cells if c.cell_type == "code"):
             light.add(path.name)
         for index, cell in enumerate(nb.cells):
@@ -300,21 +304,6 @@ def convert_notebooks(paths: list[Path], dest: Path, lesson_id: str, data: list[
     _write_manifest(dest, lesson_id, title, paths, titles, tests, manual, data_names, light)
     _write_checks(dest, lesson_id, tests)
     return [t.name for t in tests]
-
-
-_AUTOTEST = re.compile(r"^\s*###\s*(HASHED\s+)?AUTOTEST\b", re.M)
-
-
-def _refuse_autotest(nb, path: Path) -> None:
-    for index, cell in enumerate(nb.cells):
-        m = _AUTOTEST.search(cell.source) if cell.cell_type == "code" else None
-        if m:
-            directive = "### HASHED AUTOTEST" if m.group(1) else "### AUTOTEST"
-            raise LessonPackError(
-                f"{path.name} cell {index + 1}: nbgrader's `{directive}` directive (tests generated from autotests.yml) is "
-                "not supported by `learn assign`; write the tests out as assert statements in the cell "
-                "(nbgrader's own release would too), then run `learn assign` again"
-            )
 
 
 def _write_manifest(dest: Path, lesson_id: str, title: str, paths: list[Path], titles: dict[str, str], tests: list[_TestCell],

@@ -132,18 +132,43 @@ def test_bundled_packs_pass_the_leak_check(tmp_path):
         leak_check(lesson, out)
 
 
-@pytest.mark.parametrize("directive", ["### AUTOTEST mse", "### HASHED AUTOTEST mae"])
-def test_autotest_directives_are_refused_by_name(tmp_path, directive, runner):
+AUTOTESTS_YML = (FIXTURES / "autotests.yml").read_text()  # nbgrader's format; a few of its templates
+# what `nbgrader generate_assignment` (0.9.6) wrote for the directive cell of test_autotest_directives_...
+NBGRADER_AUTOTEST_CELL = (FIXTURES / "autotest_cell_by_nbgrader_0.9.6.txt").read_text()
+
+
+def _with_autotest(tmp_path: Path, directive: str, yml: bool = True) -> Path:
     src = tmp_path / "ps"
     shutil.copytree(SOURCE, src)
     nb = nbformat.read(str(src / "problem1.ipynb"), as_version=4)
-    nb.cells[7].source = directive
+    nb.cells[7].source = directive  # the test cell of mae
     nbformat.write(nb, str(src / "problem1.ipynb"))
-    (src / "autotests.yml").write_text("mse:\n  - test: 'type(mse(1, 2))'\n")
-    with pytest.raises(LessonPackError, match=f"cell 8: nbgrader's `{directive.rsplit(' ', 1)[0]}` directive"):
-        _stage([str(src)], tmp_path / "staging", None)
+    if yml:
+        (src / "autotests.yml").write_text(AUTOTESTS_YML)
+    return src
+
+
+def test_autotest_without_autotests_yml_is_refused_by_name(tmp_path, runner):
+    src = _with_autotest(tmp_path, "### AUTOTEST mae([1, 2, 3], [2, 2, 2])", yml=False)
     result = runner.invoke(cli, ["assign", str(src), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "is not supported by `learn assign`" in result.output
+    assert result.exit_code == 2 and "use nbgrader's ### AUTOTEST directive but there is no autotests.yml" in result.output
+
+
+@pytest.mark.slow
+def test_autotest_directives_become_the_asserts_nbgrader_writes(tmp_path, runner):
+    src = _with_autotest(tmp_path, "### AUTOTEST mae([1, 2, 3], [2, 2, 2]); len(VALUES)\n### HASHED AUTOTEST mae(VALUES, [0] * 4)")
+    lesson = _stage([str(src)], tmp_path / "staging", None)
+    test = nbformat.read(str(lesson.root / "problem1.ipynb"), as_version=4).cells[7].source
+    assert test == NBGRADER_AUTOTEST_CELL  # byte for byte what nbgrader's own release holds
+    assert "AUTOTEST" not in test and test.startswith("from hashlib import sha1\n") and test.endswith("print('Success!')")
+    assert 'assert str(round(mae([1, 2, 3], [2, 2, 2]), 2)) == """0.67"""' in test
+    # the dispatch (type shown by IPython: "float", "int") picks the templates; values are what str() displays
+    assert 'assert str(type(len(VALUES))) == """<class \'int\'>""", """type of len(VALUES) is not correct"""' in test
+    assert 'assert str(len(VALUES)) == """4"""' in test
+    assert '"""type of mae(VALUES, [0] * 4) is not float"""' in test  # the float templates, hashed
+    assert "2.5" not in test.split("HASHED")[-1] and 'sha1(str(round(mae(VALUES, [0] * 4), 2)).encode("utf-8")+b"' in test
+    made = runner.invoke(cli, ["assign", str(src), "--out", str(tmp_path / "out")])  # the generated asserts tell work from a stub
+    assert made.exit_code == 0, made.output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,3 +508,20 @@ def test_answers_and_locked_cells_are_found_by_nbgrader_grade_id_too(tmp_path):
     assert tamper_warnings(lesson, {"problem1.ipynb": tmp_path / "p1.ipynb"}) == [
         "changed locked cell in problem1.ipynb: 'test_mse' was changed; graded with the instructor's copy"
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("cell", "source", "message"),
+    [
+        (6, "### AUTOTEST mae([1], [2])", "problem1.ipynb cell 7: ### AUTOTEST belongs in an autograder test cell"),
+        (7, "### AUTOTEST mae([], [])", "problem1.ipynb cell 8: the solution raised ZeroDivisionError"),
+    ],
+)
+def test_autotest_problems_name_the_cell(tmp_path, cell, source, message):
+    src = _with_autotest(tmp_path, "assert True")
+    nb = nbformat.read(str(src / "problem1.ipynb"), as_version=4)
+    nb.cells[cell].source = source
+    nbformat.write(nb, str(src / "problem1.ipynb"))
+    with pytest.raises(LessonPackError, match=message):
+        _stage([str(src)], tmp_path / "staging", None)
