@@ -525,3 +525,21 @@ def test_autotest_problems_name_the_cell(tmp_path, cell, source, message):
     nbformat.write(nb, str(src / "problem1.ipynb"))
     with pytest.raises(LessonPackError, match=message):
         _stage([str(src)], tmp_path / "staging", None)
+
+
+def test_cluster_payloads_carry_the_instructors_locked_cells(tmp_path):
+    from types import SimpleNamespace
+
+    from grader.batch import Submission
+    from grader.cluster import _payload
+
+    lesson, release = staged(tmp_path)
+    folder = tmp_path / "class" / "ann"
+    folder.mkdir(parents=True)
+    nb = nbformat.read(str(release / "problem1.ipynb"), as_version=4)
+    nb.cells[1].source = "VALUES = [0.0]"
+    nbformat.write(nb, str(folder / "problem1.ipynb"))
+    sub = Submission("ann", {"problem1.ipynb": folder / "problem1.ipynb"}, folder=folder)
+    batch = SimpleNamespace(lesson=lesson, seed=1, cell_timeout=None, budget=60.0, allow_unsandboxed=False)
+    name, data = _payload(batch, sub)["notebooks"]["problem1.ipynb"]
+    assert name == "problem1.ipynb" and nbformat.reads(data.decode(), as_version=4).cells[1].source.startswith("VALUES = [float(v)")
