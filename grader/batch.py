@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
+from . import __version__, manual
 from .errors import LearnError, LessonPackError, SandboxRequiredError, UnknownLessonError
 from .gradebook import LEASE_S, Gradebook, submission_status
 from .inert import markup, terminal
@@ -83,6 +83,11 @@ def resolve_assignment(value: str) -> Lesson:
     if value in lessons:
         return lessons[value]
     if path.is_dir():
+        from .assign import nbgrader_hint
+
+        hint = nbgrader_hint(path)
+        if hint:
+            raise LearnError(hint)
         raise LearnError(f"{path} is not a lesson pack (no lesson.toml) nor a `learn assign` output folder (no source/lesson.toml)")
     raise UnknownLessonError(value, list(lessons))
 
@@ -622,7 +627,7 @@ class _Batch:
             return
         from .kernels import KernelPool
 
-        async with KernelPool(size=self.jobs) as pool:
+        async with KernelPool(size=self.jobs, profile=self.lesson.kernel_profile()) as pool:
             from . import grading  # noqa: F401 - imports torch here while the pool's zygotes import it there
 
             await self._run(todo, pool)
@@ -691,7 +696,8 @@ class _Batch:
         failed = bool(machinery) and (
             machinery[0].error_kind == "lesson" or self.gb.attempts(sub.student, self.lesson.id) + 1 < MACHINERY_RETRIES
         )
-        stored = self.gb.record(sub.student, self.lesson.id, self.key(sub), run, status=status, problems=sub.problems,
+        problems = sub.problems + manual.tamper_warnings(self.lesson, sub.notebooks)
+        stored = self.gb.record(sub.student, self.lesson.id, self.key(sub), run, status=status, problems=problems,
                                 error=error, error_kind=first_error.error_kind if first_error else None, failed=failed)  # fmt: skip
         if failed:
             if machinery[0].error_kind == "lesson":
@@ -699,12 +705,15 @@ class _Batch:
             return Outcome(sub.student, "failed", status, run.points, run.max_points, run.duration, machinery[0].error or "")
         if not stored:
             return Outcome(sub.student, "busy", message="another process took this submission over")
-        message = "; ".join(sub.problems[:2] + ([error] if error and status == "error" else []))
+        manual.record_answers(self.gb, self.lesson, sub.student, sub.notebooks)
+        message = "; ".join(problems[:3] + ([error] if error and status == "error" else []))
         return Outcome(sub.student, "graded", status, run.points, run.max_points, run.duration, message)
 
     async def grade_submission(self, sub: Submission, deadline: float) -> RunResult:
         assert self.grader is not None
-        return await grade_notebooks(self.grader, self.lesson, sub.notebooks, sub.notes, self.seed, deadline, self.budget, sub.label)
+        with manual.instructor_cells(self.lesson, sub.notebooks) as (notebooks, original):  # locked cells as the instructor wrote them
+            return await grade_notebooks(self.grader, self.lesson, notebooks, sub.notes, self.seed, deadline, self.budget,
+                                         lambda path: sub.label(original.get(path, path)))  # fmt: skip
 
 
 async def grade_notebooks(grader, lesson: Lesson, notebooks: dict[str, Path], notes: list[str], seed: int, deadline: float,

@@ -248,6 +248,10 @@ def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jo
         _err(f"refusing to write the assignment: {len(report.problems)} check(s) cannot tell a solution from a stub")
         sys.exit(EXIT_FAILED)
     click.echo(f"{report.lesson.id}: {len(report.checks)} checks pass on the solution and fail on the student version")
+    if report.lesson.manual:
+        manual = report.lesson.manual.values()
+        click.echo(f"  {len(manual)} item(s) graded by hand ({sum(m.points for m in manual):g} points): "
+                   "`learn export --format manual` after grading, then `learn import-grades FILE`")  # fmt: skip
     click.echo(f"  release (for students): {report.release}")
     click.echo(f"  source (keep private):  {report.source}")
     click.echo(f"Next: hand out {report.release}, then `learn grade SUBMISSIONS --assignment {report.out}`.")
@@ -298,6 +302,7 @@ def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_tim
         + (f", {summary.failed} NOT graded" if summary.failed else "")
         + f" in {summary.duration:.1f}s -> {gradebook_path}"
     )
+    _manual_totals(gradebook_path, assignment, summary.assignment)
     if feedback_dir is not None:
         from .export import export
 
@@ -306,11 +311,43 @@ def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_tim
     sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
 
 
+def _manual_totals(gradebook_path: Path, assignment: str | None, lesson_id: str) -> None:
+    from .batch import resolve_assignment
+    from .gradebook import Gradebook
+    from .manual import totals_line
+
+    lesson = resolve_assignment(assignment or lesson_id)
+    if lesson.manual:
+        with Gradebook(gradebook_path, create=False) as gb:
+            click.echo(totals_line(gb, lesson))
+
+
+@cli.command("import-grades")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("gradebook.db"),
+              show_default=True, help="The gradebook `learn grade` wrote.")  # fmt: skip
+@click.option("--by", "who", default=None, metavar="NAME", help="Who graded, for the audit (default: your user name).")
+@handle_errors
+def import_grades_cmd(file, gradebook_path, who):
+    """Record hand-given points and comments from FILE (`learn export --format manual`, filled in).
+
+    Every row is checked first (known student and item, points a number from 0 to the item's
+    maximum); one bad row and nothing is recorded. Each change is audited: who, when, the previous value.
+    """
+    from .gradebook import Gradebook
+    from .manual import import_grades
+
+    with Gradebook(gradebook_path, create=False) as gb:
+        done = import_grades(gb, file, who=who)
+    click.echo(f"recorded {done['recorded']} grade(s) from {file} in {gradebook_path}")
+
+
 @cli.command("export")
 @click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("gradebook.db"),
               show_default=True, help="The gradebook `learn grade` wrote.")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(["csv", "gradescope", "junit", "feedback"]), default="csv", show_default=True,
-              help="csv: a row per student; gradescope: OUT/<student>/results.json; junit: XML; feedback: OUT/<student>.html.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["csv", "gradescope", "junit", "feedback", "manual"]), default="csv", show_default=True,
+              help="csv: a row per student; gradescope: OUT/<student>/results.json; junit: XML; feedback: OUT/<student>.html; "
+                   "manual: a row per (student, item graded by hand), to fill in and `learn import-grades`.")  # fmt: skip
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="File (csv, junit) or folder (gradescope, feedback); default: stdout."
 )

@@ -136,9 +136,13 @@ def grade_remote(pack: bytes, payload: dict) -> dict:
 
 
 def _payload(batch, sub) -> dict:
+    from .manual import instructor_cells
+
     notebooks = {}
-    for spec_file, path in sub.notebooks.items():
-        notebooks[spec_file] = (str(path.relative_to(sub.folder)) if sub.folder else path.name, path.read_bytes())
+    with instructor_cells(batch.lesson, sub.notebooks) as (graded, original):  # locked cells as the instructor wrote them
+        for spec_file, path in graded.items():
+            submitted = original.get(path, path)
+            notebooks[spec_file] = (str(submitted.relative_to(sub.folder)) if sub.folder else submitted.name, path.read_bytes())
     return {"student": sub.student, "notebooks": notebooks, "notes": sub.notes, "seed": batch.seed,
             "cell_timeout": batch.cell_timeout, "budget": batch.budget, "allow_unsandboxed": batch.allow_unsandboxed}  # fmt: skip
 

@@ -12,6 +12,8 @@ the CLI uses for it. Anything else escaping the library is a bug in *our* code.
      ├── LessonPackError            a lesson pack's manifest or checks are malformed
      │    ├── MarkerError           unbalanced or nested solution markers in a solution notebook
      │    └── DrillFormatError      a `learn predict` mark on a solution notebook cell is malformed
+     ├── AnswerLeakError            a generated student version would hold solution text (learn assign)
+     ├── ManualGradesError          a filled-in manual grades file cannot be imported (learn import-grades)
      ├── QuizFormatError            a quiz file is malformed
      ├── QuizAnswersError           an answers file (learn quiz --answers) is malformed
      ├── FetchError                 a lesson pack could not be fetched or unpacked
@@ -46,6 +48,8 @@ __all__ = [
     "QuizAnswersError",
     "MarkerError",
     "ProgressError",
+    "AnswerLeakError",
+    "ManualGradesError",
 ]
 
 
@@ -122,3 +126,12 @@ class DrillFormatError(LessonPackError):
 
 class ProgressError(LearnError):
     """The progress history exists but cannot be read (corrupt, locked, or from a newer learn)."""
+
+
+class AnswerLeakError(LearnError):
+    """`learn assign` would write solution text into the student release (names notebook and cell)."""
+
+
+class ManualGradesError(LearnError):
+    """A manual grades file (learn import-grades) is malformed: unknown student or item, points
+    that are not a number or over the item's maximum. Nothing is recorded."""
