@@ -171,7 +171,9 @@ def probe_holdout(ns, images):
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(images):
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         return {"problem": f"learn.model maps a batch of {len(images)} images, shape ({len(images)}, 784), to {shape}"}
-    return {"preds": out.argmax(dim=1), "n_out": int(out.shape[1]), "finite": bool(torch.isfinite(out).all())}
+    name = ns.get("leaderboard_name")
+    name = name[:200] if isinstance(name, str) and name.strip() else None  # opt-in display name (plain str only)
+    return {"preds": out.argmax(dim=1), "n_out": int(out.shape[1]), "finite": bool(torch.isfinite(out).all()), "display_name": name}
 
 
 def softmax_no_max(x):
@@ -375,7 +377,19 @@ def holdout_metric(got, expected, cases):
     if run is None or run["preds"].shape != labels.shape:
         return {}
     acc = float((run["preds"].long() == labels).double().mean())
-    return {"holdout_accuracy": {"kind": "metric", "name": "holdout accuracy", "value": acc, "n": len(labels)}}
+    metric = {"kind": "metric", "name": "holdout accuracy", "value": acc, "n": len(labels), "bar": ACCURACY_BAR,
+              "reference": sum(REFERENCE_SPREAD) / len(REFERENCE_SPREAD), "display_name": display_name(run.get("display_name"))}  # fmt: skip
+    return {"holdout_accuracy": metric}
+
+
+def display_name(name) -> str | None:
+    """A learner's opt-in leaderboard name as inert, single-line text of at most 40 characters."""
+    from grader.inert import visible
+
+    if type(name) is not str:
+        return None
+    shown = " ".join(visible(name, single_line=True).split())[:40]
+    return shown or None
 
 
 # ---------------------------------------------------------------------------------------------
