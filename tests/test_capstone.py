@@ -148,3 +148,14 @@ def test_holdout_accuracy_is_recorded_and_ranked(graded):
     untrained = find_check(graded["not_trained"], "ten_digits")
     assert untrained.series["holdout_accuracy"]["value"] < 0.5
     assert "below every seed" in untrained.message
+
+
+def test_learn_check_says_where_the_accuracy_ranks(graded):
+    from rich.console import Console
+
+    from grader.report import render_notebook
+
+    console = Console(record=True, width=200)
+    console.print(render_notebook(graded["solution"]))
+    text = console.export_text()
+    assert "ten_digits: learn.model gets" in text and "of the reference solution's 10 seeds" in text
