@@ -109,3 +109,23 @@ def test_learn_grade_records_the_holdout_accuracy_for_the_board(tmp_path, runner
     out = tmp_path / "dash.html"
     assert runner.invoke(cli, ["dashboard", "--gradebook", str(gb), "--out", str(out)]).exit_code == 0
     assert "Ann &lt;b&gt;" in out.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_leaderboard_in_chromium(gradebook, tmp_path, browser):
+    from .conftest import open_page
+
+    with Gradebook(gradebook) as gb:
+        page_path = tmp_path / "dashboard.html"
+        page_path.write_text(render_dashboard(summarise(gb.submissions(with_json=True))))
+    page, events = open_page(browser, page_path)
+    try:
+        board = page.locator("section.leaderboard")
+        assert board.is_visible() and "Leaderboard: holdout accuracy" in board.locator("h2").inner_text()
+        rows = board.locator("tr.entry").all_inner_texts()
+        assert [r.split("\t")[0] for r in rows] == ["1", "2", "2", "4"]
+        assert "Ada L." in rows[0] and "anonymous" in rows[1] and PWN[:20] in rows[2]  # shown as text, never run
+        assert events["dialogs"] == [] and events["console"] == [], events
+    finally:
+        page.close()
