@@ -83,11 +83,15 @@ def make_model(name: str) -> nn.Module:
 
 
 def zoo_dls(path: str | Path = "digits"):
-    """fastai DataLoaders on the digit folders: the same split as the fine-tuning notebook."""
+    """fastai DataLoaders on the digit folders: the same split as the fine-tuning notebook.
+
+    On the CPU even where there is a GPU: the notebook compares models timed on the same device,
+    and the shipped weights are loaded there."""
     from fastai.vision.all import ImageDataLoaders, Resize
 
     folder = make_digit_folders(path)
-    return ImageDataLoaders.from_folder(folder, valid_pct=0.2, seed=42, item_tfms=Resize(IMAGE_SIZE), bs=64, num_workers=0)
+    return ImageDataLoaders.from_folder(folder, valid_pct=0.2, seed=42, item_tfms=Resize(IMAGE_SIZE), bs=64, num_workers=0,
+                                        device=torch.device("cpu"))  # fmt: skip
 
 
 def zoo_learner(name: str, dls=None):
