@@ -1,7 +1,7 @@
 """The class dashboard: one self-contained HTML page summarising a gradebook for the instructor.
 
     score histogram · pass rate per check (hardest first) · runtime distribution ·
-    errors by kind · students needing attention
+    errors by kind · students needing attention · leaderboards (grader.leaderboard)
 
 Computed from the gradebook's rows (no re-grading), rendered with the learner report's templates
 (`templates/dashboard.html.j2` extends `base.html.j2`; plots are inline SVG from `grader.html`).
@@ -77,6 +77,7 @@ class ClassSummary:
     checks: list[CheckStats]
     errors: list[tuple[str, str, int, int, str]]  # kind, words, check results, students, example message
     attention: list[Attention]
+    boards: list = field(default_factory=list)  # grader.leaderboard.Board: metrics a pack reports (e.g. holdout accuracy)
 
     @property
     def fractions(self) -> list[float]:
@@ -125,7 +126,10 @@ def summarise(records: list[SubmissionRecord]) -> ClassSummary:
         ((k, _KIND_WORDS.get(k, k.replace("_", " ")), v[0], len(v[1]), v[2]) for k, v in kinds.items()), key=lambda e: (-e[2], e[0])
     )
     attention.sort(key=lambda a: (a.points / a.max_points if a.max_points else 0.0, a.student))
-    return ClassSummary(sorted({r.assignment for r in records}), records, ordered, errors, attention)
+    from .leaderboard import leaderboard
+
+    boards = leaderboard(records)
+    return ClassSummary(sorted({r.assignment for r in records}), records, ordered, errors, attention, boards)
 
 
 def render_dashboard(summary: ClassSummary, *, title: str | None = None) -> str:
@@ -164,7 +168,7 @@ def write_dashboard(gradebook_path: Path, out: Path, assignment: str | None = No
     from .html import write_html
 
     with Gradebook(gradebook_path, create=False) as gb:
-        records = load_records(gb, assignment)
+        records = load_records(gb, assignment, with_json=True)  # the leaderboard reads metrics from the results
     if not records:
         raise GradebookError(f"the gradebook {gradebook_path} holds no graded submissions yet")
     return write_html(render_dashboard(summarise(records)), out)

@@ -116,6 +116,11 @@ def render_notebook(nb: NotebookResult, verbose: bool = False) -> Group:
         names = ", ".join(c.name for c in todo)
         parts.append(Text(""))
         parts.append(Text.assemble(("not written yet: ", "bold"), names, ("  (stuck? `learn hint NAME`)", "dim")))
+    for check in nb.checks:  # a passing check that reports a metric (the capstone's holdout accuracy) says where it ranks
+        if check.passed and any(isinstance(v, dict) and v.get("kind") == "metric" for v in check.series.values()):
+            note = next((c.message for c in check.cases if c.message), "")
+            if note:
+                parts.append(Text(f"   {check.name}: {note}", style="green"))
     skipped = [c for c in nb.checks if c.status is Status.SKIPPED]
     for check in skipped:
         parts.append(Text(f"   skipped {check.name}: {check.message}", style="dim"))
