@@ -172,7 +172,7 @@ def _reference_function(name: str):
 
 
 def test_timing_checks_are_stable_under_load(tmp_path):
-    """The reference passes both timing cases 10 times in a row while two busy processes compete
+    """The reference passes both timing cases 3 times in a row while two busy processes compete
     for the CPU; the ranking is judged against a first measurement taken under the same load."""
     import subprocess
     import sys
@@ -185,7 +185,7 @@ def test_timing_checks_are_stable_under_load(tmp_path):
     try:
         ns = {"seconds_per_sample": _reference_function("seconds_per_sample")}
         expected = module.probe_timing_rank(ns, list(module.ZOO))
-        for _ in range(10):
+        for _ in range(3):  # 10 in a row passed when the pack was written; 3 keeps CI's time
             got = module.probe_timing_method(ns, module.SLEEP_PER_SAMPLE, module.COLD_EXTRA)
             verdict = module.judge_timing_method(got, None, None)
             assert verdict.ok, verdict.message
