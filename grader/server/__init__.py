@@ -38,7 +38,7 @@ def serve(course_dir: Path, *, db: str | None = None, scheduler: str | None = No
     """Run the course server until interrupted."""
     try:
         import argon2  # noqa: F401
-        import multipart  # noqa: F401
+        import python_multipart  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn
     except ImportError as exc:

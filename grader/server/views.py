@@ -332,15 +332,16 @@ def canvas_csv(records) -> str:
     """Canvas's gradebook import: Student, ID, SIS User ID, SIS Login ID, Section, then one column per assignment."""
     import csv
 
+    from ..export import _fmt
     from ..inert import csv_cell
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     column = f"{records[0].assignment}" if records else "assignment"
     writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column])
-    writer.writerow(["    Points Possible", "", "", "", "", records[0].max_points if records else ""])
+    writer.writerow(["    Points Possible", "", "", "", "", _fmt(records[0].max_points) if records else ""])
     for r in records:
-        writer.writerow([csv_cell(r.student), "", "", csv_cell(r.student), "", round(r.points, 2) if r.state == "graded" else ""])
+        writer.writerow([csv_cell(r.student), "", "", csv_cell(r.student), "", _fmt(r.points) if r.state == "graded" else ""])
     return out.getvalue()
 
 
