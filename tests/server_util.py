@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.test_grade import GOOD, tiny_pack, write_nb
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -61,3 +63,94 @@ def csrf(html: str) -> str:
 
 def session_csrf(client) -> str:
     return csrf(client.get("/signin").text)
+
+
+# ---------------------------------------------------------------------------------------------
+# a throwaway PostgreSQL cluster (Debian's postgresql package; CI installs it)
+
+
+def _pg_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+class PostgresCluster:
+    """initdb + pg_ctl in a temporary folder, on 127.0.0.1 and a free port; as the `postgres` user
+    when we are root (PostgreSQL refuses to run as root)."""
+
+    def __init__(self):
+        import os
+        import pwd
+        import socket
+        import subprocess
+        import tempfile
+
+        self.initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        self.root = Path(tempfile.mkdtemp(prefix="learn-pg-"))
+        self.data = self.root / "data"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        run = lambda *cmd: subprocess.run([*self.prefix, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
+        run(self.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        run(self.pg_ctl, "-D", str(self.data), "-w", "-l", str(self.root / "log"), "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")  # fmt: skip
+        self._run = run
+        self.count = 0
+
+    def new_database(self) -> str:
+        import psycopg
+
+        self.count += 1
+        name = f"learn_test_{self.count}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def url(self, db: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        import shutil
+
+        try:
+            self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def postgres_available() -> str | None:
+    """None when a throwaway cluster can be started here, else why not."""
+    import importlib.util
+
+    if not _pg_bin("initdb") or not _pg_bin("pg_ctl"):
+        return "PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql; CI installs it)"
+    if importlib.util.find_spec("psycopg") is None:
+        return "psycopg is not installed (pip install 'learn-grader[server]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def pg_cluster():
+    why = postgres_available()
+    if why:
+        pytest.skip(why)
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """None (the default SQLite in COURSE_DIR) or a fresh database on the throwaway PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("pg_cluster").new_database()

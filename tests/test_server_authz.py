@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests import server_util
 from tests.server_util import make_course, session_csrf, signed_in
+
+pg_cluster, db_url = server_util.pg_cluster, server_util.db_url  # fixtures: PostgreSQL as well as SQLite
 
 ROLES = ("anonymous", "other", "owner", "ta", "instructor")  # other/owner: students; owner submitted ann's work
 ANYONE = set(ROLES)
@@ -29,13 +32,13 @@ EXPECTED = {
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
+def setup(tmp_path, monkeypatch, db_url):
     from grader.server import views
     from grader.server.app import build_app
     from grader.server.auth import RateLimiter
 
     monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
-    course, ids = make_course(tmp_path)
+    course, ids = make_course(tmp_path, db_url)
     return build_app(course), course, ids
 
 
