@@ -96,3 +96,47 @@ def test_regrade_queues_a_new_job_and_the_record_is_replaced_once(tmp_path, db_u
     row = course.submission(ids["sid"])
     assert row["grade_count"] == 2 and json.loads(row["result_json"])["seed"] == 2
     assert course.db.value("SELECT COUNT(*) FROM audit WHERE action = 'regrade'") == 1
+
+
+def test_free_response_answers_are_collected_for_manual_grading(tmp_path, db_url, monkeypatch):
+    import nbformat
+    from starlette.testclient import TestClient  # noqa: F401 - the app below
+
+    from grader.results import RunResult
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+    from tests.server_util import session_csrf, signed_in
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path, db_url)
+    worker = _worker(course)
+    worker.finish(worker.claim(), RunResult([], seed=1))  # the fixture's submission: no free-response cells
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("def square(x):\n    return x * x")])
+    answer = nbformat.v4.new_markdown_cell("Because <i>gradients</i> flow.")
+    answer.metadata["nbgrader"] = {"grade": True, "solution": True, "grade_id": "why-sgd", "points": 2}
+    nb.cells.append(answer)
+    sid = course.submit(ids["bo"], "squares", [("squares.ipynb", nbformat.writes(nb).encode())])
+    worker.finish(worker.claim(), RunResult([], seed=1))
+    items = course.db.all("SELECT * FROM manual_items WHERE user_id = ?", ids["bo"]["id"])
+    assert [(i["item"], i["answer"], i["max_points"], i["points"]) for i in items] == [
+        ("why-sgd", "Because <i>gradients</i> flow.", 2, None)
+    ]
+    app = build_app(course)
+    ta = signed_in(app, course, ids["ta"])
+    page = ta.get("/staff/a/squares/manual").text
+    assert "Because &lt;i&gt;gradients&lt;/i&gt; flow." in page and 'addEventListener("keydown"' in page
+    bad = ta.post(f"/staff/manual/{items[0]['id']}", data={"csrf": session_csrf(ta), "points": "3"})  # over the maximum
+    assert bad.status_code == 303 and course.db.value("SELECT points FROM manual_items WHERE id = ?", items[0]["id"]) is None
+    ta.post(f"/staff/manual/{items[0]['id']}", data={"csrf": session_csrf(ta), "points": "1.5", "comment": "say why"})
+    row = course.db.one("SELECT points, comment, graded_by FROM manual_items WHERE id = ?", items[0]["id"])
+    assert row == {"points": 1.5, "comment": "say why", "graded_by": ids["ta"]["id"]}
+    assert course.db.value("SELECT COUNT(*) FROM audit WHERE action = 'manual_grade'") == 1
+    # the same answer again keeps its grade; a changed one is graded again
+    course.db.run("UPDATE submissions SET created_at = created_at - 120")
+    course.regrade(ids["instructor"]["id"], [sid])
+    worker.finish(worker.claim(), RunResult([], seed=1))
+    assert course.db.value("SELECT points FROM manual_items WHERE id = ?", items[0]["id"]) == 1.5
+    records = {r.student: r for r in course.records("squares")}
+    assert records["bo"].points == 1.5 and records["bo"].max_points == 2  # no checks ran in this test: only the hand grade
+    assert "not graded by hand" not in " ".join(records["bo"].problems)

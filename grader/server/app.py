@@ -162,4 +162,5 @@ def build_app(course: Course, *, worker=None, https_only: bool = False) -> Starl
     app.state.templates = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
                                       autoescape=select_autoescape(default=True, default_for_string=True))  # fmt: skip
     app.state.worker_notify = worker.notify if worker is not None else (lambda: None)
+    app.state.worker_problem = lambda: f"{type(worker.error).__name__}: {worker.error}" if worker is not None and worker.error else None
     return app

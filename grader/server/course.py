@@ -46,6 +46,27 @@ class Limits:
     per_minute: int = 6  # submissions per student per minute
 
 
+def manual_answers(folder: Path) -> list[tuple[str, str, float]]:
+    """(item id, answer text, points) of every hand-graded cell in the notebooks under `folder`."""
+    out = []
+    for path in sorted(folder.rglob("*.ipynb")):
+        try:
+            cells = json.loads(path.read_bytes()).get("cells", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        for cell in cells if isinstance(cells, list) else []:
+            meta = cell.get("metadata", {}) if isinstance(cell, dict) else {}
+            nbg, mine = meta.get("nbgrader") or {}, (meta.get("learn") or {}).get("manual")
+            source = cell.get("source", "")
+            text = "".join(source) if isinstance(source, list) else str(source)
+            if isinstance(mine, dict) and mine.get("id"):
+                out.append((str(mine["id"]), text, float(mine.get("points", 1))))
+            elif isinstance(nbg, dict) and nbg.get("grade") and nbg.get("solution") and nbg.get("grade_id"):
+                if cell.get("cell_type") == "markdown" or nbg.get("task"):
+                    out.append((str(nbg["grade_id"]), text, float(nbg.get("points", 0) or 0)))
+    return out
+
+
 def late_penalty(submitted_at: float, due_at: float | None, percent_per_day: float, cap: float) -> float:
     """Percent taken off: `percent_per_day` for each started day after the due date, at most `cap`."""
     if due_at is None or submitted_at <= due_at or percent_per_day <= 0:
@@ -346,7 +367,8 @@ class Course:
 
     def records(self, slug: str) -> list:
         """The latest submissions as grader.gradebook.SubmissionRecord (for export.py and dashboard.py);
-        points are the final score (late penalty, override)."""
+        points are the final score: checks less the late penalty, plus hand-graded answers, or
+        the latest override (which replaces both)."""
         from ..gradebook import CheckRow, SubmissionRecord
         from ..results import RunResult
 
@@ -362,8 +384,15 @@ class Course:
                 problems.append(f"late: -{graded['late_penalty']:g}%")
             if graded["override"]:
                 problems.append(f"override: {graded['override']['reason']}")
-            out.append(SubmissionRecord(row["id"], row["student"], slug, state, row["status"], graded["final"] or 0.0,
-                                        row["max_points"] or 0.0, run.duration if run else 0.0, row["error"], None, problems,
+            manual = self.db.one("SELECT COALESCE(SUM(points), 0) AS points, COALESCE(SUM(max_points), 0) AS max_points, "
+                                 "SUM(CASE WHEN points IS NULL THEN 1 ELSE 0 END) AS open FROM manual_items "
+                                 "WHERE user_id = ? AND assignment_id = ?", row["user_id"], row["assignment_id"])  # fmt: skip
+            if manual["open"]:
+                problems.append(f"{manual['open']} answer(s) not graded by hand yet")
+            final = (graded["final"] or 0.0) + (0.0 if graded["override"] else float(manual["points"]))
+            possible = (row["max_points"] or 0.0) + float(manual["max_points"])
+            out.append(SubmissionRecord(row["id"], row["student"], slug, state, row["status"], final,
+                                        possible, run.duration if run else 0.0, row["error"], None, problems,
                                         None, row["content_hash"], "", "", checks, row["result_json"]))  # fmt: skip
         return out
 
@@ -375,6 +404,24 @@ class Course:
                 tx.run("INSERT INTO jobs (id, submission_id, state, created_at) VALUES (?, ?, 'queued', ?)", tx.new_id("jobs"), sid, now)
             self.audit(tx, actor, "regrade", {"submissions": sids})
         return len(sids)
+
+    def collect_manual(self, tx, sub: dict) -> int:
+        """Answers to grade by hand from a graded submission's notebooks into `manual_items`: cells
+        nbgrader marks as graded free-response answers (metadata.nbgrader grade+solution, markdown
+        or code without an autograder test) or `learn.manual` cells ({"id", "points"}). An answer that
+        changed is graded again; one that did not keeps its points."""
+        count = 0
+        for item, answer, points in manual_answers(self.uploads / sub["files"]):
+            row = tx.one("SELECT id, answer FROM manual_items WHERE user_id = ? AND assignment_id = ? AND item = ?", sub["user_id"],
+                         sub["assignment_id"], item)  # fmt: skip
+            if row is None:
+                tx.run("INSERT INTO manual_items (id, user_id, assignment_id, item, answer, max_points) VALUES (?, ?, ?, ?, ?, ?)",
+                       tx.new_id("manual_items"), sub["user_id"], sub["assignment_id"], item, answer, points)  # fmt: skip
+            elif row["answer"] != answer:
+                tx.run("UPDATE manual_items SET answer = ?, max_points = ?, points = NULL, comment = '', graded_by = NULL, "
+                       "graded_at = NULL WHERE id = ?", answer, points, row["id"])  # fmt: skip
+            count += 1
+        return count
 
     def queue_counts(self) -> dict[str, int]:
         rows = self.db.all("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

@@ -65,11 +65,25 @@ class QueueWorker:
         self.wake.set()
 
     def _main(self) -> None:
-        try:
-            asyncio.run(self._run())
-        except BaseException as exc:  # noqa: BLE001 - reported by the server, never silently lost
-            self.error = exc
-            log.exception("the grading queue stopped")
+        while not self.stopping.is_set():
+            try:
+                asyncio.run(self._run())
+            except Exception as exc:  # the machinery (kernels, the Dask client): say so, try again
+                self.error = exc
+                log.exception("the grading queue stopped; starting it again in 5s")
+                self.stopping.wait(5)
+            finally:
+                self.release_all()
+
+    def release_all(self) -> None:
+        """Put the jobs this worker holds back in the queue (a clean stop; a crash leaves the
+        leases, which are taken over once the process is seen gone or the lease runs out)."""
+        with contextlib.suppress(Exception):
+            with self.db.transaction() as tx:
+                for job in tx.all("SELECT id, submission_id FROM jobs WHERE state = 'leased' AND lease_owner = ?", self.owner):
+                    tx.run("UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL WHERE id = ?", job["id"])
+                    tx.run("UPDATE submissions SET state = 'queued' WHERE id = ? AND state = 'grading'", job["submission_id"])
+        self.in_flight.clear()
 
     async def _run(self) -> None:
         async with self.executor_factory() as executor:
@@ -147,6 +161,8 @@ class QueueWorker:
                 tx.run("UPDATE submissions SET state = 'graded', status = ?, points = ?, max_points = ?, result_json = ?, error = ?, "
                        "graded_at = ?, grade_count = grade_count + 1 WHERE id = ?", submission_status(run), run.points,
                        run.max_points, json.dumps(run.to_dict()), error, now, job["submission_id"])  # fmt: skip
+                sub = tx.one("SELECT * FROM submissions WHERE id = ?", job["submission_id"])
+                self.course.collect_manual(tx, sub)
             else:
                 tx.run("UPDATE submissions SET state = 'failed', error = ?, graded_at = ?, grade_count = grade_count + 1 WHERE id = ?",
                        error or "grading failed", now, job["submission_id"])  # fmt: skip

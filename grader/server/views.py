@@ -262,11 +262,11 @@ async def staff(request: Request):
     assignments = [{**a, "due_text": when(a["due_at"])} for a in c.assignments()]
     links = request.session.pop("links", None)
     return page(request, "staff.html", title="Course", assignments=assignments, queue=c.queue_counts(), packs=sorted(all_lessons()),
-                instructor=request.state.user["role"] == "instructor", links=links)  # fmt: skip
+                instructor=request.state.user["role"] == "instructor", links=links, problem=request.app.state.worker_problem())  # fmt: skip
 
 
 async def staff_queue(request: Request):
-    return JSONResponse(course(request).queue_counts())
+    return JSONResponse({**course(request).queue_counts(), "problem": request.app.state.worker_problem()})
 
 
 async def staff_assignment(request: Request):
