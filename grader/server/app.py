@@ -161,6 +161,7 @@ def build_app(course: Course, *, worker=None, https_only: bool = False) -> Starl
     app.state.course = course
     app.state.templates = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
                                       autoescape=select_autoescape(default=True, default_for_string=True))  # fmt: skip
+    app.state.templates.filters["pts"] = lambda v: "" if v is None else f"{float(v):g}"
     app.state.worker_notify = worker.notify if worker is not None else (lambda: None)
     app.state.worker_problem = lambda: f"{type(worker.error).__name__}: {worker.error}" if worker is not None and worker.error else None
     return app

@@ -411,7 +411,8 @@ async def create_assignment(request: Request):
     form = await request.form()
     max_subs = number(form.get("max_submissions"), "submission limit")
     slug = course(request).create_assignment(
-        uid(request), str(form.get("pack", "")).strip(), str(form.get("slug", "")).strip(), str(form.get("title", "")).strip(),
+        uid(request), str(form.get("pack_path") or form.get("pack") or "").strip(), str(form.get("slug", "")).strip(),
+        str(form.get("title", "")).strip(),
         parse_due(str(form.get("due", ""))), number(form.get("percent_per_day"), "late % per day", 0.0),
         number(form.get("cap"), "cap", 100.0), int(max_subs) if max_subs else None,
     )  # fmt: skip
