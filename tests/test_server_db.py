@@ -140,3 +140,49 @@ def test_free_response_answers_are_collected_for_manual_grading(tmp_path, db_url
     records = {r.student: r for r in course.records("squares")}
     assert records["bo"].points == 1.5 and records["bo"].max_points == 2  # no checks ran in this test: only the hand grade
     assert "not graded by hand" not in " ".join(records["bo"].problems)
+
+
+def test_hidden_checks_show_at_the_policys_time(tmp_path, db_url, monkeypatch):
+    from grader.results import CheckResult, NotebookResult, RunResult, Status
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+    from tests.server_util import signed_in
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path, db_url)
+    checks = [CheckResult("square", Status.PASSED, 2, 2), CheckResult("cube", Status.PASSED, 1, 1, hidden=True)]
+    nb = NotebookResult("ann/squares.ipynb", "squares.ipynb", "tiny", Status.PASSED, points=3, max_points=3, checks=checks)
+    worker = _worker(course)
+    worker.finish(worker.claim(), RunResult([nb], seed=1))
+    course.db.run("UPDATE assignments SET due_at = ?", time.time() + 3600)
+    app = build_app(course)
+    ann, ta = signed_in(app, course, ids["ann"]), signed_in(app, course, ids["ta"])
+    before = ann.get(f"/api/s/{ids['sid']}").json()
+    assert (before["final"], before["max_points"], before["hidden_pending"]) == (2, 2, True)
+    report = ann.get(f"/s/{ids['sid']}/report").text
+    assert "square" in report and "cube" not in report
+    assert "after the due date" in ann.get(f"/s/{ids['sid']}").text
+    assert ta.get(f"/api/s/{ids['sid']}").json()["final"] == 3 and "cube" in ta.get(f"/s/{ids['sid']}/report").text
+    course.db.run("UPDATE assignments SET due_at = ?", time.time() - 1)
+    after = ann.get(f"/api/s/{ids['sid']}").json()
+    assert (after["final"], after["max_points"], after["hidden_pending"]) == (3, 3, False)
+    assert "cube" in ann.get(f"/s/{ids['sid']}/report").text
+    course.db.run("UPDATE assignments SET hidden_policy = 'never'")
+    assert ann.get(f"/api/s/{ids['sid']}").json()["final"] == 2
+
+
+def test_an_older_database_is_migrated_and_keeps_its_rows(tmp_path, db_url, monkeypatch):
+    from grader.server import db as dbmod
+
+    url = db_url or str(tmp_path / "old.db")
+    shipped = dbmod.migrations()
+    monkeypatch.setattr(dbmod, "migrations", lambda: shipped[:1])
+    old = dbmod.Database(url)
+    old.migrate()
+    assert old.version() == 1
+    old.run("INSERT INTO assignments (id, slug, title, pack, seed, created_at) VALUES (1, 'a1', 'A', 'lesson3', 7, 0)")
+    monkeypatch.setattr(dbmod, "migrations", lambda: shipped)
+    new = dbmod.Database.open(url)
+    assert new.version() == dbmod.SCHEMA_VERSION >= 2
+    assert new.one("SELECT slug, hidden_policy FROM assignments") == {"slug": "a1", "hidden_policy": "after_due"}

@@ -32,6 +32,7 @@ from .db import Database
 __all__ = ["Course", "Limits", "UploadError", "late_penalty"]
 
 DAY = 86400.0
+HIDDEN_POLICIES = ("after_due", "always", "never")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 
 
@@ -207,9 +208,12 @@ class Course:
         return self._lessons[pack]
 
     def create_assignment(self, actor: int, pack: str, slug: str = "", title: str = "", due_at: float | None = None,
-                          percent_per_day: float = 0.0, cap: float = 100.0, max_submissions: int | None = None) -> str:  # fmt: skip
+                          percent_per_day: float = 0.0, cap: float = 100.0, max_submissions: int | None = None,
+                          hidden_policy: str = "after_due") -> str:  # fmt: skip
         from ..batch import default_seed
 
+        if hidden_policy not in HIDDEN_POLICIES:
+            raise LearnError(f"hidden checks show {hidden_policy!r}? expected one of {', '.join(HIDDEN_POLICIES)}")
         lesson = self.lesson(pack)
         slug = slug or lesson.id
         if not re.match(r"^[a-z0-9][a-z0-9_-]{0,40}$", slug):
@@ -219,9 +223,9 @@ class Course:
                 raise LearnError(f"there is already an assignment {slug!r}")
             aid = tx.new_id("assignments")
             tx.run("INSERT INTO assignments (id, slug, title, pack, seed, due_at, late_percent_per_day, late_cap_percent, "
-                   "max_submissions, published, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)", aid, slug,
+                   "max_submissions, published, created_at, hidden_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)", aid, slug,
                    title or getattr(lesson, "title", "") or lesson.id, pack, default_seed(lesson), due_at, percent_per_day, cap,
-                   max_submissions, time.time())  # fmt: skip
+                   max_submissions, time.time(), hidden_policy)  # fmt: skip
             self.audit(tx, actor, "create_assignment", {"slug": slug, "pack": pack})
         return slug
 
@@ -241,6 +245,18 @@ class Course:
         ext = self.db.one("SELECT due_at FROM extensions WHERE user_id = ? AND assignment_id = ? ORDER BY id DESC LIMIT 1", user_id,
                           assignment["id"])  # fmt: skip
         return ext["due_at"] if ext else assignment["due_at"]
+
+    def hidden_visible(self, assignment: dict, user: dict, now: float | None = None) -> bool:
+        """Whether `user` may see the hidden checks of this assignment now (staff always may)."""
+        if user["role"] in ("ta", "instructor"):
+            return True
+        policy = assignment.get("hidden_policy") or "after_due"
+        if policy == "always":
+            return True
+        if policy == "never":
+            return False
+        due = self.due_for(assignment, user["id"])
+        return due is None or (now or time.time()) >= due
 
     def extend(self, actor: int, slug: str, student: str, due_at: float) -> None:
         a, u = self.assignment(slug), self.user_by_name(student)
@@ -326,25 +342,32 @@ class Course:
             sid,
         )
 
-    def history(self, user_id: int, assignment_id: int | None = None) -> list[dict]:
+    def history(self, user_id: int, assignment_id: int | None = None, viewer: dict | None = None) -> list[dict]:
         where, params = "s.user_id = ?", [user_id]
         if assignment_id is not None:
             where += " AND s.assignment_id = ?"
             params.append(assignment_id)
         rows = self.db.all(f"SELECT s.id, s.created_at, s.state, s.status, s.points, s.max_points, s.graded_at, a.slug AS assignment "
                            f"FROM submissions s JOIN assignments a ON a.id = s.assignment_id WHERE {where} ORDER BY s.id", *params)  # fmt: skip
-        return [self.with_grade(r) for r in rows]
+        return [self.with_grade(r, viewer) for r in rows]
 
-    def with_grade(self, row: dict) -> dict:
-        """The row plus its late penalty, override and final score."""
-        full = self.submission(row["id"]) if "user_id" not in row else row
-        a = self.assignment(full["assignment"]) if "assignment" in full else None
-        due = self.due_for(a, full["user_id"]) if a else None
-        penalty = late_penalty(full["created_at"], due, a["late_percent_per_day"], a["late_cap_percent"]) if a else 0.0
+    def with_grade(self, row: dict, viewer: dict | None = None) -> dict:
+        """The row plus its late penalty, override and final score. For a `viewer` who may not see
+        the hidden checks yet, points and maximum count the visible checks only (`hidden_pending`)."""
+        full = self.submission(row["id"]) if "user_id" not in row or "result_json" not in row else row
+        a = self.assignment(full["assignment"])
+        due = self.due_for(a, full["user_id"])
+        penalty = late_penalty(full["created_at"], due, a["late_percent_per_day"], a["late_cap_percent"])
         override = self.db.one("SELECT * FROM overrides WHERE submission_id = ? ORDER BY id DESC LIMIT 1", row["id"])
-        points = row.get("points")
+        points, possible, pending = row.get("points"), row.get("max_points"), False
+        if viewer is not None and full["result_json"] and not self.hidden_visible(a, viewer):
+            checks = [c for nb in json.loads(full["result_json"]).get("notebooks", []) for c in nb.get("checks", []) if c.get("hidden")]
+            pending = bool(checks)
+            points = None if points is None else round(points - sum(c.get("points", 0) for c in checks), 2)
+            possible = None if possible is None else round(possible - sum(c.get("max_points", 0) for c in checks), 2)
         final = override["points"] if override else (None if points is None else round(points * (1 - penalty / 100), 2))
-        return {**row, "late_penalty": penalty, "override": override, "final": final, "due_at": due}
+        return {**row, "points": points, "max_points": possible, "late_penalty": penalty, "override": override, "final": final,
+                "due_at": due, "hidden_pending": pending}  # fmt: skip
 
     def override(self, actor: int, sid: int, points: float, reason: str) -> None:
         if not reason.strip():

@@ -25,10 +25,16 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if ts else "none"
 
 
+HIDDEN_TEXT = {"after_due": "hidden checks show after the due date", "always": "hidden checks show at once",
+               "never": "hidden checks are not shown"}  # fmt: skip
+
+
 def policy(a: dict) -> str:
     if not a["late_percent_per_day"]:
-        return "late work is not penalised" if a["due_at"] else "no due date"
-    return f"-{a['late_percent_per_day']:g}% per day late, at most -{a['late_cap_percent']:g}%"
+        late = "late work is not penalised" if a["due_at"] else "no due date"
+    else:
+        late = f"-{a['late_percent_per_day']:g}% per day late, at most -{a['late_cap_percent']:g}%"
+    return f"{late}; {HIDDEN_TEXT.get(a.get('hidden_policy') or 'after_due', '')}"
 
 
 def parse_due(value: str | None) -> float | None:
@@ -142,7 +148,7 @@ def _plot(history: list[dict]) -> str | None:
 
 async def me(request: Request):
     c = course(request)
-    history = c.history(uid(request))
+    history = c.history(uid(request), viewer=request.state.user)
     for s in history:
         s["when"] = when(s["created_at"])
     assignments = []
@@ -177,7 +183,7 @@ async def assignment(request: Request):
     c, a = course(request), _open_assignment(request)
     if a is None:
         return page(request, "base.html", 404, title="Not found", flash="no such assignment")
-    history = c.history(uid(request), a["id"])
+    history = c.history(uid(request), a["id"], viewer=request.state.user)
     for s in history:
         s["when"] = when(s["created_at"])
     notebooks = [spec.file for spec in c.lesson(a["pack"]).notebooks]
@@ -219,7 +225,7 @@ async def api_submit(request: Request):
 def _submission(request: Request) -> dict | None:
     c = course(request)
     s = c.submission(int(request.path_params["sid"]))
-    return c.with_grade(s) if s else None
+    return c.with_grade(s, request.state.user) if s else None
 
 
 async def submission(request: Request):
@@ -235,7 +241,7 @@ async def submission_status(request: Request):
     if s is None:
         return JSONResponse({"error": "no such submission"}, status_code=404)
     return JSONResponse({"id": s["id"], "state": s["state"], "points": s["points"], "max_points": s["max_points"], "final": s["final"],
-                         "late_penalty": s["late_penalty"], "status": s["status"], "error": s["error"] if s["state"] == "failed" else None,
+                         "late_penalty": s["late_penalty"], "status": s["status"], "hidden_pending": s["hidden_pending"], "error": s["error"] if s["state"] == "failed" else None,
                          "report_url": f"/s/{s['id']}/report" if s["state"] == "graded" else None})  # fmt: skip
 
 
@@ -247,8 +253,20 @@ async def submission_report(request: Request):
     from ..results import RunResult
 
     run = RunResult.from_dict(json.loads(s["result_json"]))
+    if s["hidden_pending"]:
+        run = without_hidden(run)
     html = render_report(run, title=f"{s['assignment']}: submission {s['id']}")
     return HTMLResponse(html, headers={"Content-Security-Policy": REPORT_CSP})
+
+
+def without_hidden(run):
+    """The run as a student sees it before the hidden checks show: those checks and their points left out."""
+    for nb in run.notebooks:
+        hidden = [c for c in nb.checks if c.hidden]
+        nb.checks = [c for c in nb.checks if not c.hidden]
+        nb.points = round(nb.points - sum(c.points for c in hidden), 2)
+        nb.max_points = round(nb.max_points - sum(c.max_points for c in hidden), 2)
+    return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,6 +433,7 @@ async def create_assignment(request: Request):
         str(form.get("title", "")).strip(),
         parse_due(str(form.get("due", ""))), number(form.get("percent_per_day"), "late % per day", 0.0),
         number(form.get("cap"), "cap", 100.0), int(max_subs) if max_subs else None,
+        str(form.get("hidden_policy") or "after_due"),
     )  # fmt: skip
     return back(request, "/staff", f"assignment {slug} created (not published yet)")
 
