@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from grader.errors import LearnError
 from tests.conftest import allow_unsandboxed
 from tests.server_util import csrf, make_course, session_csrf, signed_in
 from tests.test_grade import GOOD, write_nb
@@ -224,3 +225,46 @@ def test_serve_refuses_without_bubblewrap_unless_allowed(tmp_path, monkeypatch, 
     result = runner.invoke(cli, ["serve", str(tmp_path / "course"), "--port", "1"])
     assert result.exit_code == 2 and "refusing to grade other people's notebooks without filesystem isolation" in result.output
     assert not (tmp_path / "course").exists()  # nothing created before the refusal
+
+
+def test_bad_input_gets_a_clear_message(tmp_path, runner, monkeypatch):
+    import socket
+    import zipfile
+
+    from grader.cli import cli
+    from grader.server.course import Limits, UploadError
+    from grader.server.db import Database, ServerDatabaseError
+
+    course, ids = make_course(tmp_path)
+    with pytest.raises(ServerDatabaseError, match="unsupported database URL mysql://"):
+        Database("mysql://root@db/course")
+    with pytest.raises(UploadError, match="not a usable file name"):
+        course.submit(ids["bo"], "squares", [("bad\x00name.ipynb", b"{}")])
+    course.limits = Limits(max_unzipped=10_000)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("squares.ipynb", b" " * 8_000)
+        zf.writestr("more/squares.ipynb", b" " * 8_000)  # each under the limit, together over it
+    with pytest.raises(UploadError, match=r"bomb\.zip: inflates to more than the limit"):
+        course.submit(ids["bo"], "squares", [("bomb.zip", bomb.read_bytes())])
+    assert not list(course.uploads.glob("incoming-*"))  # nothing left behind
+    with pytest.raises(LearnError, match="'tara' is already a ta account"):
+        course.add_roster("student\ntara\n", ids["instructor"]["id"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        result = runner.invoke(cli, ["serve", str(tmp_path / "c2"), "--port", str(s.getsockname()[1]), *allow_unsandboxed()])
+    assert result.exit_code == 2 and "cannot listen on 127.0.0.1" in result.output
+
+
+def test_override_needs_a_finite_number(tmp_path, monkeypatch):
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path)
+    prof = signed_in(build_app(course), course, ids["instructor"])
+    for bad in ("nan", "inf", "-1", "lots"):
+        prof.post(f"/staff/s/{ids['sid']}/override", data={"csrf": session_csrf(prof), "points": bad, "reason": "r"})
+    assert course.db.value("SELECT COUNT(*) FROM overrides") == 0

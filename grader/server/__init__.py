@@ -33,6 +33,19 @@ def prepare(course_dir: Path, db: str | None = None, scheduler: str | None = Non
     return course, worker
 
 
+def _port_free(host: str, port: int) -> None:
+    import socket
+
+    from ..errors import LearnError
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        raise LearnError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def serve(course_dir: Path, *, db: str | None = None, scheduler: str | None = None, host: str = "127.0.0.1", port: int = 8000,
           jobs: int | None = None, allow_unsandboxed: bool = False, https_only: bool = False, echo=print, warn=None) -> None:  # fmt: skip
     """Run the course server until interrupted."""
@@ -48,6 +61,7 @@ def serve(course_dir: Path, *, db: str | None = None, scheduler: str | None = No
 
     from .app import build_app
 
+    _port_free(host, port)
     course, worker = prepare(course_dir, db, scheduler, jobs, allow_unsandboxed, warn)
     link = course.first_start_link()
     base = f"http://{host}:{port}"

@@ -45,6 +45,7 @@ class Limits:
     max_bytes: int = 20 * 2**20  # per submission, all files together
     max_notebooks: int = 10
     per_minute: int = 6  # submissions per student per minute
+    max_unzipped: int = 100 * 2**20  # what an uploaded zip may inflate to
 
 
 def manual_answers(folder: Path) -> list[tuple[str, str, float]]:
@@ -190,6 +191,9 @@ class Course:
                 name = (row.get(column) or "").strip()
                 if not name:
                     continue
+                existing = tx.one("SELECT role FROM users WHERE name = ?", name)
+                if existing and existing["role"] != role:
+                    raise LearnError(f"{name!r} is already a {existing['role']} account: use another name on the roster")
                 display = (row.get(keys.get("display", ""), "") or "").strip()
                 email = (row.get(keys.get("email", ""), "") or "").strip()
                 uid = self.add_user(tx, name, role, display, email)
@@ -317,13 +321,16 @@ class Course:
         notes: list[str] = []
         for raw_name, data in files:
             name = Path(raw_name.replace("\\", "/")).name
-            if not name or name.startswith("."):
+            if not name or name.startswith(".") or len(name) > 200 or any(ord(ch) < 32 for ch in name):
                 raise UploadError(f"not a usable file name: {raw_name!r}")
             if name.lower().endswith(".zip"):
                 archive = dest / f".upload-{secrets.token_hex(4)}.zip"
                 archive.write_bytes(data)
                 try:
-                    notes += safe_extract(archive, dest)
+                    notes += safe_extract(archive, dest, max_total=self.limits.max_unzipped, max_file=self.limits.max_unzipped,
+                                          max_members=1000)  # fmt: skip
+                except LearnError as exc:
+                    raise UploadError(str(exc).replace(str(archive), name)) from None
                 finally:
                     archive.unlink()
             elif name.lower().endswith(".ipynb"):

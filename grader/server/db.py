@@ -90,6 +90,8 @@ class Database:
         self.postgres = url.startswith(("postgresql://", "postgres://"))
         self._local = threading.local()
         if not self.postgres:
+            if "://" in url and not url.startswith("sqlite:///"):
+                raise ServerDatabaseError(f"unsupported database URL {url.split('://')[0]}://...: use postgresql://... or a SQLite path")
             path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
             self.path = Path(path)
             self.path.parent.mkdir(parents=True, exist_ok=True)

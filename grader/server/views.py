@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 import time
 import zipfile
 
@@ -52,9 +53,12 @@ def number(value, what: str, default: float | None = None) -> float | None:
     if value in (None, ""):
         return default
     try:
-        return float(value)
+        out = float(value)
     except ValueError:
         raise LearnError(f"{what}: not a number: {value!r}") from None
+    if not math.isfinite(out) or out < 0:
+        raise LearnError(f"{what}: expected a number of at least 0, not {value!r}")
+    return out
 
 
 def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
