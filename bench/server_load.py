@@ -9,7 +9,7 @@
     measure    time to feedback per submission (submitted -> seen graded), p50/p95; server
                throughput; then `learn grade -j J` of the same class, same run
 
-    python bench/server_load.py [N] [--jobs 2] [--window 300] [--kill K] [--sleep 0] [--port 0]
+    python bench/server_load.py [N] [--jobs 2] [--window 300] [--kill K] [--sleep 0] [--port 0] [--db postgresql://...]
 
 Prints a JSON summary; exits 1 when a submission is lost, duplicated or not graded.
 """
@@ -53,7 +53,7 @@ def write_nb(path: Path, cells: list[str]) -> Path:
     return path
 
 
-def build(work: Path, n: int, sleep: float = 0.0) -> dict:
+def build(work: Path, n: int, sleep: float = 0.0, db_url: str | None = None) -> dict:
     """The course, tokens and notebooks (every third one wrong), and the class folder."""
     from grader.server.course import Course
 
@@ -63,7 +63,7 @@ def build(work: Path, n: int, sleep: float = 0.0) -> dict:
     (pack / "lesson.toml").write_text(toml)
     (pack / "checks.py").write_text(checks)
     write_nb(pack / "squares.ipynb", GOOD)
-    course = Course.open(work / "course")
+    course = Course.open(work / "course", db_url)
     prof = course.redeem(course.first_start_link())
     names = [f"s{i:03d}" for i in range(n)]
     course.add_roster("student\n" + "\n".join(names) + "\n", prof["id"])
@@ -86,11 +86,12 @@ def learn_bin() -> str:
     return str(Path(sys.executable).with_name("learn"))
 
 
-def start(course: Path, port: int, jobs: int, log: Path) -> subprocess.Popen:
+def start(course: Path, port: int, jobs: int, log: Path, db_url: str | None = None) -> subprocess.Popen:
     from grader import sandbox
 
     extra = [] if sandbox.choose().mode == "bwrap" else ["--allow-unsandboxed"]
-    proc = subprocess.Popen([learn_bin(), "serve", str(course), "--port", str(port), "-j", str(jobs), *extra],
+    db = ["--db", db_url] if db_url else []
+    proc = subprocess.Popen([learn_bin(), "serve", str(course), "--port", str(port), "-j", str(jobs), *db, *extra],
                             stdout=open(log, "a"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -135,13 +136,13 @@ def graded(db) -> dict[int, dict]:
 
 
 def run(n: int = 20, jobs: int = 2, window: float = 10.0, kill_after: int | None = None, sleep: float = 0.0, port: int = 0,
-        compare: bool = True, timeout: float = 1800) -> dict:  # fmt: skip
+        compare: bool = True, timeout: float = 1800, db_url: str | None = None) -> dict:  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="learn-load-"))
     try:
-        env = build(work, n, sleep)
+        env = build(work, n, sleep, db_url)
         port = port or free_port()
         base, log = f"http://127.0.0.1:{port}", work / "serve.log"
-        proc = start(env["course"], port, jobs, log)
+        proc = start(env["course"], port, jobs, log, db_url)
         t0 = time.monotonic()
         submitted = submit_all(base, env["students"], window)
         seen: dict[int, float] = {}
@@ -156,7 +157,7 @@ def run(n: int = 20, jobs: int = 2, window: float = 10.0, kill_after: int | None
                     kill_group(proc)  # kill -9, mid-queue: the server and its kernels
                     killed = True
                     lost_check = graded(env["db"])
-                    proc = start(env["course"], port, jobs, log)
+                    proc = start(env["course"], port, jobs, log, db_url)
                 time.sleep(0.2)
         finally:
             kill_group(proc)
@@ -164,7 +165,7 @@ def run(n: int = 20, jobs: int = 2, window: float = 10.0, kill_after: int | None
         rows = graded(env["db"])
         latencies = sorted(seen[s] - submitted[s] for s in seen)
         result = {
-            "students": n, "jobs": jobs, "window_s": window, "killed_mid_queue": killed,
+            "database": "postgresql" if db_url else "sqlite", "students": n, "jobs": jobs, "window_s": window, "killed_mid_queue": killed,
             "submitted": len(submitted), "in_database": len(rows), "graded": sum(r["state"] == "graded" for r in rows.values()),
             "graded_more_than_once": sorted(s for s, r in rows.items() if r["grade_count"] > 1),
             "never_graded": sorted(s for s, r in rows.items() if r["state"] != "graded"),
@@ -204,8 +205,9 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds each notebook sleeps (a slower class)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--no-compare", action="store_true", help="skip the `learn grade` run")
+    parser.add_argument("--db", default=None, metavar="URL", help="postgresql://... (default: SQLite in the course folder)")
     args = parser.parse_args()
-    result = run(args.n, args.jobs, args.window, args.kill, args.sleep, args.port, compare=not args.no_compare)
+    result = run(args.n, args.jobs, args.window, args.kill, args.sleep, args.port, compare=not args.no_compare, db_url=args.db)
     print(json.dumps(result, indent=2))
     sys.exit(0 if result["ok"] else 1)
 

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests import server_util
+
+pg_cluster, db_url = server_util.pg_cluster, server_util.db_url  # fixtures: PostgreSQL as well as SQLite
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,9 +23,9 @@ def load_bench():
 
 
 @pytest.mark.slow
-def test_kill_9_mid_queue_then_restart_grades_every_submission_exactly_once():
+def test_kill_9_mid_queue_then_restart_grades_every_submission_exactly_once(db_url):
     bench = load_bench()
-    result = bench.run(n=6, jobs=1, window=0.5, kill_after=1, sleep=1.5, compare=False, timeout=400)
+    result = bench.run(n=6, jobs=1, window=0.5, kill_after=1, sleep=1.5, compare=False, timeout=400, db_url=db_url)
     assert result["killed_mid_queue"] and result["rows_at_kill"] == 6  # every upload was in the database before the kill
     assert result["pending_at_kill"] >= 3, result  # the kill came mid-queue
     assert result["graded"] == result["in_database"] == 6, result
