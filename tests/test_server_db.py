@@ -89,13 +89,14 @@ def test_regrade_queues_a_new_job_and_the_record_is_replaced_once(tmp_path, db_u
 
     course, ids = make_course(tmp_path, db_url)
     worker = _worker(course)
+    assert course.regrade(ids["instructor"]["id"], [ids["sid"]]) == 0  # still queued: not twice
     worker.finish(worker.claim(), RunResult([], seed=1))
-    course.regrade(ids["instructor"]["id"], [ids["sid"]])
+    assert course.regrade(ids["instructor"]["id"], [ids["sid"]]) == 1
     assert course.submission(ids["sid"])["state"] == "queued"
     worker.finish(worker.claim(), RunResult([], seed=2))
     row = course.submission(ids["sid"])
     assert row["grade_count"] == 2 and json.loads(row["result_json"])["seed"] == 2
-    assert course.db.value("SELECT COUNT(*) FROM audit WHERE action = 'regrade'") == 1
+    assert course.db.value("SELECT COUNT(*) FROM audit WHERE action = 'regrade'") == 2
 
 
 def test_free_response_answers_are_collected_for_manual_grading(tmp_path, db_url, monkeypatch):

@@ -428,12 +428,16 @@ class Course:
 
     def regrade(self, actor: int, sids: list[int]) -> int:
         now = time.time()
+        queued = []
         with self.db.transaction() as tx:
             for sid in sids:
+                if tx.value("SELECT COUNT(*) FROM jobs WHERE submission_id = ? AND state IN ('queued', 'leased')", sid):
+                    continue  # already waiting or being graded: once is enough
                 tx.run("UPDATE submissions SET state = 'queued' WHERE id = ?", sid)
                 tx.run("INSERT INTO jobs (id, submission_id, state, created_at) VALUES (?, ?, 'queued', ?)", tx.new_id("jobs"), sid, now)
-            self.audit(tx, actor, "regrade", {"submissions": sids})
-        return len(sids)
+                queued.append(sid)
+            self.audit(tx, actor, "regrade", {"submissions": queued})
+        return len(queued)
 
     def collect_manual(self, tx, sub: dict) -> int:
         """Answers to grade by hand from a graded submission's notebooks into `manual_items`: cells
