@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LearnError
+from ..errors import LearnError, UploadError
 from .auth import SETUP_LINK_S, SIGNIN_LINK_S, hash_password, hash_token, new_token
 from .db import Database
 
@@ -34,10 +34,6 @@ __all__ = ["Course", "Limits", "UploadError", "late_penalty"]
 DAY = 86400.0
 HIDDEN_POLICIES = ("after_due", "always", "never")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
-
-
-class UploadError(LearnError):
-    """A submission the server refuses: too big, too many notebooks, too often, not a notebook."""
 
 
 @dataclass

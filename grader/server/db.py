@@ -22,13 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import LearnError
+from ..errors import ServerDatabaseError
 
 __all__ = ["Database", "ServerDatabaseError", "SCHEMA_VERSION"]
-
-
-class ServerDatabaseError(LearnError):
-    """The course database cannot be opened or is from a newer learn."""
 
 
 def migrations() -> list[tuple[int, str]]:
