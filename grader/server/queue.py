@@ -47,6 +47,8 @@ class QueueWorker:
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
 
     # --- the thread ---------------------------------------------------------------------------
 
@@ -57,6 +59,10 @@ class QueueWorker:
     def stop(self, timeout: float = 30) -> None:
         self.stopping.set()
         self.wake.set()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(task.cancel)  # also while it waits for room in the executor
         if self.thread is not None:
             self.thread.join(timeout)
 
@@ -68,6 +74,8 @@ class QueueWorker:
         while not self.stopping.is_set():
             try:
                 asyncio.run(self._run())
+            except asyncio.CancelledError:
+                break
             except Exception as exc:  # the machinery (kernels, the Dask client): say so, try again
                 self.error = exc
                 log.exception("the grading queue stopped; starting it again in 5s")
@@ -86,6 +94,9 @@ class QueueWorker:
         self.in_flight.clear()
 
     async def _run(self) -> None:
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        if self.stopping.is_set():
+            return
         async with self.executor_factory() as executor:
             heartbeat = asyncio.ensure_future(self._heartbeat())
             tasks: set[asyncio.Task] = set()
