@@ -268,3 +268,19 @@ def test_override_needs_a_finite_number(tmp_path, monkeypatch):
     for bad in ("nan", "inf", "-1", "lots"):
         prof.post(f"/staff/s/{ids['sid']}/override", data={"csrf": session_csrf(prof), "points": bad, "reason": "r"})
     assert course.db.value("SELECT COUNT(*) FROM overrides") == 0
+
+
+def test_a_large_roster_shows_every_link_and_the_session_cookie_stays_small(tmp_path, monkeypatch):
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path)
+    prof = signed_in(build_app(course), course, ids["instructor"])
+    roster = "student\n" + "".join(f"student{i:03d}\n" for i in range(300))
+    response = prof.post("/staff/roster", data={"csrf": session_csrf(prof)}, files=[("roster", ("r.csv", roster.encode()))])
+    assert response.status_code == 200 and response.text.count("/signin/") == 300
+    assert all(len(c.value or "") < 3000 for c in prof.cookies.jar)  # browsers drop cookies over 4 kB
+    link = response.text.split("<code>")[1].split("</code>")[0]
+    assert course.redeem(link.rsplit("/", 1)[1])["name"] == "student000"

@@ -80,6 +80,7 @@ def test_course_flow_in_chromium(server, browser, tmp_path):
     prof.set_input_files("input[name=roster]", str(roster))
     prof.click("#upload-roster")
     links = dict(row.split("\t") for row in prof.inner_text("#links").splitlines())
+    prof.goto(f"{base}/staff")
     prof.click("#publish-squares")
     prof.wait_for_selector("text=Unpublish")
     shot(prof, "staff")

@@ -282,9 +282,8 @@ async def staff(request: Request):
 
     c = course(request)
     assignments = [{**a, "due_text": when(a["due_at"])} for a in c.assignments()]
-    links = request.session.pop("links", None)
     return page(request, "staff.html", title="Course", assignments=assignments, queue=c.queue_counts(), packs=sorted(all_lessons()),
-                instructor=request.state.user["role"] == "instructor", links=links, problem=request.app.state.worker_problem())  # fmt: skip
+                instructor=request.state.user["role"] == "instructor", problem=request.app.state.worker_problem())  # fmt: skip
 
 
 async def staff_queue(request: Request):
@@ -467,8 +466,9 @@ async def roster(request: Request):
     except UnicodeDecodeError:
         raise LearnError("the roster is not UTF-8 text") from None
     pairs = course(request).add_roster(text, uid(request))
-    request.session["links"] = _links(request, pairs)
-    return back(request, "/staff", f"{len(pairs)} students on the roster; send each their sign-in link")
+    # shown in this response, never kept in the session cookie (a class's links would not fit)
+    return page(request, "links.html", title="Sign-in links", links=_links(request, pairs),
+                flash=f"{len(pairs)} students on the roster; send each their sign-in link")  # fmt: skip
 
 
 async def add_ta(request: Request):
@@ -482,5 +482,4 @@ async def add_ta(request: Request):
 
         token = c.issue_token(tx, user_id, "signin", SIGNIN_LINK_S)
         c.audit(tx, uid(request), "add_ta", {"name": name})
-    request.session["links"] = _links(request, [(name, token)])
-    return back(request, "/staff", f"{name} is a TA")
+    return page(request, "links.html", title="Sign-in links", links=_links(request, [(name, token)]), flash=f"{name} is a TA")
