@@ -127,5 +127,7 @@ def test_course_flow_in_chromium(server, browser, tmp_path):
         prof.click("#export-csv")
     rows = {r["student"]: r for r in csv.DictReader(io.StringIO(open(download.value.path()).read()))}
     assert rows["ann"]["total"] == "5" and rows["ann"]["possible"] == "5"  # 3 from the checks, 2 graded by hand
+    prof.goto(f"{base}/staff/a/squares")
+    assert "5 / 5" in prof.inner_text("table")
     shot(prof, "assignment")
     assert dialogs == []  # no learner HTML ran

@@ -297,8 +297,10 @@ async def staff_assignment(request: Request):
     a = c.assignment(request.path_params["slug"])
     if a is None:
         return page(request, "base.html", 404, title="Not found", flash="no such assignment")
-    rows = [c.with_grade(r) for r in c.latest(a["slug"])]
-    records = [r for r in c.records(a["slug"]) if r.state == "graded"]
+    all_records = c.records(a["slug"])
+    totals = {r.id: (r.points, r.max_points) for r in all_records}  # with hand-graded answers, as exported
+    rows = [{**c.with_grade(r), "total": totals.get(r["id"])} for r in c.latest(a["slug"])]
+    records = [r for r in all_records if r.state == "graded"]
     checks = summarise(records).checks if records else []
     return page(request, "staff_assignment.html", title=a["title"], a=a, rows=rows, checks=checks, due_text=when(a["due_at"]),
                 policy=policy(a))  # fmt: skip
