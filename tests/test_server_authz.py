@@ -20,7 +20,7 @@ STAFF = {"ta", "instructor"}
 INSTRUCTOR = {"instructor"}
 
 EXPECTED = {
-    "home": ANYONE, "signin_page": ANYONE, "signin_password": ANYONE, "signin_link": ANYONE,
+    "home": ANYONE, "signin_page": ANYONE, "signin_password": ANYONE, "signin_link": ANYONE, "health": ANYONE,
     "signout": SIGNED_IN, "me": SIGNED_IN, "password": SIGNED_IN, "cli_token": SIGNED_IN, "assignment": SIGNED_IN,
     "submit": SIGNED_IN, "api_submit": SIGNED_IN,
     "submission": OWNER, "submission_status": OWNER, "submission_report": OWNER,

@@ -39,6 +39,7 @@ ROUTES: list[tuple[str, Callable, list[str]]] = [
     ("/signin", views.signin_password, ["POST"]),
     ("/signin/{token}", views.signin_link, ["GET", "POST"]),
     ("/signout", views.signout, ["POST"]),
+    ("/healthz", views.health, ["GET"]),
     ("/me", views.me, ["GET"]),
     ("/me/password", views.password, ["POST"]),
     ("/me/token", views.cli_token, ["POST"]),
@@ -163,5 +164,6 @@ def build_app(course: Course, *, worker=None, https_only: bool = False) -> Starl
                                       autoescape=select_autoescape(default=True, default_for_string=True))  # fmt: skip
     app.state.templates.filters["pts"] = lambda v: "" if v is None else f"{float(v):g}"
     app.state.worker_notify = worker.notify if worker is not None else (lambda: None)
+    app.state.worker_ready = lambda: worker is not None and worker.ready.is_set()
     app.state.worker_problem = lambda: f"{type(worker.error).__name__}: {worker.error}" if worker is not None and worker.error else None
     return app

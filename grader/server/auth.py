@@ -49,6 +49,7 @@ RULES: dict[str, Rule] = {
     "signin_page": ANYONE,
     "signin_password": ANYONE,
     "signin_link": ANYONE,
+    "health": ANYONE,
     "signout": SIGNED_IN,
     "me": SIGNED_IN,
     "password": SIGNED_IN,

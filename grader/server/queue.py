@@ -47,6 +47,7 @@ class QueueWorker:
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.ready = threading.Event()  # kernels warm and the published assignments' references computed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
 
@@ -98,6 +99,7 @@ class QueueWorker:
         if self.stopping.is_set():
             return
         async with self.executor_factory() as executor:
+            await self._warm(executor)
             heartbeat = asyncio.ensure_future(self._heartbeat())
             tasks: set[asyncio.Task] = set()
             try:
@@ -116,6 +118,15 @@ class QueueWorker:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(heartbeat, *tasks, return_exceptions=True)
+
+    async def _warm(self, executor) -> None:
+        """Reference results of the published assignments before the first learner waits on them."""
+        for a in self.db.all("SELECT pack, seed FROM assignments WHERE published = 1"):
+            try:
+                await executor.prepare(self.course.lesson(a["pack"]), a["seed"], None)
+            except Exception as exc:  # a broken pack: its submissions fail (and say so), the others are graded
+                log.warning("could not prepare %s: %s", a["pack"], exc)
+        self.ready.set()
 
     async def _heartbeat(self) -> None:
         while True:

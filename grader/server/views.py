@@ -131,6 +131,13 @@ async def signin_link(request: Request):
     return _sign_in(request, user)
 
 
+async def health(request: Request):
+    """For load balancers and `systemctl`-style checks: the app answers and whether grading is warm."""
+    state = request.app.state
+    grading = "problem" if state.worker_problem() else "ready" if state.worker_ready() else "starting"
+    return JSONResponse({"status": "ok", "grading": grading})
+
+
 async def signout(request: Request):
     request.session.clear()
     return RedirectResponse("/signin", status_code=303)
