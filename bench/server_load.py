@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -149,26 +151,37 @@ def run(n: int = 20, jobs: int = 2, window: float = 10.0, kill_after: int | None
         proc = start(env["course"], port, jobs, log, db_url)
         warmup_s = time.monotonic() - warm
         t0 = time.monotonic()
-        submitted = submit_all(base, env["students"], window)
-        seen: dict[int, float] = {}
-        killed = False
+        seen: dict[int, float] = {}  # submission id -> when it was first seen graded (a watcher thread, while submitting)
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(Exception):
+                    for sid, row in graded(env["db"]).items():
+                        if row["state"] in ("graded", "failed") and sid not in seen:
+                            seen[sid] = time.monotonic()
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        killed, lost_check = False, {}
         deadline = time.monotonic() + timeout
         try:
+            submitted = submit_all(base, env["students"], window)
             while len(seen) < n and time.monotonic() < deadline:
-                for sid, row in graded(env["db"]).items():
-                    if row["state"] in ("graded", "failed") and sid not in seen and sid in submitted:
-                        seen[sid] = time.monotonic()
                 if kill_after is not None and not killed and len(seen) >= kill_after:
-                    kill_group(proc)  # kill -9, mid-queue: the server and its kernels
+                    kill_group(proc)  # kill -9, mid-queue (every upload answered): the server and its kernels
                     killed = True
                     lost_check = graded(env["db"])
                     proc = start(env["course"], port, jobs, log, db_url, wait_ready=False)  # submissions wait in the queue
-                time.sleep(0.2)
+                time.sleep(0.1)
         finally:
+            stop.set()
+            watcher.join()
             kill_group(proc)
         serve_s = max(seen.values(), default=t0) - t0
         rows = graded(env["db"])
-        latencies = sorted(seen[s] - submitted[s] for s in seen)
+        latencies = sorted(seen[s] - submitted[s] for s in seen if s in submitted)
         result = {
             "database": "postgresql" if db_url else "sqlite", "students": n, "jobs": jobs, "window_s": window, "killed_mid_queue": killed,
             "submitted": len(submitted), "in_database": len(rows), "graded": sum(r["state"] == "graded" for r in rows.values()),
