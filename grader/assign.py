@@ -7,7 +7,8 @@
     OUT/source/    the pack to grade with: lesson.toml, checks.py, solutions, hidden tests (keep it)
     OUT/release/   what students get: exercise notebooks and data files (hand it out)
 
-nbgrader assignments have no checks.py: their autograder *test cells* (cell metadata
+nbgrader's `### AUTOTEST` directives are first turned into the asserts nbgrader would write
+(grader.autotest). nbgrader assignments have no checks.py: their autograder *test cells* (cell metadata
 `nbgrader.grade = true` and not a solution cell, or - without nbgrader metadata - a cell with a
 top-level `assert`) become checks. The converted pack's checks.py has one line per test cell,
 `test_cell(HERE / "notebook.ipynb", "name")`, which reads that cell's full source (hidden tests
@@ -37,13 +38,16 @@ from pathlib import Path
 import nbformat
 
 from . import __version__
-from .errors import LearnError, LessonPackError
-from .generate import generate_lesson, has_solution_markers, hidden_lines
+from .autotest import has_autotests
+from .autotest import instantiate as instantiate_autotests
+from .errors import AnswerLeakError, LearnError, LessonPackError
+from .generate import generate_lesson, has_solution_markers, hidden_lines, secret_and_public
+from .inert import terminal
 from .lessons import MANIFEST, Lesson, all_lessons, load_lesson
 from .notebook import load_notebook, python_only
 from .results import Status
 
-__all__ = ["AssignReport", "assign", "convert_notebooks", "is_test_cell", "test_cell", "run_test_cell", "self_test"]
+__all__ = ["AssignReport", "assign", "convert_notebooks", "is_test_cell", "leak_check", "test_cell", "run_test_cell", "self_test"]
 
 MARKER = ".learn-assign.json"
 _IGNORED = {"__pycache__", ".ipynb_checkpoints", "__MACOSX", "release", "source", "feedback"}
@@ -162,13 +166,22 @@ def _toml(value) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
 
 
+_POINTS_NOTE = re.compile(r"\s*[\(\[]\s*\d+(?:\.\d+)?\s*(?:points?|pts?|marks?)\s*[\)\]]\s*$", re.I)
+
+
 def _title_of(nb, fallback: str) -> str:
+    """A notebook's first level-1 heading ("# Title"), else the fallback (a section heading such
+    as "## Part A (2 points)" names a part, not the whole)."""
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            m = re.search(r"^#+\s+(.+)$", cell.source, re.M)
+            m = re.search(r"^#\s+(.+)$", cell.source, re.M)
             if m:
-                return m.group(1).strip()[:120]
+                return _POINTS_NOTE.sub("", m.group(1)).strip()[:120] or fallback
     return fallback
+
+
+def _folder_title(folder_name: str) -> str:
+    return re.sub(r"[_-]+", " ", folder_name).strip() or folder_name
 
 
 @dataclass
@@ -180,10 +193,66 @@ class _TestCell:
     hidden: bool
 
 
-def convert_notebooks(paths: list[Path], dest: Path, lesson_id: str, data: list[Path] = ()) -> list[str]:
+@dataclass
+class _ManualItem:
+    name: str
+    notebook: str
+    index: int
+    points: float
+    title: str
+    kind: str
+
+
+def _points(meta: dict, default: float = 1.0) -> float:
+    points = meta.get("points", default)
+    return float(points) if isinstance(points, (int, float)) and not isinstance(points, bool) and points >= 0 else default
+
+
+class _Names:
+    """Unique check / item names from nbgrader grade ids."""
+
+    def __init__(self):
+        self.used: set[str] = set()
+
+    def take(self, grade_id, stem: str, fallback: str) -> str:
+        base = _identifier(str(grade_id or ""), fallback)
+        name = base if base not in self.used else _identifier(f"{stem}_{base}", base)
+        while name in self.used:
+            name += "_"
+        self.used.add(name)
+        return name
+
+
+def _manual_kind(cell, meta: dict) -> str | None:
+    """markdown / code / task for a cell an instructor grades by hand (nbgrader: a graded
+    solution cell, or a task), else None."""
+    if meta.get("task"):
+        return "task"
+    if meta.get("solution") and meta.get("grade"):
+        return "markdown" if cell.cell_type == "markdown" else "code"
+    return None
+
+
+def _heading_before(nb, index: int) -> str | None:
+    for cell in reversed(nb.cells[:index]):
+        if cell.cell_type == "markdown":
+            headings = re.findall(r"^#+\s+(.+)$", cell.source, re.M)
+            if headings:
+                return _POINTS_NOTE.sub("", headings[-1]).strip()[:100] or None
+    return None
+
+
+def _prepare_cell(cell, meta: dict) -> None:
+    """An nbgrader solution cell without markers is all answer: mark it so that the student
+    version gets the stub (code) or "YOUR ANSWER HERE" (markdown), as nbgrader's release does."""
+    if meta.get("solution") and not has_solution_markers(cell.source) and not meta.get("task"):
+        cell.source = f"### BEGIN SOLUTION\n{cell.source}\n### END SOLUTION"
+
+
+def convert_notebooks(paths: list[Path], dest: Path, lesson_id: str, data: list[Path] = (), title: str | None = None) -> list[str]:
     """Write a lesson pack into `dest` from solution notebooks with nbgrader (or our) markers:
-    the notebooks (test cells named in cell metadata), lesson.toml, checks.py and data files.
-    Returns the check names."""
+    the notebooks (test cells, manual items and locked cells named in cell metadata `learn`),
+    lesson.toml, checks.py and data files. Returns the check names."""
     dest.mkdir(parents=True, exist_ok=True)
     data_names = []
     for item in data:
@@ -191,47 +260,61 @@ def convert_notebooks(paths: list[Path], dest: Path, lesson_id: str, data: list[
         shutil.copytree(item, target) if item.is_dir() else shutil.copyfile(item, target)
         data_names.append(item.name)
     tests: list[_TestCell] = []
+    manual: list[_ManualItem] = []
     titles: dict[str, str] = {}
-    used: set[str] = set()
+    names = _Names()
+    light = set()
     for path in paths:
         nb = load_notebook(path)
+        if has_autotests(nb):  # nbgrader's ### AUTOTEST: the asserts nbgrader would generate, from the solution's values
+            instantiate_autotests(nb, path.parent, path.parent, path.name)
+        if not any(re.search(r"\b(torch|fastai)\b", c.source) for c in nb.cells if c.cell_type == "code"):
+            light.add(path.name)
         for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
             meta = cell.metadata.get("nbgrader") or {}
-            if meta.get("solution") and not has_solution_markers(cell.source):  # nbgrader: the whole cell is the answer
-                cell.source = f"### BEGIN SOLUTION\n{cell.source}\n### END SOLUTION"
-            if not is_test_cell(cell):
-                continue
-            base = _identifier(str(meta.get("grade_id") or ""), f"{path.stem}_test_{len(tests) + 1}")
-            name = base if base not in used else _identifier(f"{path.stem}_{base}", base)
-            while name in used:
-                name += "_"
-            used.add(name)
-            points = meta.get("points", 1)
-            points = float(points) if isinstance(points, (int, float)) and not isinstance(points, bool) and points >= 0 else 1.0
-            cell.metadata["learn"] = {"test": name}
-            tests.append(_TestCell(name, path.name, index, points, bool(hidden_lines(cell.source))))
+            if not isinstance(meta, dict):
+                meta = {}
+            _prepare_cell(cell, meta)
+            tag = {}
+            kind = _manual_kind(cell, meta)
+            if kind:
+                name = names.take(meta.get("grade_id"), path.stem, f"{path.stem}_answer_{len(manual) + 1}")
+                own = re.search(r"^#+\s+(.+)$", cell.source, re.M) if kind == "task" else None  # a task's own heading names it
+                heading = _POINTS_NOTE.sub("", own.group(1)).strip()[:100] if own else _heading_before(nb, index)
+                item_title = f"{heading} ({kind} answer)" if heading and kind != "task" else heading or name
+                manual.append(_ManualItem(name, path.name, index, _points(meta), item_title, kind))
+                tag["manual"] = name
+            elif is_test_cell(cell):
+                name = names.take(meta.get("grade_id"), path.stem, f"{path.stem}_test_{len(tests) + 1}")
+                tag["test"] = name
+                tests.append(_TestCell(name, path.name, index, _points(meta), bool(hidden_lines(cell.source))))
+            if meta.get("locked") and not meta.get("solution") and not kind:
+                tag["locked"] = str(meta.get("grade_id") or f"cell{index + 1}")
+            if tag:
+                cell.metadata["learn"] = tag
         titles[path.name] = _title_of(nb, path.stem)
         nb.metadata["learn"] = {"lesson": lesson_id, "notebook": path.name, "kind": "solution"}
         nbformat.write(nb, str(dest / path.name))
-    if not tests:
+    if not tests and not manual:
         raise LessonPackError(
             f"no graded test cells in {', '.join(p.name for p in paths)}: mark autograder tests as nbgrader does "
             "(cell metadata nbgrader.grade = true) or write cells with assert statements"
         )
-    _write_manifest(dest, lesson_id, paths, titles, tests, data_names)
+    title = next((titles[p.name] for p in paths if titles[p.name] != p.stem), None) or title or lesson_id
+    _write_manifest(dest, lesson_id, title, paths, titles, tests, manual, data_names, light)
     _write_checks(dest, lesson_id, tests)
     return [t.name for t in tests]
 
 
-def _write_manifest(dest: Path, lesson_id: str, paths: list[Path], titles: dict[str, str], tests: list[_TestCell], data: list[str]) -> None:
+def _write_manifest(dest: Path, lesson_id: str, title: str, paths: list[Path], titles: dict[str, str], tests: list[_TestCell],
+                    manual: list[_ManualItem], data: list[str], light: set[str] = frozenset()) -> None:  # fmt: skip
     lines = [
         f"# Generated by `learn assign` (learn {__version__}) from {', '.join(p.name for p in paths)}.",
         "# One check per test cell: it runs (hidden tests included) in the student's kernel after the notebook.",
+        "# [manual.NAME]: answers graded by hand (learn export --format manual, learn import-grades).",
         "",
         f"id = {_toml(lesson_id)}",
-        f"title = {_toml(titles.get(paths[0].name, lesson_id))}",
+        f"title = {_toml(title)}",
         'version = "1"',
         "",
         "[defaults]",
@@ -240,6 +323,8 @@ def _write_manifest(dest: Path, lesson_id: str, paths: list[Path], titles: dict[
     ]
     for path in paths:
         lines += ["", "[[notebooks]]", f"file = {_toml(path.name)}", f"title = {_toml(titles[path.name])}"]
+        if path.name in light:  # its kernels need not preload torch
+            lines.append('profile = "python"')
         if data:
             lines.append(f"data = {_toml(data)}")
     for t in tests:
@@ -247,6 +332,9 @@ def _write_manifest(dest: Path, lesson_id: str, paths: list[Path], titles: dict[
                   f"points = {_toml(t.points)}"]  # fmt: skip
         if t.hidden:
             lines.append("hidden = true")
+    for m in manual:
+        lines += ["", f"[manual.{m.name}]", f"notebook = {_toml(m.notebook)}", f"title = {_toml(m.title)}", f"points = {_toml(m.points)}",
+                  f"kind = {_toml(m.kind)}", f"cell = {_toml(m.name)}"]  # fmt: skip
     (dest / MANIFEST).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -266,6 +354,43 @@ def _write_checks(dest: Path, lesson_id: str, tests: list[_TestCell]) -> None:
     ]
     lines += [f"check_{t.name} = test_cell(HERE / {t.notebook!r}, {t.name!r})" for t in tests]
     (dest / "checks.py").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# telling `learn grade` that a folder is an nbgrader source
+
+
+def _has_nbgrader_cells(folder: Path) -> bool:
+    for path in sorted(folder.glob("*.ipynb"))[:20]:
+        try:
+            if path.stat().st_size < 50 * 2**20 and '"nbgrader"' in path.read_text(encoding="utf-8", errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def nbgrader_hint(folder: Path) -> str | None:
+    """For a folder that is an nbgrader assignment source or course (and not a pack): what to run."""
+    import shlex
+
+    folder = Path(folder)
+    if _has_nbgrader_cells(folder):
+        sources = [folder]
+    else:
+        base = folder / "source" if (folder / "source").is_dir() else folder
+        sources = [d for d in sorted(base.iterdir()) if d.is_dir() and _has_nbgrader_cells(d)] if base.is_dir() else []
+        if not sources and not (folder / "nbgrader_config.py").is_file():
+            return None
+    if not sources:
+        return f"{folder} looks like an nbgrader course with no assignment sources; convert one with `learn assign COURSE/source/NAME`"
+    kind = "an nbgrader assignment source" if sources == [folder] else "an nbgrader course"
+    lines = [f"{folder} is {kind}, not a lesson pack: convert it with `learn assign` first, then grade with its output:"]
+    for src in sources:
+        out = f"assignment-{_identifier(src.resolve().name, 'assignment')}"
+        lines.append(f"  learn assign {shlex.quote(str(src))} --out {out}")
+    lines.append("  learn grade SUBMISSIONS --assignment " + ("assignment-ID" if len(sources) > 1 else out))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,7 +467,7 @@ def _stage(sources: list[str], staging: Path, lesson_id: str | None) -> Lesson:
     if not lesson_id.isidentifier():
         raise LearnError(f"--id must be a simple name like 'ps1', not {lesson_id!r}")
     data = _data_files(folder, notebooks) if len(sources) == 1 else []
-    convert_notebooks(notebooks, pack, lesson_id, data)
+    convert_notebooks(notebooks, pack, lesson_id, data, title=_folder_title(folder.resolve().name))
     return load_lesson(pack, exercises_dir=staging / "release")
 
 
@@ -388,6 +513,86 @@ def self_test(lesson: Lesson, release: Path, jobs: int | None = None) -> list[st
     return list(dict.fromkeys(problems))
 
 
+# ---------------------------------------------------------------------------------------------
+# the leak check: no solution text in the student release
+
+_MIN_SECRET = 12  # shorter solution lines ("return x", "pass") say nothing
+_WINDOW = 8  # a long line is also compared by runs of this many words (a copied half sentence leaks too)
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _payloads(bundle) -> list[str]:
+    """The data strings of an attachment or output bundle ({mime: data})."""
+    if not isinstance(bundle, dict):
+        return []
+    return ["".join(v) if isinstance(v, list) else str(v) for v in bundle.values()]
+
+
+def _release_text(nb) -> str:
+    """Everything of a released notebook a student can read: sources, attachments, outputs."""
+    parts = []
+    for cell in nb.cells:
+        parts.append(_norm(cell.source))
+        for bundle in (cell.get("attachments") or {}).values():
+            parts += _payloads(bundle)
+        for output in cell.get("outputs", []):
+            parts += [_norm(output.get("text", ""))] + _payloads(output.get("data"))
+    return "\n".join(parts)
+
+
+def _windows(lines: list[str]) -> list[str]:
+    out = []
+    for line in lines:
+        words = line.split()
+        out += [" ".join(words)] if len(words) <= _WINDOW else [" ".join(words[i : i + _WINDOW]) for i in range(len(words) - _WINDOW + 1)]
+    return out
+
+
+def _split(cell) -> tuple[list[str], list[str]]:
+    meta = cell.get("metadata", {}).get("nbgrader")
+    if isinstance(meta, dict) and meta.get("solution") and not meta.get("task") and not has_solution_markers(cell.source):
+        return cell.source.split("\n"), []  # nbgrader: an unmarked solution cell is all answer
+    return secret_and_public(cell)
+
+
+def _secrets(cell, public_text: str) -> list[str]:
+    """Texts of one solution cell that must not reach the release: its solution / hidden lines
+    (normalised, not trivially short, not also written in the public part of the notebook), the
+    images only the answer refers to, and the outputs of a cell that holds an answer."""
+    secret, public = _split(cell)
+    if not any(line.strip() for line in secret):
+        return []
+    found = [t for t in _windows(secret) if len(t) >= _MIN_SECRET and any(ch.isalnum() for ch in t) and t not in public_text]
+    shown = "\n".join(public)
+    for name, bundle in (cell.get("attachments") or {}).items():
+        if f"attachment:{name}" not in shown:
+            found += [p[:80] for p in _payloads(bundle) if len(p) >= _MIN_SECRET]
+    for output in cell.get("outputs", []):
+        found += [p[:80] for p in _payloads(output.get("data")) if len(p) >= 40 and p[:80] not in public_text]
+    return found
+
+
+def leak_check(lesson: Lesson, release: Path) -> None:
+    """Refuse (AnswerLeakError, naming notebook and cell) a release holding solution text."""
+    for spec in lesson.notebooks:
+        solution = nbformat.read(str(lesson.solution_path(spec)), as_version=4)
+        released = nbformat.read(str(release / spec.file), as_version=4)
+        public_text = "\n".join(_norm(line) for cell in solution.cells for line in _split(cell)[1])
+        haystack = _release_text(released)
+        for index, cell in enumerate(solution.cells):
+            for text in _secrets(cell, public_text):
+                if text in haystack:
+                    raise AnswerLeakError(
+                        f"{spec.file} cell {index + 1}: the student version would contain solution text "
+                        f"({terminal(text[:60], single_line=True)!r}); refusing to write the release. "
+                        "Check the cell's solution markers (### BEGIN SOLUTION / ### END SOLUTION, or nbgrader's "
+                        "solution flag)."
+                    )
+
+
 def _prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise LearnError(f"--out {out} is a file")
@@ -404,6 +609,7 @@ def assign(sources: str | list[str], out: Path | None = None, *, lesson_id: str 
     try:
         lesson = _stage(sources, staging, lesson_id)
         generate_lesson(lesson, staging / "release")
+        leak_check(lesson, staging / "release")
         out = Path(out) if out is not None else Path(f"assignment-{lesson.id}")
         _prepare_out(out)
         if echo:

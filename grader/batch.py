@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
+from . import __version__, manual
 from .errors import ExecutionError, LearnError, LessonPackError, SandboxRequiredError, UnknownLessonError
 from .executor import (  # noqa: F401 - grade_notebooks, finish_notebook, stand_in, isolation_report: their old home
     Executor,
@@ -95,6 +95,11 @@ def resolve_assignment(value: str) -> Lesson:
     if value in lessons:
         return lessons[value]
     if path.is_dir():
+        from .assign import nbgrader_hint
+
+        hint = nbgrader_hint(path)
+        if hint:
+            raise LearnError(hint)
         raise LearnError(f"{path} is not a lesson pack (no lesson.toml) nor a `learn assign` output folder (no source/lesson.toml)")
     raise UnknownLessonError(value, list(lessons))
 
@@ -549,13 +554,14 @@ class RichProgress:
             self.progress.stop()
 
 
-def open_executor(jobs: int, scheduler: str | None = None) -> Executor:
-    """The executor of a run: a local warm pool of `jobs` kernels, or the Dask cluster at `scheduler`."""
+def open_executor(jobs: int, scheduler: str | None = None, profile: str = "torch") -> Executor:
+    """The executor of a run: a local warm pool of `jobs` kernels (preloading `profile`), or the
+    Dask cluster at `scheduler`."""
     if scheduler:
         from .cluster import DaskExecutor
 
         return DaskExecutor(scheduler)
-    return LocalExecutor(jobs)
+    return LocalExecutor(jobs, profile=profile)
 
 
 class _Batch:
@@ -580,7 +586,7 @@ class _Batch:
                           sub.folder, self.allow_unsandboxed)  # fmt: skip
 
     async def run(self, todo: list[Submission]) -> None:
-        async with open_executor(self.jobs, self.scheduler) as executor:
+        async with open_executor(self.jobs, self.scheduler, profile=self.lesson.kernel_profile()) as executor:
             # references first (one kernel per notebook, shared by every student, cached on disk):
             # a reference that fails stops the batch before any student is claimed
             await executor.prepare(self.lesson, self.seed, self.cell_timeout)
@@ -657,7 +663,8 @@ class _Batch:
         failed = bool(machinery) and (
             machinery[0].error_kind == "lesson" or self.gb.attempts(sub.student, self.lesson.id) + 1 < MACHINERY_RETRIES
         )
-        stored = self.gb.record(sub.student, self.lesson.id, self.key(sub), run, status=status, problems=sub.problems,
+        problems = sub.problems + manual.tamper_warnings(self.lesson, sub.notebooks)
+        stored = self.gb.record(sub.student, self.lesson.id, self.key(sub), run, status=status, problems=problems,
                                 error=error, error_kind=first_error.error_kind if first_error else None, failed=failed)  # fmt: skip
         if failed:
             if machinery[0].error_kind == "lesson":
@@ -665,7 +672,8 @@ class _Batch:
             return Outcome(sub.student, "failed", status, run.points, run.max_points, run.duration, machinery[0].error or "")
         if not stored:
             return Outcome(sub.student, "busy", message="another process took this submission over")
-        message = "; ".join(sub.problems[:2] + ([error] if error and status == "error" else []))
+        manual.record_answers(self.gb, self.lesson, sub.student, sub.notebooks)
+        message = "; ".join(problems[:3] + ([error] if error and status == "error" else []))
         return Outcome(sub.student, "graded", status, run.points, run.max_points, run.duration, message)
 
 

@@ -115,11 +115,18 @@ class CaseRng:
     """Seeded random inputs for cases; the same seed always builds the same inputs."""
 
     def __init__(self, seed: int):
-        import torch
-
         self.seed = seed
-        self.torch = torch.Generator().manual_seed(seed)
+        self._torch = None
         self.py = random.Random(seed)
+
+    @property
+    def torch(self):
+        """The seeded torch generator, made at first use (test-cell checks never need torch)."""
+        if self._torch is None:
+            import torch
+
+            self._torch = torch.Generator().manual_seed(self.seed)
+        return self._torch
 
     def randn(self, *shape, scale: float = 1.0):
         import torch

@@ -248,6 +248,10 @@ def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jo
         _err(f"refusing to write the assignment: {len(report.problems)} check(s) cannot tell a solution from a stub")
         sys.exit(EXIT_FAILED)
     click.echo(f"{report.lesson.id}: {len(report.checks)} checks pass on the solution and fail on the student version")
+    if report.lesson.manual:
+        manual = report.lesson.manual.values()
+        click.echo(f"  {len(manual)} item(s) graded by hand ({sum(m.points for m in manual):g} points): "
+                   "`learn export --format manual` after grading, then `learn import-grades FILE`")  # fmt: skip
     click.echo(f"  release (for students): {report.release}")
     click.echo(f"  source (keep private):  {report.source}")
     click.echo(f"Next: hand out {report.release}, then `learn grade SUBMISSIONS --assignment {report.out}`.")
@@ -298,6 +302,7 @@ def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_tim
         + (f", {summary.failed} NOT graded" if summary.failed else "")
         + f" in {summary.duration:.1f}s -> {gradebook_path}"
     )
+    _manual_totals(gradebook_path, assignment, summary.assignment)
     if feedback_dir is not None:
         from .export import export
 
@@ -306,11 +311,43 @@ def grade(submissions, assignment, gradebook_path, jobs, regrade, seed, cell_tim
     sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
 
 
+def _manual_totals(gradebook_path: Path, assignment: str | None, lesson_id: str) -> None:
+    from .batch import resolve_assignment
+    from .gradebook import Gradebook
+    from .manual import totals_line
+
+    lesson = resolve_assignment(assignment or lesson_id)
+    if lesson.manual:
+        with Gradebook(gradebook_path, create=False) as gb:
+            click.echo(totals_line(gb, lesson))
+
+
+@cli.command("import-grades")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("gradebook.db"),
+              show_default=True, help="The gradebook `learn grade` wrote.")  # fmt: skip
+@click.option("--by", "who", default=None, metavar="NAME", help="Who graded, for the audit (default: your user name).")
+@handle_errors
+def import_grades_cmd(file, gradebook_path, who):
+    """Record hand-given points and comments from FILE (`learn export --format manual`, filled in).
+
+    Every row is checked first (known student and item, points a number from 0 to the item's
+    maximum); one bad row and nothing is recorded. Each change is audited: who, when, the previous value.
+    """
+    from .gradebook import Gradebook
+    from .manual import import_grades
+
+    with Gradebook(gradebook_path, create=False) as gb:
+        done = import_grades(gb, file, who=who)
+    click.echo(f"recorded {done['recorded']} grade(s) from {file} in {gradebook_path}")
+
+
 @cli.command("export")
 @click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("gradebook.db"),
               show_default=True, help="The gradebook `learn grade` wrote.")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(["csv", "gradescope", "junit", "feedback"]), default="csv", show_default=True,
-              help="csv: a row per student; gradescope: OUT/<student>/results.json; junit: XML; feedback: OUT/<student>.html.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["csv", "gradescope", "junit", "feedback", "manual"]), default="csv", show_default=True,
+              help="csv: a row per student; gradescope: OUT/<student>/results.json; junit: XML; feedback: OUT/<student>.html; "
+                   "manual: a row per (student, item graded by hand), to fill in and `learn import-grades`.")  # fmt: skip
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="File (csv, junit) or folder (gradescope, feedback); default: stdout."
 )
@@ -385,6 +422,10 @@ def progress(html_path: Path | None):
     summary = summarize()
     console = make_console()
     render_progress(summary, console)
+    from .review import summary_line
+
+    if summary_line():
+        console.print(summary_line(), markup=False, highlight=False)
     if html_path is not None:
         from .html import render_progress_page, write_html
 
@@ -570,8 +611,14 @@ def _read_line(prompt: str) -> str:
 @click.option("--restart", is_flag=True, help="Start afresh instead of offering to resume a saved session.")
 @click.option("--answers", "answers_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Grade a YAML file of answers (question id: answer) without asking; exit 0 when all are right.")  # fmt: skip
+@click.option("--class", "class_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Instructors: grade a folder of answers files (STUDENT.yaml) into --gradebook.")  # fmt: skip
+@click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("gradebook.db"),
+              show_default=True, help="Gradebook for --class.")  # fmt: skip
+@click.option("--overrides", "overrides_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --class: YAML of student -> question -> override (points, correct, key_points, note).")  # fmt: skip
 @handle_errors
-def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
+def quiz(quiz_name, topics, shuffle, seed, restart, answers_path, class_dir, gradebook_path, overrides_path):
     """Answer a lesson's questionnaire, with feedback after each question.
 
     \b
@@ -579,6 +626,7 @@ def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
     learn quiz chapter4                  question by question; resumes where you stopped
     learn quiz chapter4 --topic sgd      only one topic
     learn quiz chapter4 --answers a.yaml grade a file of answers (exit 0 all right, 1 not, 2 bad file)
+    learn quiz chapter4 --class DIR --gradebook gb.db [--overrides o.yaml]   grade a class's files
     """
     from rich.text import Text
 
@@ -591,6 +639,10 @@ def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
             console.print(Text(f"{name:12} {len(q.questions):3} questions  {q.title}  (topics: {', '.join(q.topics())})"))
         return
     chosen = find_quiz(quiz_name)
+    if class_dir is not None:
+        from .quiz.classbatch import run_class
+
+        sys.exit(run_class(chosen, class_dir, gradebook_path, overrides_path, console))
     if answers_path is not None:
         from .quiz import QuizAnswersError
 
@@ -610,6 +662,85 @@ def quiz(quiz_name, topics, shuffle, seed, restart, answers_path):
                              restart=restart, runner_factory=CodeRunner)  # fmt: skip
     if result.interrupted:
         sys.exit(130)
+
+
+# ---------------------------------------------------------------------------------------------
+# the study loop: learn predict (grader.predict), learn review (grader.review)
+
+
+@cli.command()
+@click.argument("pack", metavar="PACK")
+@click.option("--answers", "answers_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Grade a YAML file of predictions (drill id: prediction) without asking; exit 0 when all are right.")  # fmt: skip
+@click.option("--restart", is_flag=True, help="Start the drills afresh instead of resuming.")
+@click.option("--list", "list_only", is_flag=True, help="List the pack's drills and exit.")
+@handle_errors
+def predict(pack, answers_path, restart, list_only):
+    """Predict-the-output drills: see a cell of the lesson's notebook, say what it outputs, then run it.
+
+    \b
+    learn predict lesson3                 drill by drill; resumes where you stopped
+    learn predict chapter4 --answers a.yaml   grade a file of predictions (exit 0 all right, 1 not, 2 bad file)
+    """
+    from rich.text import Text
+
+    from .lessons import get_lesson
+    from .predict import load_drills, parse_answers, record, render_answers, run_interactive
+
+    lesson = get_lesson(pack)
+    drills = load_drills(lesson)
+    console = make_console()
+    if not drills:
+        raise LearnError(f"lesson {pack} has no predict-the-output drills")
+    if list_only:
+        for d in drills:
+            console.print(Text(f"{d.id:28} {d.kind:7} {d.notebook} cell {d.cell + 1}"))
+        return
+    if answers_path is not None:
+        from .errors import QuizAnswersError
+        from .predict import grade_answers
+        from .review import record_items
+
+        try:
+            text = answers_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise QuizAnswersError(f"{answers_path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        rows = grade_answers(lesson, drills, parse_answers(text, str(answers_path), drills))
+        code = render_answers(rows, console)
+        graded = [(d, r) for d, r in rows if r is not None and r.graded]
+        for warning in (record(pack, graded), record_items([("drill", f"{pack}:{d.id}", r.correct) for d, r in graded])):
+            if warning:
+                _err(warning)
+        sys.exit(code)
+    run_interactive(lesson, drills, console, _read_line, restart=restart)
+
+
+@cli.command()
+@click.option("--answers", "answers_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Review from a YAML file (KIND:PACK:ID: answer, or {answer, rating}) without asking.")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1), default=None, help="Review at most this many items today.")
+@handle_errors
+def review(answers_path, limit):
+    """Spaced review: today's quiz questions, drills and functions to re-do, scheduled with FSRS.
+
+    Questions you answered wrong in `learn quiz`, drills from `learn predict` and functions whose
+    latest `learn check` failed come back when they are due. Rate each one (1 again .. 4 easy):
+    the rating decides when you see it next. `learn progress` shows what is due.
+    """
+    from .predict import DrillRunner
+    from .quiz import CodeRunner
+    from .review import run_review
+
+    text = None
+    if answers_path is not None:
+        from .errors import QuizAnswersError
+
+        try:
+            text = answers_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise QuizAnswersError(f"{answers_path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    run_review(make_console(), _read_line, answers_text=text, answers_source=str(answers_path), limit=limit,
+               drill_runner_factory=DrillRunner, code_runner_factory=CodeRunner)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -133,9 +133,13 @@ def grade_remote(pack: bytes, payload: dict) -> dict:
 
 
 def _payload(job: GradingJob) -> dict:
+    from .manual import instructor_cells
+
     notebooks = {}
-    for spec_file, path in job.notebooks.items():
-        notebooks[spec_file] = (str(path.relative_to(job.folder)) if job.folder else path.name, path.read_bytes())
+    with instructor_cells(job.lesson, job.notebooks) as (graded, original):  # locked cells as the instructor wrote them
+        for spec_file, path in graded.items():
+            submitted = original.get(path, path)
+            notebooks[spec_file] = (str(submitted.relative_to(job.folder)) if job.folder else submitted.name, path.read_bytes())
     return {"student": job.student, "notebooks": notebooks, "notes": job.notes, "seed": job.seed,
             "cell_timeout": job.cell_timeout, "budget": job.budget, "allow_unsandboxed": job.allow_unsandboxed}  # fmt: skip
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import GradebookError
 from .gradebook import Gradebook, SubmissionRecord
+from .manual import TAMPER_PREFIX
 
 __all__ = ["ClassSummary", "summarise", "render_dashboard", "write_dashboard", "ATTENTION_BELOW"]
 
@@ -116,7 +117,7 @@ def summarise(records: list[SubmissionRecord]) -> ClassSummary:
             reasons.append(r.error)
         if r.max_points and r.points / r.max_points < ATTENTION_BELOW:
             reasons.append(f"scored {100 * r.points / r.max_points:.0f}% (under {ATTENTION_BELOW:.0%})")
-        reasons += [p for p in r.problems if p.startswith("missing")]
+        reasons += [p for p in r.problems if p.startswith(("missing", TAMPER_PREFIX))]  # a changed locked cell: look at it
         if reasons:
             attention.append(Attention(r.student, r.assignment, r.points, r.max_points, r.status or r.state, reasons))
     ordered = sorted(checks.values(), key=lambda s: (s.rate, -s.attempts, s.notebook, s.name))

@@ -10,7 +10,10 @@ the CLI uses for it. Anything else escaping the library is a bug in *our* code.
      ├── UnknownQuizError           no quiz with that name
      ├── NotebookLoadError          not a notebook: invalid JSON, binary, too big, nbformat < 4 ...
      ├── LessonPackError            a lesson pack's manifest or checks are malformed
-     │    └── MarkerError           unbalanced or nested solution markers in a solution notebook
+     │    ├── MarkerError           unbalanced or nested solution markers in a solution notebook
+     │    └── DrillFormatError      a `learn predict` mark on a solution notebook cell is malformed
+     ├── AnswerLeakError            a generated student version would hold solution text (learn assign)
+     ├── ManualGradesError          a filled-in manual grades file cannot be imported (learn import-grades)
      ├── QuizFormatError            a quiz file is malformed
      ├── QuizAnswersError           an answers file (learn quiz --answers) is malformed
      ├── FetchError                 a lesson pack could not be fetched or unpacked
@@ -36,6 +39,7 @@ __all__ = [
     "UnknownNotebookError",
     "NotebookLoadError",
     "LessonPackError",
+    "DrillFormatError",
     "QuizFormatError",
     "FetchError",
     "GradebookError",
@@ -48,6 +52,8 @@ __all__ = [
     "ProgressError",
     "ServerDatabaseError",
     "UploadError",
+    "AnswerLeakError",
+    "ManualGradesError",
 ]
 
 
@@ -118,6 +124,10 @@ class MarkerError(LessonPackError):
     """Unbalanced or nested solution markers."""
 
 
+class DrillFormatError(LessonPackError):
+    """A predict-the-output mark (cell metadata `learn.predict`) is malformed."""
+
+
 class ProgressError(LearnError):
     """The progress history exists but cannot be read (corrupt, locked, or from a newer learn)."""
 
@@ -128,3 +138,12 @@ class ServerDatabaseError(LearnError):
 
 class UploadError(LearnError):
     """`learn serve`: a submission the server refuses (too big, too many notebooks, too often, not a notebook)."""
+
+
+class AnswerLeakError(LearnError):
+    """`learn assign` would write solution text into the student release (names notebook and cell)."""
+
+
+class ManualGradesError(LearnError):
+    """A manual grades file (learn import-grades) is malformed: unknown student or item, points
+    that are not a number or over the item's maximum. Nothing is recorded."""

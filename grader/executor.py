@@ -138,8 +138,9 @@ class SlotsMixin:
 class LocalExecutor(SlotsMixin):
     """A warm KernelPool of `jobs` kernels in this process; graders shared per (lesson, seed, limits)."""
 
-    def __init__(self, jobs: int | None = None):
+    def __init__(self, jobs: int | None = None, profile: str = "torch"):
         self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.profile = profile  # what the pool's kernels preload (Lesson.kernel_profile())
         self.pool = None
         self._graders: dict[tuple, object] = {}
 
@@ -149,7 +150,7 @@ class LocalExecutor(SlotsMixin):
     async def __aenter__(self) -> LocalExecutor:
         from .kernels import KernelPool
 
-        self.pool = KernelPool(size=self.jobs)
+        self.pool = KernelPool(size=self.jobs, profile=self.profile)
         await self.pool.__aenter__()
         from . import grading  # noqa: F401 - imports torch here while the pool's zygotes import it there
 
@@ -181,9 +182,12 @@ class LocalExecutor(SlotsMixin):
         await asyncio.gather(*(grader.reference(plan(lesson, spec, seed)) for spec in lesson.notebooks))
 
     async def run(self, job: GradingJob) -> RunResult:
+        from .manual import instructor_cells
+
         grader = self.grader(job.lesson, job.seed, job.cell_timeout)
-        return await grade_notebooks(grader, job.lesson, job.notebooks, job.notes, job.seed, time.monotonic() + job.budget,
-                                     job.budget, job.label)  # fmt: skip
+        with instructor_cells(job.lesson, job.notebooks) as (notebooks, original):  # locked cells as the instructor wrote them
+            return await grade_notebooks(grader, job.lesson, notebooks, job.notes, job.seed, time.monotonic() + job.budget,
+                                         job.budget, lambda path: job.label(original.get(path, path)))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from .results import Status
 
 __all__ = ["FORMATS", "csv_text", "gradescope_results", "write_gradescope", "junit_xml", "write_feedback", "safe_name", "load_records"]
 
-FORMATS = ("csv", "gradescope", "junit", "feedback")
+FORMATS = ("csv", "gradescope", "junit", "feedback", "manual")
 _NUMBERISH = re.compile(r"(total|score|points|possible)", re.I)
 
 
@@ -56,12 +56,19 @@ def safe_name(student: str) -> str:
 def _check_column(assignment: str, name: str, multi: bool) -> str:
     column = f"{assignment}:{name}" if multi else name
     # keep the score columns unambiguous for spreadsheets and scripts that look for "total"
-    return f"check:{column}" if _NUMBERISH.search(column) or column in ("student", "status", "problems") else column
+    return (
+        f"check:{column}"
+        if _NUMBERISH.search(column) or column in ("student", "status", "problems", "auto", "manual", "pending")
+        else column
+    )
 
 
-def csv_text(records: list[SubmissionRecord]) -> str:
+def csv_text(records: list[SubmissionRecord], manual_rows: dict | None = None) -> str:
     """One row per student: `student`, `total` (points), `possible`, `percent`, `status`, then
-    the points of every check, then problems (missing notebooks, errors)."""
+    the points of every check, then problems (missing notebooks, errors). With answers graded by
+    hand (`manual_rows`, grader.manual), total and possible count them too, and the columns
+    `auto`, `manual` (points given so far) and `pending` (points not graded yet) follow `status`."""
+    manual_rows = manual_rows or {}
     assignments = list(dict.fromkeys(r.assignment for r in records))
     multi = len(assignments) > 1
     columns: dict[tuple[str, str], str] = {}
@@ -69,15 +76,22 @@ def csv_text(records: list[SubmissionRecord]) -> str:
         for c in r.checks:
             columns.setdefault((r.assignment, c.name), _check_column(r.assignment, c.name, multi))
     per_assignment = [f"{a} total" for a in assignments] if multi else []
-    header = ["student", "total", "possible", "percent", "status", *per_assignment, *columns.values(), "problems"]
+    split = ["auto", "manual", "pending"] if manual_rows else []
+    header = ["student", "total", "possible", "percent", "status", *split, *per_assignment, *columns.values(), "problems"]
     rows: dict[str, dict] = {}
     for r in records:
-        row = rows.setdefault(r.student, {"student": r.student, "total": 0.0, "possible": 0.0, "status": [], "problems": []})
-        row["total"] += r.points
-        row["possible"] += r.max_points
+        row = rows.setdefault(r.student, {"student": r.student, "total": 0.0, "possible": 0.0, "status": [], "problems": [],
+                                          "auto": 0.0, "manual": 0.0, "pending": 0.0})  # fmt: skip
+        hand = manual_rows.get((r.student, r.assignment), [])
+        given = sum(m.points or 0.0 for m in hand if m.state == "graded")
+        row["total"] += r.points + given
+        row["possible"] += r.max_points + sum(m.max_points for m in hand)
+        row["auto"] += r.points
+        row["manual"] += given
+        row["pending"] += sum(m.max_points for m in hand if m.state != "graded")
         row["status"].append(r.status if r.state == "graded" else "not graded")
         if multi:
-            row[f"{r.assignment} total"] = _fmt(r.points)
+            row[f"{r.assignment} total"] = _fmt(r.points + given)
         for c in r.checks:
             row[columns[(r.assignment, c.name)]] = _fmt(c.points)
         row["problems"] += r.problems + ([r.error] if r.error else [])
@@ -89,6 +103,7 @@ def csv_text(records: list[SubmissionRecord]) -> str:
         row["status"] = "error" if "error" in statuses or "not graded" in statuses else "failed" if "failed" in statuses else "ok"
         row["percent"] = _fmt(100.0 * row["total"] / row["possible"]) if row["possible"] else ""
         row["total"], row["possible"] = _fmt(row["total"]), _fmt(row["possible"])
+        row["auto"], row["manual"], row["pending"] = _fmt(row["auto"]), _fmt(row["manual"]), _fmt(row["pending"])
         row["problems"] = " | ".join(dict.fromkeys(p.replace("\n", " ") for p in row["problems"]))
         writer.writerow([csv_cell(row.get(h, "")) for h in header])  # numbers (ours) stay numbers, text never a formula
     return out.getvalue()
@@ -222,10 +237,28 @@ def junit_xml(records: list[SubmissionRecord]) -> str:
 # feedback pages
 
 
-def write_feedback(records: list[SubmissionRecord], out_dir: Path) -> list[Path]:
+def _manual_export(gb: Gradebook, fmt: str, assignment: str | None, students: list[str] | None):
+    """The manual CSV (fmt manual), or each submission's manual rows (feedback, csv)."""
+    from . import manual
+
+    if fmt == "manual":
+        if not manual.rows(gb, assignment, students):
+            raise GradebookError(f"the gradebook {gb.path} holds no answers graded by hand" + (f" for {assignment}" if assignment else ""))
+        return manual.export_csv(gb, assignment, students)
+    if fmt in ("feedback", "csv"):
+        by: dict[tuple[str, str], list] = {}
+        for row in manual.rows(gb, assignment, students):
+            by.setdefault((row.student, row.assignment), []).append(row)
+        return by
+    return None
+
+
+def write_feedback(records: list[SubmissionRecord], out_dir: Path, manual_rows: dict | None = None) -> list[Path]:
     """One HTML page per student (the learner report of `learn check`, same templates):
-    OUT/<student>.html. Hidden checks show their name and message only."""
+    OUT/<student>.html. Hidden checks show their name and message only; answers graded by hand
+    show their points and comment once graded; changed locked cells are named."""
     from .html import write_report
+    from .manual import TAMPER_PREFIX
 
     written = []
     for record in records:
@@ -234,7 +267,9 @@ def write_feedback(records: list[SubmissionRecord], out_dir: Path) -> list[Path]
             continue
         name = safe_name(record.student) + ("" if len({r.assignment for r in records}) == 1 else f"-{record.assignment}")
         title = f"{record.assignment}: feedback for {record.student}"
-        written.append(write_report(run, Path(out_dir) / f"{name}.html", title=title))
+        notes = [p for p in record.problems if p.startswith(TAMPER_PREFIX)]
+        manual = (manual_rows or {}).get((record.student, record.assignment), [])
+        written.append(write_report(run, Path(out_dir) / f"{name}.html", title=title, manual=manual, notes=notes))
     return written
 
 
@@ -245,9 +280,12 @@ def export(gradebook_path: Path, fmt: str, out: Path | None, assignment: str | N
         raise LearnError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     with Gradebook(gradebook_path, create=False) as gb:
         records = load_records(gb, assignment, students, with_json=fmt in ("gradescope", "feedback"))
+        extra = _manual_export(gb, fmt, assignment, students)
     if not records:
         raise GradebookError(f"the gradebook {gradebook_path} holds no graded submissions yet")
-    if fmt in ("gradescope", "feedback"):
+    if fmt == "manual":
+        text = extra
+    elif fmt in ("gradescope", "feedback"):
         if out is None:
             if fmt == "gradescope" and len(records) == 1:
                 return json.dumps(gradescope_results(records[0]), indent=2) + "\n", []
@@ -255,8 +293,9 @@ def export(gradebook_path: Path, fmt: str, out: Path | None, assignment: str | N
                              (" (or --student NAME for one results.json on stdout)" if fmt == "gradescope" else ""))  # fmt: skip
         if out.exists() and not out.is_dir():
             raise LearnError(f"--out {out} must be a folder for --format {fmt}")
-        return None, (write_gradescope(records, out) if fmt == "gradescope" else write_feedback(records, out))
-    text = csv_text(records) if fmt == "csv" else junit_xml(records)
+        return None, (write_gradescope(records, out) if fmt == "gradescope" else write_feedback(records, out, extra))
+    else:
+        text = csv_text(records, extra) if fmt == "csv" else junit_xml(records)
     if out is None:
         return text, []
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,12 @@ Our markers, in code cells (the stub keeps the indentation of `#| begin solution
         return a*x**2 + b*x + c
         #| end solution
 
-    #| solution-only        (first line of a cell) the whole cell is left out of the exercise
+    #| solution-only        (first line of a code or raw cell) the whole cell is left out of the exercise
     #| begin hidden / #| end hidden     removed from the student version (instructor-only code)
 
 In markdown cells, text between `<!-- begin solution -->` and `<!-- end solution -->` becomes
-"*Your answer here.*"
+"*Your answer here.*" (and nbgrader's `### BEGIN SOLUTION` block "YOUR ANSWER HERE", as
+nbgrader writes it); an attachment (an image) the student version no longer refers to is dropped.
 
 nbgrader's markers are understood too, so an existing nbgrader assignment can be brought over:
 `### BEGIN SOLUTION` / `### END SOLUTION` (code and markdown) and
@@ -35,7 +36,16 @@ from nbformat import NotebookNode
 
 from .errors import MarkerError
 
-__all__ = ["stub_code", "stub_markdown", "make_exercise", "generate_lesson", "has_solution_markers", "hidden_lines", "MarkerError"]
+__all__ = [
+    "stub_code",
+    "stub_markdown",
+    "make_exercise",
+    "generate_lesson",
+    "has_solution_markers",
+    "hidden_lines",
+    "secret_and_public",
+    "MarkerError",
+]
 
 _BEGIN = re.compile(r"^(\s*)(?:#\|\s*begin solution|###\s*BEGIN SOLUTION)\s*$", re.I)
 _END = re.compile(r"^\s*(?:#\|\s*end solution|###\s*END SOLUTION)\s*$", re.I)
@@ -46,6 +56,7 @@ _SOLUTION_ONLY = re.compile(r"^\s*#\|\s*solution-only\s*$")
 _MD_BLOCK = re.compile(r"<!--\s*begin solution\s*-->.*?<!--\s*end solution\s*-->", re.S | re.I)
 _MD_NBGRADER = re.compile(r"^###\s*BEGIN SOLUTION\s*$.*?^###\s*END SOLUTION\s*$", re.S | re.M)
 MD_PLACEHOLDER = "*Your answer here.*"
+NBGRADER_MD_PLACEHOLDER = "YOUR ANSWER HERE"
 
 
 def hidden_lines(source: str) -> set[int]:
@@ -118,9 +129,59 @@ def stub_code(source: str, where: str = "cell") -> str:
     return "\n".join(out)
 
 
+def secret_and_public(cell) -> tuple[list[str], list[str]]:
+    """The lines of a solution cell that only the solution may hold (inside solution and hidden
+    blocks, a solution-only cell; stub lines excluded) and the rest: what the leak check of
+    `learn assign` compares a release against."""
+    lines = cell.get("source", "").split("\n")
+    if cell.get("cell_type") == "code" and lines and _SOLUTION_ONLY.match(lines[0]):
+        return lines[1:], []
+    secret, public, inside = [], [], None
+    md = cell.get("cell_type") == "markdown"
+    for line in lines:
+        if inside is None:
+            if _BEGIN.match(line) or _HIDDEN_BEGIN.match(line):
+                inside = "solution" if _BEGIN.match(line) else "hidden"
+            elif md and re.search(r"<!--\s*begin solution\s*-->", line, re.I):
+                inside = "md"
+                before, _, after = re.split(r"(<!--\s*begin solution\s*-->)", line, maxsplit=1, flags=re.I)
+                public.append(before)
+                end = re.split(r"<!--\s*end solution\s*-->", after, maxsplit=1, flags=re.I)
+                secret.append(end[0])
+                if len(end) > 1:
+                    public.append(end[1])
+                    inside = None
+            else:
+                public.append(line)
+            continue
+        if inside == "md" and re.search(r"<!--\s*end solution\s*-->", line, re.I):
+            head, _, tail = re.split(r"(<!--\s*end solution\s*-->)", line, maxsplit=1, flags=re.I)
+            secret.append(head)
+            public.append(tail)
+            inside = None
+        elif (inside == "solution" and _END.match(line)) or (inside == "hidden" and _HIDDEN_END.match(line)):
+            inside = None
+        elif inside == "solution" and _STUB.match(line):
+            public.append(_STUB.match(line).group(1))
+        else:
+            secret.append(line)
+    return secret, public
+
+
 def stub_markdown(source: str) -> str:
     source = _MD_BLOCK.sub(MD_PLACEHOLDER, source)
-    return _MD_NBGRADER.sub(MD_PLACEHOLDER, source)
+    return _MD_NBGRADER.sub(NBGRADER_MD_PLACEHOLDER, source)
+
+
+def _keep_used_attachments(cell) -> None:
+    """Drop the attachments (pasted images) a markdown cell no longer refers to: those of an answer."""
+    attachments = cell.get("attachments")
+    if isinstance(attachments, dict):
+        kept = {name: data for name, data in attachments.items() if f"attachment:{name}" in cell.source}
+        if kept:
+            cell["attachments"] = kept
+        else:
+            cell.pop("attachments", None)
 
 
 def make_exercise(solution: NotebookNode, lesson_id: str, file: str, version: str = "1") -> NotebookNode:
@@ -138,6 +199,9 @@ def make_exercise(solution: NotebookNode, lesson_id: str, file: str, version: st
             cell.metadata.pop("execution", None)
         elif cell.cell_type == "markdown":
             cell.source = stub_markdown(cell.source)
+            _keep_used_attachments(cell)
+        elif cell.cell_type == "raw" and _SOLUTION_ONLY.match(cell.source.split("\n", 1)[0]):
+            continue  # e.g. a `learn predict` drill of code that raises, kept out of the run and the exercise
         cell.metadata.pop("nbgrader", None)
         cells.append(cell)
     nb.cells = cells

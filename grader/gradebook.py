@@ -5,6 +5,7 @@
                   │  state: pending (never graded) | graded | failed (machinery; graded again next run)
                   │  lease: owner + expiry while a process grades it (the old grade stays readable)
                   └  the full RunResult JSON (feedback and exports are views of it)
+    manual_answers, manual_audit (schema 2): answers graded by hand and who changed what (grader.manual)
 
 Safe under crashes and concurrency, because an instructor will kill a long batch and start it
 again, or start a second one by mistake:
@@ -31,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import GradebookError
+from .manual import STATEMENTS as _MANUAL_STATEMENTS
 from .results import RunResult, Status
 
 __all__ = ["Gradebook", "SubmissionRecord", "CheckRow", "SCHEMA_VERSION", "LEASE_S"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the manual-grading tables of grader.manual; a schema-1 gradebook gets them on open
 KIND = "learn-gradebook"
 BUSY_TIMEOUT_S = 30.0
 LEASE_S = 120.0  # a claim lives this long unless renewed (renewed every LEASE_S / 4 while grading)
@@ -203,6 +205,8 @@ class Gradebook:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
+            for statement in _MANUAL_STATEMENTS:
+                c.execute(statement)
             c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('kind', ?)", (KIND,))
             c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)", (_now(),))
@@ -212,6 +216,12 @@ class Gradebook:
         meta = self.meta()
         if meta.get("kind") != KIND:
             raise GradebookError(f"{self.path} is not a learn gradebook")
+        if meta.get("schema_version") == "1":  # additive migration: schema 1 plus the manual-grading tables
+            with self.transaction() as c:
+                for statement in _MANUAL_STATEMENTS:
+                    c.execute(statement)
+                c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            meta = self.meta()
         if meta.get("schema_version") != str(SCHEMA_VERSION):
             raise GradebookError(f"{self.path} has gradebook schema {meta.get('schema_version')}; this learn reads schema {SCHEMA_VERSION}")
 

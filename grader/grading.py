@@ -99,7 +99,7 @@ def _probe_spec(pc: PlannedCase, check: Check, spec: CheckSpec) -> dict:
 
 
 def _show_value(value) -> str:
-    import torch
+    from .compare import torch  # imported only if some value is a tensor
 
     if type(value) is torch.Tensor:
         if value.numel() <= 6:
@@ -459,7 +459,8 @@ class Grader:
         self.only = only
         self.use_reference_cache = use_reference_cache
         self._own_pool = pool is None
-        self.pool = pool or KernelPool(size=pool_size or min(2, os.cpu_count() or 1))
+        profile = next(iter(lessons.values())).kernel_profile() if lessons and len(lessons) == 1 else "torch"
+        self.pool = pool or KernelPool(size=pool_size or min(2, os.cpu_count() or 1), profile=profile)
         self._lessons: dict[str, Lesson] | None = lessons
         self._references: dict[str, asyncio.Future] = {}
 

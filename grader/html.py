@@ -197,7 +197,7 @@ def _default_title(run: RunResult) -> str:
     return f"learn check: {', '.join(lessons)}" if lessons else "learn check report"
 
 
-def render_report(run: RunResult, *, title: str | None = None, show_tracebacks: bool = True) -> str:
+def render_report(run: RunResult, *, title: str | None = None, show_tracebacks: bool = True, manual=(), notes=()) -> str:
     """The report of a check (or of a student's submission) as one self-contained HTML document.
 
     Hidden checks show their name, status and message only: no inputs, no traceback, no plots.
@@ -214,6 +214,8 @@ def render_report(run: RunResult, *, title: str | None = None, show_tracebacks: 
         passed_checks=sum(1 for c in counted if c.passed),
         counted_checks=len(counted),
         sandboxes=sorted({nb.sandbox for nb in graded if nb.sandbox}),
+        manual=list(manual),  # grader.manual.ManualRow: answers graded by hand (feedback pages)
+        notes=list(notes),  # warnings about the submission (a changed locked cell)
     )
 
 
@@ -271,6 +273,8 @@ def render_progress_page(summary, *, title: str = "Your learn progress") -> str:
         colors = [COLORS["reference"] if i.solved else CYCLE[0] for _, i in attempted]
         attempts_plot = svg_bars(labels, [i.attempts for _, i in attempted], title="Checks per function",
                                  xlabel="checks (blue: solved now, red: not yet)", colors=colors)  # fmt: skip
+    from .review import panel
+
     return render_template(
         "progress.html.j2",
         title=title,
@@ -278,6 +282,7 @@ def render_progress_page(summary, *, title: str = "Your learn progress") -> str:
         lessons=lessons,
         score_plot=score_plot,
         attempts_plot=attempts_plot,
+        review=panel(Path(summary.db)) if getattr(summary, "db", None) else None,
     )
 
 

@@ -2,7 +2,8 @@
 
 A pack is one folder (under `solutions/` in this repo, or installed by `learn fetch --from`):
 
-    lesson.toml          notebooks, graded names, points, tolerances, timeouts, hints
+    lesson.toml          notebooks, graded names, points, tolerances, timeouts, hints;
+                         [manual.NAME] items an instructor grades by hand (see grader.manual)
     checks.py            how each graded name is exercised (see grader.checks)
     01_quadratic.ipynb   solution notebooks, with solution markers (see grader.generate)
     data files           anything the notebooks read, listed per notebook in lesson.toml
@@ -26,6 +27,7 @@ from .errors import LessonPackError, UnknownLessonError, UnknownNotebookError
 __all__ = [
     "NotebookSpec",
     "CheckSpec",
+    "ManualSpec",
     "Lesson",
     "content_root",
     "installed_packs_dir",
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 MANIFEST = "lesson.toml"
-_TOP_KEYS = {"id", "title", "description", "order", "defaults", "notebooks", "checks", "version"}
+_TOP_KEYS = {"id", "title", "description", "order", "defaults", "notebooks", "checks", "version", "manual"}
 _DEFAULT_KEYS = {
     "rtol",
     "atol",
@@ -49,6 +51,7 @@ _DEFAULT_KEYS = {
     "memory_mb",
 }
 _NOTEBOOK_KEYS = {"file", "title", "cell_timeout", "notebook_timeout", "probe_timeout", "data", "profile", "memory_mb"}
+_MANUAL_KEYS = {"notebook", "points", "title", "kind", "cell"}
 _CHECK_KEYS = {"notebook", "points", "hints", "rtol", "atol", "check_dtype", "hidden", "title", "partial_credit", "probe_timeout"}
 
 
@@ -83,6 +86,19 @@ class CheckSpec:
     probe_timeout: float
 
 
+@dataclass(frozen=True)
+class ManualSpec:
+    """An item graded by hand: a written answer, a code answer without tests, a task. `cell` is
+    the cell's id (metadata `learn.manual`, or nbgrader's grade_id) in the student's notebook."""
+
+    name: str
+    notebook: str
+    points: float
+    title: str
+    kind: str  # markdown | code | task
+    cell: str
+
+
 @dataclass
 class Lesson:
     id: str
@@ -94,6 +110,7 @@ class Lesson:
     notebooks: list[NotebookSpec]
     checks: dict[str, CheckSpec]
     version: str = "1"
+    manual: dict[str, ManualSpec] = field(default_factory=dict)
     _code: dict | None = field(default=None, repr=False)
 
     def notebook(self, file: str) -> NotebookSpec:
@@ -101,6 +118,12 @@ class Lesson:
             if nb.file == file or nb.stem == Path(file).stem:
                 return nb
         raise UnknownNotebookError(f"lesson {self.id} has no notebook {file!r}")
+
+    def kernel_profile(self) -> str:
+        """What the kernel pool should preload: the notebooks' own profile when they all name the
+        same one, else torch (what a notebook without a profile gets)."""
+        profiles = {nb.profile for nb in self.notebooks}
+        return profiles.pop() if len(profiles) == 1 and None not in profiles else "torch"
 
     def checks_for(self, notebook: NotebookSpec) -> list[CheckSpec]:
         return [c for c in self.checks.values() if c.notebook == notebook.file]
@@ -252,8 +275,8 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
             if not (pack / d).exists():
                 raise _fail(path, f"{where}.data", f"{d} does not exist in the pack")
         profile = nb.get("profile")
-        if profile not in (None, "torch", "fastai"):
-            raise _fail(path, f"{where}.profile", "must be 'torch' or 'fastai'")
+        if profile not in (None, "torch", "fastai", "python"):
+            raise _fail(path, f"{where}.profile", "must be 'torch', 'fastai' or 'python' (no torch preloaded)")
         notebooks.append(
             NotebookSpec(
                 file=file,
@@ -301,7 +324,8 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
                 c, "probe_timeout", where, next(n.probe_timeout for n in notebooks if n.file == c["notebook"]), positive=True
             ),
         )
-    if not checks:
+    manual = _manual_items(path, data.get("manual", {}), files, set(checks))
+    if not checks and not manual:
         raise _fail(path, "checks", "the pack grades nothing: add [checks.NAME] tables")
     order = data.get("order", 100)
     if isinstance(order, bool) or not isinstance(order, int):
@@ -316,7 +340,29 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
         notebooks=notebooks,
         checks=checks,
         version=str(data.get("version", "1")),
+        manual=manual,
     )
+
+
+def _manual_items(path: Path, raw, files: set[str], check_names: set[str]) -> dict[str, ManualSpec]:
+    if not isinstance(raw, dict):
+        raise _fail(path, "manual", "must be a table of [manual.NAME] tables")
+    items: dict[str, ManualSpec] = {}
+    for name, m in raw.items():
+        where = f"manual.{name}"
+        if not isinstance(m, dict):
+            raise _fail(path, where, "must be a table")
+        _unknown(path, where, m, _MANUAL_KEYS)
+        if name in check_names:
+            raise _fail(path, where, "has the name of a check")
+        if m.get("notebook") not in files:
+            raise _fail(path, f"{where}.notebook", f"must be one of {sorted(files)}, not {m.get('notebook')!r}")
+        kind = m.get("kind", "markdown")
+        if kind not in ("markdown", "code", "task"):
+            raise _fail(path, f"{where}.kind", f"must be 'markdown', 'code' or 'task', not {kind!r}")
+        items[name] = ManualSpec(name=name, notebook=m["notebook"], points=_number(path, f"{where}.points", m.get("points", 1)),
+                                 title=str(m.get("title", name)), kind=kind, cell=str(m.get("cell", name)))  # fmt: skip
+    return items
 
 
 def _load_checks(lesson: Lesson) -> dict:

@@ -164,7 +164,7 @@ def test_manifest_loader_on_random_text(pack, text):
 question = st.fixed_dictionaries(
     {
         "id": st.one_of(st.sampled_from(["q1", "q2", "q1"]), json_values),
-        "type": st.sampled_from(["single", "multiple", "numeric", "text", "code", "essay", 7]),
+        "type": st.sampled_from(["single", "multiple", "numeric", "text", "code", "free", "essay", 7]),
     },  # fmt: skip
     optional={
         "prompt": st.one_of(st.text(max_size=20), json_values),
@@ -178,6 +178,22 @@ question = st.fixed_dictionaries(
         "function": st.one_of(st.sampled_from(["f", "def", "1x"]), json_values),
         "reference": st.one_of(st.sampled_from(["def f(x):\n    return x\n", "def f(:\n", "import os\n"]), json_values),
         "cases": json_values,
+        "model_answer": st.one_of(st.sampled_from(["a b", "subtract the gradient"]), json_values),
+        "key_points": st.one_of(
+            st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "id": st.sampled_from(["k1", "k2"]),
+                        "point": st.just("p"),
+                        "accept": st.sampled_from([["a"], ["b"], ["gradient"], "x"]),
+                    }
+                ),
+                max_size=3,
+            ),
+            json_values,
+        ),  # fmt: skip
+        "wrong_answers": json_values,
+        "params": st.one_of(st.just({"n": {"int": [1, 3]}}), json_values),
     },
 )
 quiz_docs = st.one_of(

@@ -26,7 +26,7 @@ def test_nbgrader_markers_and_hidden_tests():
     assert "# YOUR CODE HERE" in stub_code(src) and "return x" not in stub_code(src)
     tests = "assert f(1) == 1\n### BEGIN HIDDEN TESTS\nassert f(2) == 2\n### END HIDDEN TESTS\n"
     assert stub_code(tests).strip() == "assert f(1) == 1"
-    assert stub_markdown("Answer:\n### BEGIN SOLUTION\nsecret\n### END SOLUTION") == "Answer:\n*Your answer here.*"
+    assert stub_markdown("Answer:\n### BEGIN SOLUTION\nsecret\n### END SOLUTION") == "Answer:\nYOUR ANSWER HERE"  # as nbgrader writes it
     assert "secret" not in stub_markdown("<!-- begin solution -->secret<!-- end solution -->")
 
 

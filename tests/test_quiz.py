@@ -26,6 +26,7 @@ from grader.quiz import (
     parse_quiz,
     read_code_block,
 )
+from grader.quiz.variants import instantiate
 
 QUIZZES = sorted(bundled_quizzes())
 
@@ -150,7 +151,7 @@ def test_bundled_quiz_is_a_list_of_at_least_36_mappings(name):
     if name == "chapter4":
         assert len(questions) >= 36
     quiz = find_quiz(name)
-    assert {q.type for q in quiz.questions} == {"single", "multiple", "numeric", "text", "code"} or name != "chapter4"
+    assert {q.type for q in quiz.questions} == {"single", "multiple", "numeric", "text", "code", "free"} or name != "chapter4"
     for q in quiz.questions:
         assert q.prompt and q.explanation and q.topic
 
@@ -181,6 +182,8 @@ def typed_answer(q) -> str:
     """The right answer as a learner would type it."""
     if q.type == "multiple":
         return ",".join(str(q.options.index(a) + 1) for a in q.answers)
+    if q.type == "free":  # the answer, then Enter to keep each key point's automatic verdict
+        return "\n".join([q.model_answer] + [""] * len(q.key_points))
     return str(right_answer(q))
 
 
@@ -189,9 +192,12 @@ def wrong_answer(q):
         return next(i for i, o in enumerate(q.options, 1) if o != q.answers[0])
     if q.type == "multiple":
         return [o for o in q.options if o not in q.answers][:1] + list(q.answers[1:])
+    if q.type == "numeric" and q.params:
+        right = q.answer_value()
+        return {"seed": right["seed"], "answer": right["answer"] + q.tolerance + 1 + abs(right["answer"])}
     if q.type == "numeric":
         return q.answers[0] + q.tolerance + 1 + abs(q.answers[0])
-    if q.type == "text":
+    if q.type in ("text", "free"):
         return "I have no idea"
     return f"def {q.function}(*args, **kwargs):\n    return None\n"
 
@@ -205,7 +211,7 @@ def test_every_plain_question_grades_right_and_wrong(name):
         assert check_answer(q, parse_input(q, right_answer(q))).correct, q.id
         wrong = check_answer(q, parse_input(q, wrong_answer(q)))
         assert not wrong.correct, q.id
-        assert q.right_answer() in wrong.message
+        assert (instantiate(q, 1) if q.params else q).right_answer() in wrong.message
 
 
 def test_typed_input_forms():

@@ -7,8 +7,11 @@ and a `topic` tag, plus what its type needs:
     single     options: [...]   answer: "the right option"
     multiple   options: [...]   answers: ["right option", ...]
     numeric    answer: 3.14     tolerance: 0.01           (absolute; default 0)
+               or params: {n: {int: [2, 9]}}  answer: "n * 2"  (variants: grader.quiz.variants)
     text       answers: ["accepted", ...]  and/or  keywords: ["word", ["alternative", "other"]]
     code       function: name   reference: |  def name(...): ...   cases: ["torch.ones(3), 2", ...]
+    free       model_answer: "..."   key_points: [{id, point, accept: [phrasings], must_not_claim}]
+               wrong_answers: ["...", ...]      (see grader.quiz.free)
 
 Text answers are compared without regard to case or whitespace; with `keywords`, an answer is
 also right when it contains every keyword (one of the alternatives of each list). A code answer
@@ -38,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LearnError, QuizAnswersError, QuizFormatError, UnknownQuizError
+from ..errors import LearnError, QuizAnswersError, QuizFormatError, UnknownQuizError
 
 __all__ = [
     "Question",
@@ -62,14 +65,15 @@ __all__ = [
     "run_interactive",
 ]
 
-TYPES = ("single", "multiple", "numeric", "text", "code")
+TYPES = ("single", "multiple", "numeric", "text", "code", "free")
 _COMMON_KEYS = {"id", "type", "prompt", "explanation", "topic", "points"}
 _TYPE_KEYS = {
     "single": {"options", "answer"},
     "multiple": {"options", "answers"},
-    "numeric": {"answer", "tolerance", "unit"},
+    "numeric": {"answer", "tolerance", "unit", "params"},
     "text": {"answers", "keywords"},
     "code": {"function", "reference", "cases", "starter", "rtol", "atol"},
+    "free": {"model_answer", "key_points", "wrong_answers"},
 }
 _TOP_KEYS = {"id", "title", "description", "questions"}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -103,6 +107,12 @@ class Question:
     starter: str = ""
     rtol: float = 1e-5
     atol: float = 1e-6
+    model_answer: str = ""
+    key_points: tuple = ()  # free: grader.quiz.free.KeyPoint
+    wrong_answers: tuple[str, ...] = ()
+    params: tuple = ()  # numeric variants: ((name, generator, args), ...); answer_expr computes the answer
+    answer_expr: str = ""
+    variant_seed: int | None = None  # set on an instantiated variant
 
     def answer_value(self):
         """The right answer as an answers file (`learn quiz --answers`) gives it."""
@@ -110,10 +120,16 @@ class Question:
             return self.answers[0]
         if self.type == "multiple":
             return list(self.answers)
+        if self.type == "numeric" and self.params:
+            from .variants import instantiate
+
+            return {"seed": 1, "answer": instantiate(self, 1).answers[0]}
         if self.type == "numeric":
             return self.answers[0]
         if self.type == "text":
             return self.answers[0] if self.answers else " ".join(group[0] for group in self.keywords)
+        if self.type == "free":
+            return self.model_answer
         return self.reference
 
     def right_answer(self) -> str:
@@ -122,12 +138,16 @@ class Question:
             return self.answers[0]
         if self.type == "multiple":
             return "; ".join(self.answers)
+        if self.type == "numeric" and self.params:
+            return f"{self.answer_expr}, computed from the variant's values"
         if self.type == "numeric":
             value = _fmt_number(self.answers[0])
             tol = f" (give or take {_fmt_number(self.tolerance)})" if self.tolerance else ""
             return f"{value}{' ' + self.unit if self.unit else ''}{tol}"
         if self.type == "text":
             return self.answers[0] if self.answers else ", ".join(k[0] for k in self.keywords)
+        if self.type == "free":
+            return self.model_answer
         return self.reference.strip()
 
 
@@ -268,6 +288,13 @@ def _parse_question(item, number: int, source: str) -> Question:
             fields["answers"] = tuple(o for o in options if o in {a.strip() for a in answers})
     elif qtype == "numeric":
         answer, tolerance = item.get("answer"), item.get("tolerance", 0)
+        if "params" in item:
+            from .variants import check_template, parse_params
+
+            params = parse_params(item["params"], fail)
+            check_template(fields, params, answer, fail)
+            fields.update(params=params, answer_expr=answer.strip())
+            answer = 0  # computed per variant
         if not _is_number(answer):
             raise fail(f"answer must be a number, not {answer!r}")
         if not _is_number(tolerance) or tolerance < 0:
@@ -275,7 +302,7 @@ def _parse_question(item, number: int, source: str) -> Question:
         unit = item.get("unit", "")
         if not isinstance(unit, str):
             raise fail("unit must be text")
-        fields.update(answers=(answer,), tolerance=float(tolerance), unit=unit)
+        fields.update(answers=() if fields.get("params") else (answer,), tolerance=float(tolerance), unit=unit)
     elif qtype == "text":
         answers, keywords = item.get("answers", []), item.get("keywords", [])
         if not isinstance(answers, list) or not all(_text(a) for a in answers):
@@ -291,6 +318,10 @@ def _parse_question(item, number: int, source: str) -> Question:
         if not answers and not groups:
             raise fail("a text question needs accepted answers or keywords")
         fields.update(answers=tuple(a.strip() for a in answers), keywords=tuple(groups))
+    elif qtype == "free":
+        from .free import parse_free_fields
+
+        fields.update(parse_free_fields(item, fail))
     else:
         fields.update(_parse_code_fields(item, fail))
     return Question(**fields)
@@ -343,7 +374,7 @@ def _parse_code_fields(item: dict, fail) -> dict:
 
 
 def quizzes_dir() -> Path:
-    from .lessons import content_root
+    from ..lessons import content_root
 
     return content_root() / "quizzes"
 
@@ -391,6 +422,7 @@ class Feedback:
     given: object = None
     duration: float = 0.0
     graded: bool = True  # False: the answer could not be graded (e.g. kernels unavailable)
+    detail: dict | None = None  # free: {"provisional": {kp: {found, matched}}, "confirmed": {kp: bool} | None}
 
 
 def _squash(text: str) -> str:
@@ -439,6 +471,14 @@ def parse_input(question: Question, raw) -> object:
             raise QuizInputError("give the numbers of all the right options, e.g. 1,3")
         chosen = {_option_index(question, t) for t in tokens}
         return [question.options[i] for i in sorted(chosen)]
+    if question.type == "numeric" and question.params:
+        from .variants import Variant, instantiate
+
+        if not (
+            isinstance(raw, dict) and set(raw) == {"seed", "answer"} and isinstance(raw["seed"], int) and not isinstance(raw["seed"], bool)
+        ):
+            raise QuizInputError("this question has variants: give {seed: N, answer: X} (the seed is printed with the question)")
+        return Variant(raw["seed"], parse_input(instantiate(question, raw["seed"]), raw["answer"]))
     if question.type == "numeric":
         if _is_number(raw):
             return float(raw)
@@ -457,6 +497,10 @@ def parse_input(question: Question, raw) -> object:
             if math.isfinite(value):
                 return value
         raise QuizInputError("type a number, e.g. 0.5 or 1e-3")
+    if question.type == "free":
+        from .free_flow import parse_free_input
+
+        return parse_free_input(question, raw)
     if question.type == "text":
         if _is_number(raw):
             raw = _fmt_number(raw)
@@ -470,6 +514,17 @@ def parse_input(question: Question, raw) -> object:
 
 def check_answer(question: Question, given) -> Feedback:
     """Grade a parsed answer to a non-code question (pure: no kernel, no I/O)."""
+    if question.type == "free":
+        from .free_flow import check_free
+
+        return check_free(question, given)
+    if question.params:
+        from .variants import instantiate
+
+        fb = check_answer(instantiate(question, given.seed), given.value)
+        fb.message += f" (variant seed {given.seed})"
+        fb.given, fb.detail = given.value, {"seed": given.seed}
+        return fb
     if question.type == "single":
         ok = given == question.answers[0]
     elif question.type == "multiple":
@@ -527,10 +582,10 @@ def quiz_probe(ns, function, case):
 def _code_job(question: Question, code: str):
     import nbformat
 
-    from . import wire
-    from .checks import probe_source
-    from .execute import KernelJob
-    from .kernels import Limits
+    from .. import wire
+    from ..checks import probe_source
+    from ..execute import KernelJob
+    from ..kernels import Limits
 
     source, entry = probe_source(quiz_probe)
     probes = [
@@ -553,8 +608,8 @@ def _code_job(question: Question, code: str):
 
 
 async def _reference_values(pool, question: Question) -> list:
-    from . import wire
-    from .execute import run_job
+    from .. import wire
+    from ..execute import run_job
 
     outcome = await run_job(pool, _code_job(question, question.reference))
     values = []
@@ -573,9 +628,9 @@ def _mentions(code: str, name: str) -> bool:
 
 async def grade_code(pool, question: Question, code: str, references: dict | None = None) -> Feedback:
     """Run a code answer and the reference in kernels; compare every case here."""
-    from . import wire
-    from .compare import Tolerance, compare
-    from .execute import run_job
+    from .. import wire
+    from ..compare import Tolerance, compare
+    from ..execute import run_job
 
     started = time.monotonic()
     name = question.function
@@ -632,7 +687,7 @@ class CodeRunner:
     for their own kernels."""
 
     def __init__(self, pool_size: int = 1):
-        from .kernels import KernelPool
+        from ..kernels import KernelPool
 
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="learn-quiz-kernels", daemon=True)
@@ -750,7 +805,7 @@ def grade_answers(quiz: Quiz, answers: dict[str, object], topics=None, pool_size
 
 
 async def _grade_code_batch(items: list[tuple[Question, str]], pool_size: int | None) -> dict[str, Feedback]:
-    from .kernels import KernelPool
+    from ..kernels import KernelPool
 
     async with KernelPool(size=pool_size or min(2, os.cpu_count() or 1)) as pool:
         references: dict = {}
@@ -761,14 +816,22 @@ async def _grade_code_batch(items: list[tuple[Question, str]], pool_size: int | 
 def record(report: QuizReport) -> str | None:
     """Store an attempt in the progress history, one result per question with its topic
     (a question left unanswered counts as wrong, as in the score)."""
-    from .progress import QuizAnswer, record_quiz
+    from ..progress import QuizAnswer, record_quiz
 
     answers = []
     for q in report.questions:
         fb = report.feedback.get(q.id)
         correct = bool(fb and fb.correct)
         answers.append(QuizAnswer(q.id, q.topic, correct, q.points if correct else 0.0, q.points, fb.duration if fb else 0.0))
-    return record_quiz(report.quiz.id, answers, duration=report.duration)
+    warning = record_quiz(report.quiz.id, answers, duration=report.duration)
+    from ..review import record_items
+    from .free_flow import record_free
+
+    answered = [("quiz", f"{report.quiz.id}:{q.id}", report.feedback[q.id].correct) for q in report.questions if q.id in report.feedback]
+    from .variants import record_variants
+
+    warnings = [warning, record_free(report), record_variants(report), record_items(answered)]  # each runs, whatever the others did
+    return next((w for w in warnings if w), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -776,7 +839,7 @@ def record(report: QuizReport) -> str | None:
 
 
 def state_dir() -> Path:
-    from .paths import data_dir
+    from ..paths import data_dir
 
     return data_dir() / "quizzes"
 
@@ -788,7 +851,11 @@ def _state_path(quiz: Quiz, folder: Path | None) -> Path:
 def _fingerprint(quiz: Quiz) -> str:
     h = hashlib.sha256()
     for q in quiz.questions:
-        h.update(repr((q.id, q.type, q.options, q.answers, q.keywords, q.tolerance, q.function, q.cases)).encode())
+        h.update(
+            repr(
+                (q.id, q.type, q.options, q.answers, q.keywords, q.tolerance, q.function, q.cases, q.key_points, q.params, q.answer_expr)
+            ).encode()
+        )
     return h.hexdigest()[:16]
 
 
@@ -831,7 +898,8 @@ def _report_from_state(quiz: Quiz, state: dict) -> QuizReport:
     report = QuizReport(quiz, questions, duration=float(state.get("duration", 0.0)))
     for qid, saved in state["answered"].items():
         if isinstance(saved, dict):
-            report.feedback[qid] = Feedback(bool(saved.get("correct")), "", saved.get("given"), float(saved.get("duration", 0.0)))
+            report.feedback[qid] = Feedback(bool(saved.get("correct")), "", saved.get("given"), float(saved.get("duration", 0.0)),
+                                            detail=saved.get("detail") if isinstance(saved.get("detail"), dict) else None)  # fmt: skip
     return report
 
 
@@ -890,10 +958,13 @@ def run_interactive(quiz: Quiz, console, read_line: Callable[[str], str], *, top
     try:
         for question in pending:
             number = state["order"].index(question.id) + 1
+            question = _variant(question, state, quiz, folder)
             _print_question(console, question, number, total)
             asked = time.monotonic()
             feedback = _ask(question, console, read_line, runner)
             feedback.duration = time.monotonic() - asked
+            if question.variant_seed is not None:
+                feedback.detail = {"seed": question.variant_seed}
             _print_feedback(console, question, feedback)
             if not feedback.graded:
                 continue
@@ -902,6 +973,8 @@ def run_interactive(quiz: Quiz, console, read_line: Callable[[str], str], *, top
                 "correct": feedback.correct,
                 "given": _jsonable(feedback.given),
                 "duration": round(feedback.duration, 3),
+                **({"detail": feedback.detail} if feedback.detail else {}),
+                **({"seed": question.variant_seed} if question.variant_seed is not None else {}),
             }
             state["duration"] = float(state.get("duration", 0.0)) + feedback.duration
             warning = save_state(quiz, state, folder)
@@ -933,6 +1006,20 @@ def run_interactive(quiz: Quiz, console, read_line: Callable[[str], str], *, top
     return SessionResult(report, finished=True, warnings=warnings)
 
 
+def _variant(question: Question, state: dict, quiz: Quiz, folder: Path | None) -> Question:
+    """A parameterised question's variant for this session: drawn once, saved, so a resumed
+    session shows the same one; a new session draws a new one."""
+    if not question.params:
+        return question
+    from .variants import instantiate, new_seed
+
+    variants = state.setdefault("variants", {})
+    if not isinstance(variants.get(question.id), int):
+        variants[question.id] = new_seed()
+        save_state(quiz, state, folder)
+    return instantiate(question, variants[question.id])
+
+
 def _jsonable(value):
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
@@ -944,7 +1031,7 @@ def _jsonable(value):
 def _ask(question: Question, console, read_line, runner: CodeRunner | None) -> Feedback:
     from rich.text import Text
 
-    from .inert import terminal
+    from ..inert import terminal
 
     if question.type == "code":
         code = read_code_block(read_line)
@@ -954,6 +1041,10 @@ def _ask(question: Question, console, read_line, runner: CodeRunner | None) -> F
             with console.status("Running your code..."):
                 return runner.grade(question, code)
         return runner.grade(question, code)
+    if question.type == "free":
+        from .free_flow import ask_free
+
+        return ask_free(question, console, read_line)
     prompts = {"single": "Your answer (number): ", "multiple": "Your answers (numbers, e.g. 1,3): ",
                "numeric": "Your answer (a number): ", "text": "Your answer: "}  # fmt: skip
     while True:
@@ -982,7 +1073,8 @@ def _print_question(console, question: Question, number: int, total: int) -> Non
     from rich.text import Text
 
     console.print()
-    console.print(Text(f"Question {number}/{total}  [{question.topic}]", style="bold cyan"))
+    seed = f"  (variant seed {question.variant_seed})" if question.variant_seed is not None else ""
+    console.print(Text(f"Question {number}/{total}  [{question.topic}]{seed}", style="bold cyan"))
     console.print(Text(question.prompt))
     if question.type in ("single", "multiple"):
         for i, option in enumerate(question.options, 1):
@@ -998,7 +1090,7 @@ def _print_question(console, question: Question, number: int, total: int) -> Non
 def _print_feedback(console, question: Question, feedback: Feedback) -> None:
     from rich.text import Text
 
-    from .inert import terminal  # messages quote what the learner's code raised or printed
+    from ..inert import terminal  # messages quote what the learner's code raised or printed
 
     if not feedback.graded:
         console.print(Text(f"  ! {terminal(feedback.message)} - not counted; you will get this question again.", style="yellow"))
@@ -1041,7 +1133,7 @@ def render_report(report: QuizReport, console) -> None:
     """Per-question results of a graded answers file, then the score."""
     from rich.text import Text
 
-    from .inert import terminal
+    from ..inert import terminal
 
     for q in report.questions:
         fb = report.feedback.get(q.id)
@@ -1051,6 +1143,10 @@ def render_report(report: QuizReport, console) -> None:
             console.print(Text(f"✔ {q.id} [{q.topic}]", style="green"))
         else:
             console.print(Text(f"✘ {q.id} [{q.topic}]: {terminal(fb.message)}", style="red"))
+        if q.type == "free" and fb is not None:
+            from .free_flow import render_points
+
+            render_points(q, fb, console)
     console.print()
     console.print(Text(f"Score: {report.score:g}/{report.max_score:g} ({_pct(report.score, report.max_score)})", style="bold"))
     weak = [f"{topic} ({got:g}/{total:g})" for topic, (got, total) in report.by_topic().items() if got < total]
