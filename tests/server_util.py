@@ -19,6 +19,7 @@ def make_course(tmp_path: Path, db_url: str | None = None):
 
     course = Course.open(tmp_path / "course", db_url)
     pack = tiny_pack(tmp_path / "pack")
+    declare_manual_item(pack)
     link = course.first_start_link()
     instructor = course.redeem(link)
     with course.db.transaction() as tx:
@@ -35,6 +36,22 @@ def make_course(tmp_path: Path, db_url: str | None = None):
                ann["id"], course.assignment(slug)["id"], "q1", "<b>my answer</b>", 2)  # fmt: skip
     ids = {"instructor": instructor, "ta": course.user(ta), "ann": ann, "bo": bo, "slug": slug, "sid": sid, "mid": mid, "pack": pack}
     return course, ids
+
+
+MANUAL_TOML = """
+[manual.explain]
+notebook = "squares.ipynb"
+points = 2
+kind = "markdown"
+title = "Why does squaring keep the sign away?"
+"""
+
+
+def declare_manual_item(pack: Path) -> Path:
+    """The tiny pack with one answer graded by hand (cell id `explain`)."""
+    with open(pack / "lesson.toml", "a") as f:
+        f.write(MANUAL_TOML)
+    return pack
 
 
 def signed_in(app, course, user: dict | None):

@@ -16,6 +16,7 @@ import nbformat
 import pytest
 
 from tests.conftest import ARTIFACTS, ROOT
+from tests.server_util import declare_manual_item
 from tests.test_grade import GOOD, tiny_pack
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -64,7 +65,7 @@ def wait_state(page, state: str, timeout: float = 180) -> None:
 def test_course_flow_in_chromium(server, browser, tmp_path):
     base, setup_link = server
     assert setup_link, "learn serve printed no first-start link"
-    pack = tiny_pack(tmp_path / "pack")
+    pack = declare_manual_item(tiny_pack(tmp_path / "pack"))
     prof = browser.new_context().new_page()
     dialogs = []
     prof.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

@@ -115,13 +115,15 @@ def test_free_response_answers_are_collected_for_manual_grading(tmp_path, db_url
     worker.finish(worker.claim(), RunResult([], seed=1))  # the fixture's submission: no free-response cells
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("def square(x):\n    return x * x")])
     answer = nbformat.v4.new_markdown_cell("Because <i>gradients</i> flow.")
-    answer.metadata["nbgrader"] = {"grade": True, "solution": True, "grade_id": "why-sgd", "points": 2}
-    nb.cells.append(answer)
+    answer.metadata["nbgrader"] = {"grade": True, "solution": True, "grade_id": "explain", "points": 50}  # points: the pack's
+    extra = nbformat.v4.new_markdown_cell("not an item of the pack")
+    extra.metadata["nbgrader"] = {"grade": True, "solution": True, "grade_id": "bonus", "points": 10}
+    nb.cells += [answer, extra]
     sid = course.submit(ids["bo"], "squares", [("squares.ipynb", nbformat.writes(nb).encode())])
     worker.finish(worker.claim(), RunResult([], seed=1))
     items = course.db.all("SELECT * FROM manual_items WHERE user_id = ?", ids["bo"]["id"])
     assert [(i["item"], i["answer"], i["max_points"], i["points"]) for i in items] == [
-        ("why-sgd", "Because <i>gradients</i> flow.", 2, None)
+        ("explain", "Because <i>gradients</i> flow.", 2, None)
     ]
     app = build_app(course)
     ta = signed_in(app, course, ids["ta"])

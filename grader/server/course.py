@@ -44,24 +44,21 @@ class Limits:
     max_unzipped: int = 100 * 2**20  # what an uploaded zip may inflate to
 
 
-def manual_answers(folder: Path) -> list[tuple[str, str, float]]:
-    """(item id, answer text, points) of every hand-graded cell in the notebooks under `folder`."""
+def manual_answers(lesson, folder: Path) -> list[tuple[str, str, float]]:
+    """(item, answer text, points) of the pack's hand-graded items ([manual.NAME] in lesson.toml)
+    in a submission's notebooks, found as `learn grade` finds them (grader.manual.answers_of).
+    The items and their points come from the pack, never from the student's notebook."""
+    if not getattr(lesson, "manual", None):
+        return []
+    from ..batch import match_notebooks
+    from ..manual import answers_of
+
+    files = sorted(p for p in folder.rglob("*.ipynb") if p.is_file() and not p.is_symlink())
+    matched = match_notebooks(files, lesson)[0]
     out = []
-    for path in sorted(folder.rglob("*.ipynb")):
-        try:
-            cells = json.loads(path.read_bytes()).get("cells", [])
-        except (OSError, ValueError, AttributeError):
-            continue
-        for cell in cells if isinstance(cells, list) else []:
-            meta = cell.get("metadata", {}) if isinstance(cell, dict) else {}
-            nbg, mine = meta.get("nbgrader") or {}, (meta.get("learn") or {}).get("manual")
-            source = cell.get("source", "")
-            text = "".join(source) if isinstance(source, list) else str(source)
-            if isinstance(mine, dict) and mine.get("id"):
-                out.append((str(mine["id"]), text, float(mine.get("points", 1))))
-            elif isinstance(nbg, dict) and nbg.get("grade") and nbg.get("solution") and nbg.get("grade_id"):
-                if cell.get("cell_type") == "markdown" or nbg.get("task"):
-                    out.append((str(nbg["grade_id"]), text, float(nbg.get("points", 0) or 0)))
+    for spec in lesson.notebooks:
+        for name, (text, _found) in answers_of(lesson, spec.file, matched.get(spec.file)).items():
+            out.append((name, text, float(lesson.manual[name].points)))
     return out
 
 
@@ -436,12 +433,13 @@ class Course:
         return len(queued)
 
     def collect_manual(self, tx, sub: dict) -> int:
-        """Answers to grade by hand from a graded submission's notebooks into `manual_items`: cells
-        nbgrader marks as graded free-response answers (metadata.nbgrader grade+solution, markdown
-        or code without an autograder test) or `learn.manual` cells ({"id", "points"}). An answer that
-        changed is graded again; one that did not keeps its points."""
+        """Answers to grade by hand from a graded submission's notebooks into `manual_items`: the
+        pack's [manual.NAME] items (written answers, code without tests, tasks; the cell found by
+        `learn.manual` or nbgrader's grade_id). An answer that changed is graded again; one that
+        did not keeps its points."""
+        a = tx.one("SELECT pack FROM assignments WHERE id = ?", sub["assignment_id"])
         count = 0
-        for item, answer, points in manual_answers(self.uploads / sub["files"]):
+        for item, answer, points in manual_answers(self.lesson(a["pack"]), self.uploads / sub["files"]):
             row = tx.one("SELECT id, answer FROM manual_items WHERE user_id = ? AND assignment_id = ? AND item = ?", sub["user_id"],
                          sub["assignment_id"], item)  # fmt: skip
             if row is None:
