@@ -98,3 +98,6 @@ CREATE TABLE counters (
     name TEXT PRIMARY KEY,
     value BIGINT NOT NULL
 );
+-- every table's counter exists from the start, so two first inserts never race to create one
+INSERT INTO counters (name, value) VALUES ('users', 0), ('assignments', 0), ('submissions', 0), ('jobs', 0), ('overrides', 0),
+    ('extensions', 0), ('audit', 0), ('manual_items', 0);
