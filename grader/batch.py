@@ -6,8 +6,9 @@
                                              │
                         gradebook: skip unchanged (no kernel is started for them), claim the rest
                                              │
-    N workers ── one submission at a time each, its notebooks one after another on the shared
-                 KernelPool (one fresh forked kernel per notebook), inside a wall-clock budget
+    executor ── (grader.executor: a local warm KernelPool, or Dask) claims as it has room; each
+                 submission's notebooks one after another (one fresh forked kernel per notebook),
+                 inside a wall-clock budget
                                              │
                  RunResult per student ──► one transaction in the gradebook ──► progress
 
@@ -39,11 +40,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, manual
-from .errors import LearnError, LessonPackError, SandboxRequiredError, UnknownLessonError
+from .errors import ExecutionError, LearnError, LessonPackError, SandboxRequiredError, UnknownLessonError
+from .executor import (  # noqa: F401 - grade_notebooks, finish_notebook, stand_in, isolation_report: their old home
+    Executor,
+    GradingJob,
+    LocalExecutor,
+    default_budget,
+    finish_notebook,
+    grade_notebooks,
+    isolation_report,
+    stand_in,
+)
 from .gradebook import LEASE_S, Gradebook, submission_status
 from .inert import markup, terminal
-from .lessons import Lesson, NotebookSpec, all_lessons, load_lesson
-from .results import CheckResult, NotebookResult, RunResult, Status
+from .lessons import Lesson, all_lessons, load_lesson
+from .results import RunResult
 
 __all__ = [
     "Submission",
@@ -58,6 +69,7 @@ __all__ = [
     "require_isolation",
     "PlainProgress",
     "RichProgress",
+    "open_executor",
 ]
 
 POLICY_VERSION = "1"  # bump when the scoring policy here changes: every submission is re-graded
@@ -286,10 +298,15 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def safe_extract(archive: Path, dest: Path) -> list[str]:
+def safe_extract(archive: Path, dest: Path, *, max_total: int | None = None, max_file: int | None = None,
+                 max_members: int | None = None) -> list[str]:  # fmt: skip
     """Extract a zip without trusting it: unsafe entries (absolute paths, '..', links, devices)
     are skipped with a warning; sizes are limited per file, in total and in number of entries,
-    counting the bytes actually inflated (a zip bomb's declared sizes lie)."""
+    counting the bytes actually inflated (a zip bomb's declared sizes lie). The limits default to
+    learn grade's (MAX_ZIP_*); the course server passes smaller ones."""
+    max_total = MAX_ZIP_TOTAL if max_total is None else max_total
+    max_file = MAX_ZIP_FILE if max_file is None else max_file
+    max_members = MAX_ZIP_MEMBERS if max_members is None else max_members
     warnings: list[str] = []
     try:
         zf = zipfile.ZipFile(archive)
@@ -297,8 +314,8 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
         raise LearnError(f"{archive}: not a readable zip file ({exc})") from None
     with zf:
         members = zf.infolist()
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise LearnError(f"{archive}: {len(members)} entries, over the limit of {MAX_ZIP_MEMBERS}")
+        if len(members) > max_members:
+            raise LearnError(f"{archive}: {len(members)} entries, over the limit of {max_members}")
         total = 0
         for info in members:
             name = info.filename.replace("\\", "/")
@@ -313,8 +330,8 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
-            if info.file_size > MAX_ZIP_FILE:
-                warnings.append(f"{archive.name}: skipped {name!r} ({info.file_size / 2**20:.0f} MB, over {MAX_ZIP_FILE // 2**20} MB)")
+            if info.file_size > max_file:
+                warnings.append(f"{archive.name}: skipped {name!r} ({info.file_size / 2**20:.0f} MB, over {max_file / 2**20:g} MB)")
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             written = 0
@@ -323,9 +340,9 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
                     while chunk := src.read(2**20):
                         written += len(chunk)
                         total += len(chunk)
-                        if written > MAX_ZIP_FILE or total > MAX_ZIP_TOTAL:
-                            raise LearnError(f"{archive}: inflates to more than the limit ({MAX_ZIP_TOTAL // 2**30} GB in total, "
-                                             f"{MAX_ZIP_FILE // 2**20} MB per file) - refusing it")  # fmt: skip
+                        if written > max_file or total > max_total:
+                            raise LearnError(f"{archive}: inflates to more than the limit ({max_total / 2**30:g} GB in total, "
+                                             f"{max_file / 2**20:g} MB per file) - refusing it")  # fmt: skip
                         out.write(chunk)
             except FileExistsError:
                 warnings.append(f"{archive.name}: skipped {name!r} (appears twice)")
@@ -378,31 +395,6 @@ def open_submissions(path: Path) -> Iterator[tuple[Path, list[str]]]:
 # results for what could not run
 
 
-def _check_rows(lesson: Lesson, spec: NotebookSpec, status: Status, kind: str, message: str) -> list[CheckResult]:
-    return [
-        CheckResult(name=c.name, title=c.title, status=status, points=0.0, max_points=c.points, message=message, hidden=c.hidden, kind=kind)
-        for c in lesson.checks_for(spec)
-    ]
-
-
-def _stand_in(lesson: Lesson, spec: NotebookSpec, path: str, kind: str, message: str, seed: int | None) -> NotebookResult:
-    """A result for a notebook that was not graded (not submitted, out of time)."""
-    checks = _check_rows(lesson, spec, Status.TIMEOUT if kind == "timeout" else Status.ERROR, kind, message)
-    return NotebookResult(path=path, exercise=spec.file, lesson=lesson.id, status=Status.ERROR, title=spec.title,
-                          max_points=round(sum(c.max_points for c in checks), 2), checks=checks, error=message,
-                          error_kind=kind, seed=seed, grader_version=__version__)  # fmt: skip
-
-
-def finish_notebook(nb: NotebookResult, lesson: Lesson, spec: NotebookSpec) -> NotebookResult:
-    """Make a notebook's result complete for the gradebook: every check of the notebook has a
-    row (an unreadable notebook gets error rows)."""
-    if not nb.checks:
-        message = f"not graded: {nb.error or 'the notebook could not be run'}"
-        nb.checks = _check_rows(lesson, spec, Status.ERROR, nb.error_kind or "error", message)
-    nb.max_points = round(sum(c.max_points for c in nb.checks), 2)
-    return nb
-
-
 # ---------------------------------------------------------------------------------------------
 # fail closed: other people's code runs only inside filesystem isolation, unless allowed
 
@@ -415,38 +407,6 @@ _isolation_warned: set[str] = set()  # a waived refusal is warned about once (gr
 def unsandboxed_allowed(flag: bool = False) -> bool:
     """--allow-unsandboxed, or LEARN_ALLOW_UNSANDBOXED=1 (for scripted CI rows without bubblewrap)."""
     return flag or os.environ.get(ALLOW_UNSANDBOXED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def isolation_report() -> dict[str, str]:
-    """The sandbox kernels get on this machine, and - without bubblewrap - why not and what learner
-    code could reach. Runs on the coordinator or, through `client.run`, on each Dask worker."""
-    from . import sandbox
-
-    box = sandbox.choose()
-    if box.mode == "bwrap":
-        return {"mode": box.mode}
-    forced = (os.environ.get("LEARN_SANDBOX") or "").strip()
-    fix = "install bubblewrap (e.g. `apt-get install bubblewrap`); `learn doctor` says what is missing"
-    if forced and forced.lower() not in ("auto", "bwrap"):
-        why, fix = f"LEARN_SANDBOX={forced} forces the rlimit-only fallback", "unset LEARN_SANDBOX (bubblewrap is used where it works)"
-    elif not sandbox.bwrap_status()[0]:
-        why = "bubblewrap (bwrap) is not installed"
-    else:
-        why = f"bubblewrap is installed but refused to build the sandbox ({sandbox.bwrap_status()[1]})"
-        fix = "allow unprivileged user namespaces for bwrap; `learn doctor` says what fails"
-    if sandbox._is_root() and not box.drops_privileges:
-        exposure = ("Their code would run as root with no uid to drop to: it could read and change everything on the machine - "
-                    "every file, the other students' submissions, the gradebook, the reference solutions and hidden checks - "
-                    "and reach the network.")  # fmt: skip
-    elif sandbox._is_root():
-        exposure = ("Their code would run as an unprivileged uid, but could still read every file on the machine that any user "
-                    "may read (typically the other students' submissions, the reference solutions and hidden checks) and reach "
-                    "the network.")  # fmt: skip
-    else:
-        exposure = ("Their code would run as you: it could read and change everything you can - your home folder and keys, "
-                    "the other students' submissions, the gradebook, the reference solutions and hidden checks - and reach "
-                    "the network.")  # fmt: skip
-    return {"mode": box.mode, "why": why, "exposure": exposure, "fix": fix}
 
 
 def require_isolation(allow: bool = False, scheduler: str | None = None, warn: Callable[[str], None] | None = None) -> None:
@@ -594,8 +554,19 @@ class RichProgress:
             self.progress.stop()
 
 
+def open_executor(jobs: int, scheduler: str | None = None, profile: str = "torch") -> Executor:
+    """The executor of a run: a local warm pool of `jobs` kernels (preloading `profile`), or the
+    Dask cluster at `scheduler`."""
+    if scheduler:
+        from .cluster import DaskExecutor
+
+        return DaskExecutor(scheduler)
+    return LocalExecutor(jobs, profile=profile)
+
+
 class _Batch:
-    """One run of `learn grade` over the claimed submissions (see module docstring)."""
+    """One run of `learn grade` over the submissions to grade (see module docstring): claim in the
+    gradebook as the executor has room, grade through it, record."""
 
     def __init__(self, gradebook: Gradebook, lesson: Lesson, seed: int, fingerprint: str, *, jobs: int, regrade: bool,
                  cell_timeout: float | None, timeout: float | None, progress, summary: BatchSummary,
@@ -603,55 +574,74 @@ class _Batch:
         self.gb, self.lesson, self.seed, self.fingerprint = gradebook, lesson, seed, fingerprint
         self.scheduler, self.allow_unsandboxed = scheduler, allow_unsandboxed
         self.jobs, self.regrade, self.cell_timeout, self.progress, self.summary = jobs, regrade, cell_timeout, progress, summary
-        self.budget = timeout or self.default_budget(lesson)
+        self.budget = timeout or default_budget(lesson)
         self.in_flight: set[str] = set()
-        self.grader = None
         self.abort: LearnError | None = None
-
-    @staticmethod
-    def default_budget(lesson: Lesson) -> float:
-        """Every notebook's own time limit plus its probes, in sequence."""
-        probes = sum(c.probe_timeout for c in lesson.checks.values())
-        return sum(spec.notebook_timeout for spec in lesson.notebooks) + probes + 30 * len(lesson.notebooks)
 
     def key(self, sub: Submission) -> tuple[str, str, str]:
         return (sub.content_hash, __version__, self.fingerprint)
 
+    def job(self, sub: Submission) -> GradingJob:
+        return GradingJob(self.lesson, sub.student, sub.notebooks, self.seed, self.budget, self.cell_timeout, sub.notes,
+                          sub.folder, self.allow_unsandboxed)  # fmt: skip
+
     async def run(self, todo: list[Submission]) -> None:
-        if self.scheduler:
-            from .cluster import run_on_cluster
-
-            await run_on_cluster(self, todo, self.scheduler)
-            if self.abort is not None:
-                raise self.abort
-            return
-        from .kernels import KernelPool
-
-        async with KernelPool(size=self.jobs, profile=self.lesson.kernel_profile()) as pool:
-            from . import grading  # noqa: F401 - imports torch here while the pool's zygotes import it there
-
-            await self._run(todo, pool)
-
-    async def _run(self, todo: list[Submission], pool) -> None:
-        from .grading import plan
-
-        lesson = self.lesson
-        queue: asyncio.Queue[Submission] = asyncio.Queue()
-        for sub in todo:
-            queue.put_nowait(sub)
-        async with lesson_grader(lesson, pool=pool, seed=self.seed, cell_timeout=self.cell_timeout) as grader:
-            self.grader = grader
-            # references first: one kernel per notebook, shared by every student (and cached on
-            # disk); a reference that fails stops the batch before any student is claimed
-            await asyncio.gather(*(grader.reference(plan(lesson, spec, self.seed)) for spec in lesson.notebooks))
+        async with open_executor(self.jobs, self.scheduler, profile=self.lesson.kernel_profile()) as executor:
+            # references first (one kernel per notebook, shared by every student, cached on disk):
+            # a reference that fails stops the batch before any student is claimed
+            await executor.prepare(self.lesson, self.seed, self.cell_timeout)
             heartbeat = asyncio.ensure_future(self._heartbeat())
             try:
-                await asyncio.gather(*(self._worker(queue) for _ in range(self.jobs)))
+                await self._dispatch(todo, executor)
             finally:
                 heartbeat.cancel()
                 await asyncio.gather(heartbeat, return_exceptions=True)
         if self.abort is not None:
             raise self.abort
+
+    async def _dispatch(self, todo: list[Submission], executor: Executor) -> None:
+        tasks: set[asyncio.Task] = set()
+        try:
+            for sub in todo:
+                if self.abort is not None:
+                    break
+                await executor.acquire()  # backpressure: wait until the executor has room, then claim
+                state = self.gb.claim(sub.student, self.lesson.id, self.key(sub), regrade=self.regrade)
+                if state != "claimed":
+                    await executor.release()
+                    self._report(Outcome(sub.student, state))
+                    continue
+                self.in_flight.add(sub.student)
+                tasks.add(asyncio.ensure_future(self._grade(sub, executor)))
+                for task in [t for t in tasks if t.done()]:
+                    tasks.discard(task)
+                    task.result()  # a bug in our own code stops the batch, as before
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _grade(self, sub: Submission, executor: Executor) -> None:
+        started = time.monotonic()
+        try:
+            run = await executor.run(self.job(sub))
+        except SandboxRequiredError as exc:  # a worker without bubblewrap: claim nothing more, say why
+            self.gb.release(self.lesson.id, sub.student)
+            self.abort = self.abort or exc
+            return
+        except ExecutionError as exc:  # the machinery failed (not the student): graded again next run
+            self.gb.release(self.lesson.id, sub.student)
+            self._report(Outcome(sub.student, "failed", message=str(exc)))
+            return
+        except BaseException:
+            self.gb.release(self.lesson.id, sub.student)
+            raise
+        finally:
+            self.in_flight.discard(sub.student)
+            await executor.release()
+        run.duration = time.monotonic() - started
+        self._report(self.store(sub, run))
 
     async def _heartbeat(self) -> None:
         while True:
@@ -659,33 +649,10 @@ class _Batch:
             with contextlib.suppress(LearnError):
                 self.gb.renew(self.lesson.id, sorted(self.in_flight))
 
-    async def _worker(self, queue: asyncio.Queue) -> None:
-        while not queue.empty() and self.abort is None:
-            sub = queue.get_nowait()
-            state = self.gb.claim(sub.student, self.lesson.id, self.key(sub), regrade=self.regrade)
-            if state != "claimed":
-                self._report(Outcome(sub.student, state))
-                continue
-            self.in_flight.add(sub.student)
-            try:
-                outcome = await self.grade_one(sub)
-            except BaseException:
-                self.gb.release(self.lesson.id, sub.student)
-                raise
-            finally:
-                self.in_flight.discard(sub.student)
-            self._report(outcome)
-
     def _report(self, outcome: Outcome) -> None:
         self.summary.add(outcome)
         if self.progress is not None:
             self.progress.update(outcome, self.summary)
-
-    async def grade_one(self, sub: Submission) -> Outcome:
-        started = time.monotonic()
-        run = await self.grade_submission(sub, started + self.budget)
-        run.duration = time.monotonic() - started
-        return self.store(sub, run)
 
     def store(self, sub: Submission, run: RunResult) -> Outcome:
         """Record a graded submission (from here or from a cluster worker) in the gradebook."""
@@ -708,43 +675,6 @@ class _Batch:
         manual.record_answers(self.gb, self.lesson, sub.student, sub.notebooks)
         message = "; ".join(problems[:3] + ([error] if error and status == "error" else []))
         return Outcome(sub.student, "graded", status, run.points, run.max_points, run.duration, message)
-
-    async def grade_submission(self, sub: Submission, deadline: float) -> RunResult:
-        assert self.grader is not None
-        with manual.instructor_cells(self.lesson, sub.notebooks) as (notebooks, original):  # locked cells as the instructor wrote them
-            return await grade_notebooks(self.grader, self.lesson, notebooks, sub.notes, self.seed, deadline, self.budget,
-                                         lambda path: sub.label(original.get(path, path)))  # fmt: skip
-
-
-async def grade_notebooks(grader, lesson: Lesson, notebooks: dict[str, Path], notes: list[str], seed: int, deadline: float,
-                          budget: float, label: Callable[[Path], str]) -> RunResult:  # fmt: skip
-    """One submission's notebooks, one after another within its time budget: the unit of work of
-    `learn grade`, run here or on a Dask worker (`grader.cluster`)."""
-    results = []
-    for spec in lesson.notebooks:
-        path = notebooks.get(spec.file)
-        if path is None:
-            why = next((n for n in notes if n.startswith(spec.file) and "symbolic link" in n), None)
-            message = (
-                f"{spec.file} was not graded: it is a symbolic link; submit the notebook file itself"
-                if why
-                else f"{spec.file} was not submitted"
-            )
-            results.append(_stand_in(lesson, spec, spec.file, "not_submitted", message, seed))
-            continue
-        remaining = deadline - time.monotonic()
-        limit = f"the submission's time limit of {budget:.0f}s"
-        if remaining <= 0:
-            results.append(_stand_in(lesson, spec, label(path), "timeout", f"not run: {limit} was used up", seed))
-            continue
-        try:
-            nb = await asyncio.wait_for(grader.grade(path, lesson.id, spec.file), remaining)
-        except TimeoutError:
-            nb = _stand_in(lesson, spec, label(path), "timeout", f"stopped: {limit} was reached", seed)
-        name = label(path)
-        nb.path, nb.error = name, nb.error.replace(str(path), name) if nb.error else nb.error
-        results.append(finish_notebook(nb, lesson, spec))
-    return RunResult(results, seed=seed)
 
 
 def grade_class(submissions: list[Submission], lesson: Lesson, gradebook: Gradebook, *, jobs: int | None = None,

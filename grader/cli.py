@@ -743,6 +743,57 @@ def review(answers_path, limit):
                drill_runner_factory=DrillRunner, code_runner_factory=CodeRunner)  # fmt: skip
 
 
+# ---------------------------------------------------------------------------------------------
+# the course server
+
+
+@cli.command()
+@click.argument("course_dir", type=click.Path(file_okay=False, path_type=Path), metavar="COURSE_DIR")
+@click.option("--db", "db_url", default=None, metavar="URL",
+              help="postgresql://... for PostgreSQL (default: SQLite in COURSE_DIR/course.db).")  # fmt: skip
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Grade on this Dask cluster instead of a local pool.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (put TLS in front: README).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Submissions graded at once (local pool; default 2).")
+@click.option("--https-only", is_flag=True, help="Send the session cookie over HTTPS only (behind a TLS proxy).")
+@click.option("--allow-unsandboxed", is_flag=True,
+              help="Serve even without bubblewrap (no filesystem or network isolation; also LEARN_ALLOW_UNSANDBOXED=1).")  # fmt: skip
+@handle_errors
+def serve(course_dir, db_url, scheduler, host, port, jobs, https_only, allow_unsandboxed):
+    """Run the course server: students upload notebooks and get feedback in seconds.
+
+    COURSE_DIR holds the uploads, the session key and (by default) the SQLite database; it is
+    created if missing. At first start a one-time link to create the instructor account is
+    printed. Refuses to start without bubblewrap unless --allow-unsandboxed (exit 2).
+    """
+    from .server import serve as run_server
+
+    run_server(course_dir, db=db_url, scheduler=scheduler, host=host, port=port, jobs=jobs, allow_unsandboxed=allow_unsandboxed,
+               https_only=https_only, echo=click.echo, warn=lambda line: _err(line))  # fmt: skip
+
+
+@cli.command()
+@click.option("--server", "server_url", required=True, metavar="URL", help="The course server, e.g. https://learn.example.edu.")
+@click.option("--token", default=None, envvar="LEARN_TOKEN", help="Your personal token (or set LEARN_TOKEN).")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the grade.")
+@click.argument("assignment")
+@click.argument("notebooks", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@handle_errors
+def submit(server_url, token, no_wait, assignment, notebooks):
+    """Submit NOTEBOOKS (or a zip) for ASSIGNMENT to a course server and wait for the grade.
+
+    Exit status: 0 graded with full marks, 1 graded with points missing (or grading failed), 2
+    refused (bad token, limits, no such assignment).
+    """
+    from .server.client import submit as send
+
+    status = send(server_url, assignment, list(notebooks), token or "", wait=not no_wait, echo=click.echo)
+    if no_wait:
+        sys.exit(EXIT_OK)
+    full = status.get("state") == "graded" and status.get("final") is not None and status["final"] >= (status.get("max_points") or 0)
+    sys.exit(EXIT_OK if full else EXIT_FAILED)
+
+
 def main():
     cli(prog_name="learn")
 

@@ -1,13 +1,14 @@
 """`learn grade --scheduler tcp://HOST:PORT`: the same sandboxed grading on a Dask cluster.
 
-    coordinator (learn grade)                         Dask workers (`dask worker tcp://...`)
+    coordinator (learn grade, learn serve)            Dask workers (`dask worker tcp://...`)
     ─────────────────────────                         ─────────────────────────────────────
     discover, skip unchanged, claim  ── payload ──►   grade_remote(pack, payload)
     (gradebook: only here)                             a warm KernelPool per worker process, the
                                      ◄── result ───    lesson pack unpacked once, the submission's
-    record, progress, exports                          notebooks graded by `batch.grade_notebooks`
+    record, progress, exports                          notebooks graded by `executor.grade_notebooks`
 
-Only the coordinator touches the gradebook, so resume, concurrent graders and exports work
+`DaskExecutor` is the cluster's form of `grader.executor.Executor`. Only the coordinator touches
+the gradebook, so resume, concurrent graders and exports work
 unchanged. Workers need the same `learn` installation (and bubblewrap) as a local run; lesson
 packs travel with the job (broadcast once), submissions travel as bytes.
 
@@ -19,7 +20,6 @@ task has now killed two workers is recorded as that student's error and not trie
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import tempfile
@@ -28,11 +28,12 @@ import time
 import zipfile
 from pathlib import Path
 
-from .errors import LearnError, SandboxRequiredError
+from .errors import ExecutionError, LearnError, SandboxRequiredError
+from .executor import GradingJob, SlotsMixin, grade_notebooks, isolation_report, stand_in
 from .lessons import Lesson, load_lesson
 from .results import RunResult
 
-__all__ = ["pack_bytes", "grade_remote", "run_on_cluster", "worker_isolation", "ALLOWED_WORKER_DEATHS"]
+__all__ = ["pack_bytes", "grade_remote", "DaskExecutor", "worker_isolation", "ALLOWED_WORKER_DEATHS"]
 
 ALLOWED_WORKER_DEATHS = 1  # a task may take down one worker and be retried; the second time it is an error
 
@@ -97,8 +98,6 @@ class _WorkerGrading:
         return self.graders[key]
 
     async def grade(self, lesson: Lesson, payload: dict) -> dict:
-        from .batch import grade_notebooks
-
         await asyncio.wrap_future(self.started)
         grader = self.grader(lesson, payload["seed"], payload["cell_timeout"])
         student = payload["student"]
@@ -125,8 +124,6 @@ def grade_remote(pack: bytes, payload: dict) -> dict:
     it (a worker that joined after `worker_isolation` was asked)."""
     state = _WorkerGrading.get()
     if state.pool.box.mode != "bwrap" and not payload.get("allow_unsandboxed"):
-        from .batch import isolation_report
-
         report = isolation_report()
         raise SandboxRequiredError(f"refusing to grade other people's notebooks without filesystem isolation on a Dask worker: "
                                    f"{report.get('why', report['mode'])}. {report.get('exposure', '')} Install bubblewrap on the "
@@ -135,16 +132,16 @@ def grade_remote(pack: bytes, payload: dict) -> dict:
     return asyncio.run_coroutine_threadsafe(state.grade(lesson, payload), state.loop).result()
 
 
-def _payload(batch, sub) -> dict:
+def _payload(job: GradingJob) -> dict:
     from .manual import instructor_cells
 
     notebooks = {}
-    with instructor_cells(batch.lesson, sub.notebooks) as (graded, original):  # locked cells as the instructor wrote them
+    with instructor_cells(job.lesson, job.notebooks) as (graded, original):  # locked cells as the instructor wrote them
         for spec_file, path in graded.items():
             submitted = original.get(path, path)
-            notebooks[spec_file] = (str(submitted.relative_to(sub.folder)) if sub.folder else submitted.name, path.read_bytes())
-    return {"student": sub.student, "notebooks": notebooks, "notes": sub.notes, "seed": batch.seed,
-            "cell_timeout": batch.cell_timeout, "budget": batch.budget, "allow_unsandboxed": batch.allow_unsandboxed}  # fmt: skip
+            notebooks[spec_file] = (str(submitted.relative_to(job.folder)) if job.folder else submitted.name, path.read_bytes())
+    return {"student": job.student, "notebooks": notebooks, "notes": job.notes, "seed": job.seed,
+            "cell_timeout": job.cell_timeout, "budget": job.budget, "allow_unsandboxed": job.allow_unsandboxed}  # fmt: skip
 
 
 def worker_isolation(address: str) -> dict[str, dict[str, str]]:
@@ -154,8 +151,6 @@ def worker_isolation(address: str) -> dict[str, dict[str, str]]:
         from distributed import Client
     except ImportError:
         raise LearnError("`--scheduler` needs Dask's distributed package: pip install 'learn-grader[cluster]'") from None
-    from .batch import isolation_report
-
     try:
         client = Client(address, timeout="20s")
     except OSError as exc:
@@ -169,65 +164,62 @@ def _limit_worker_deaths(dask_scheduler=None, deaths: int = ALLOWED_WORKER_DEATH
     return deaths
 
 
-async def run_on_cluster(batch, todo: list, address: str) -> None:
-    """Grade the claimed submissions on the cluster at `address`; record results as they come."""
-    try:
-        from distributed import Client, KilledWorker
-    except ImportError:
-        raise LearnError("`--scheduler` needs Dask's distributed package: pip install 'learn-grader[cluster]'") from None
-    try:
-        client = await Client(address, asynchronous=True, timeout="20s")
-    except OSError as exc:
-        raise LearnError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-    async with client:
-        await client.run_on_scheduler(_limit_worker_deaths)
+class DaskExecutor(SlotsMixin):
+    """The Executor (grader.executor) on a Dask cluster: one task per submission, no more in
+    flight than the cluster has threads (when a worker dies the scheduler blames every task
+    assigned to it, so none may wait in a worker's queue)."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self.client = None
+        self._packs: dict[str, bytes] = {}
+
+    async def __aenter__(self) -> DaskExecutor:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise LearnError("`--scheduler` needs Dask's distributed package: pip install 'learn-grader[cluster]'") from None
+        try:
+            self.client = await Client(self.address, asynchronous=True, timeout="20s")
+        except OSError as exc:
+            raise LearnError(f"cannot reach the Dask scheduler at {self.address}: {exc}") from None
+        await self.client.run_on_scheduler(_limit_worker_deaths)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.client is not None:
+            client, self.client = self.client, None
+            await client.close()
+
+    def capacity(self) -> int:
+        if self.client is None:
+            return 1
+        return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
+
+    async def prepare(self, lesson: Lesson, seed: int, cell_timeout: float | None) -> None:
+        """Nothing to warm here: each worker computes (and caches) references on first use."""
+
+    def _pack(self, lesson: Lesson) -> bytes:
+        key = f"{lesson.root}:{lesson.fingerprint()}"
+        if key not in self._packs:
+            self._packs[key] = pack_bytes(lesson)
+        return self._packs[key]
+
+    async def run(self, job: GradingJob) -> RunResult:
+        from distributed import KilledWorker
+
         # The pack goes with every task rather than scattered once: scattered data dies with the
         # workers holding it, taking every task that needs it down too.
-        pack = pack_bytes(batch.lesson)
-        queue = list(todo)
-        running: dict = {}
-        heartbeat = asyncio.ensure_future(batch._heartbeat())
+        key = f"learn-grade-{job.student}-{time.time_ns()}"
+        future = self.client.submit(grade_remote, self._pack(job.lesson), _payload(job), key=key, pure=False, retries=0)
         try:
-            while queue or running:
-                # No more tasks in flight than the cluster has threads: when a worker dies, the
-                # scheduler blames every task assigned to it, so none may wait in a worker's queue.
-                window = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
-                while queue and len(running) < window:
-                    sub = queue.pop(0)
-                    state = batch.gb.claim(sub.student, batch.lesson.id, batch.key(sub), regrade=batch.regrade)
-                    if state != "claimed":
-                        batch._report(_outcome(sub.student, state))
-                        continue
-                    batch.in_flight.add(sub.student)
-                    key = f"learn-grade-{sub.student}-{sub.content_hash[:12]}-{time.time_ns()}"
-                    future = client.submit(grade_remote, pack, _payload(batch, sub), key=key, pure=False, retries=0)
-                    running[future] = (sub, time.monotonic())
-                if not running:
-                    continue
-                done = await next_completed(running)
-                sub, started = running.pop(done)
-                try:
-                    run = RunResult.from_dict(await done)
-                except KilledWorker:
-                    run = _killed_workers(batch, sub)
-                except SandboxRequiredError as exc:  # a worker without bubblewrap: claim nothing more, say why
-                    batch.in_flight.discard(sub.student)
-                    batch.gb.release(batch.lesson.id, sub.student)
-                    batch.abort = batch.abort or exc
-                    queue.clear()
-                    continue
-                except Exception as exc:  # the machinery failed (not the student): leave it for the next run
-                    batch.in_flight.discard(sub.student)
-                    batch.gb.release(batch.lesson.id, sub.student)
-                    batch._report(_outcome(sub.student, "failed", message=f"worker error: {type(exc).__name__}: {exc}"))
-                    continue
-                batch.in_flight.discard(sub.student)
-                run.duration = time.monotonic() - started
-                batch._report(batch.store(sub, run))
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            return RunResult.from_dict(await future)
+        except KilledWorker:
+            return _killed_workers(job)
+        except SandboxRequiredError:
+            raise
+        except Exception as exc:  # the machinery failed (not the student): leave it for the next run
+            raise ExecutionError(f"worker error: {type(exc).__name__}: {exc}") from exc
 
 
 async def next_completed(futures):
@@ -238,16 +230,8 @@ async def next_completed(futures):
     return next(iter(done.done))
 
 
-def _outcome(student: str, state: str, message: str = ""):
-    from .batch import Outcome
-
-    return Outcome(student, state, message=message)
-
-
-def _killed_workers(batch, sub) -> RunResult:
+def _killed_workers(job: GradingJob) -> RunResult:
     """The result of a submission whose grading took down two workers: an error, not retried."""
-    from .batch import _stand_in
-
     note = f"grading this submission killed {ALLOWED_WORKER_DEATHS + 1} Dask workers; it was not tried again"
-    results = [_stand_in(batch.lesson, spec, spec.file, "killed_workers", note, batch.seed) for spec in batch.lesson.notebooks]
-    return RunResult(results, seed=batch.seed)
+    results = [stand_in(job.lesson, spec, spec.file, "killed_workers", note, job.seed) for spec in job.lesson.notebooks]
+    return RunResult(results, seed=job.seed)

@@ -21,6 +21,8 @@ the CLI uses for it. Anything else escaping the library is a bug in *our* code.
      ├── ProgressError              the progress history exists but cannot be read
      ├── SandboxRequiredError       `learn grade` refuses other people's code without filesystem
      │                              isolation (no working bubblewrap) unless --allow-unsandboxed
+     ├── ServerDatabaseError        `learn serve`: the course database cannot be opened or is newer
+     ├── UploadError                `learn serve`: an upload refused (size, count, rate, not a notebook)
      └── ExecutionError   exit 3    the kernel machinery itself failed (not the learner's code)
 
 Exit codes of the CLI (README, "Exit codes"): 0 success; 1 graded, and something failed (a
@@ -48,6 +50,8 @@ __all__ = [
     "QuizAnswersError",
     "MarkerError",
     "ProgressError",
+    "ServerDatabaseError",
+    "UploadError",
     "AnswerLeakError",
     "ManualGradesError",
 ]
@@ -126,6 +130,14 @@ class DrillFormatError(LessonPackError):
 
 class ProgressError(LearnError):
     """The progress history exists but cannot be read (corrupt, locked, or from a newer learn)."""
+
+
+class ServerDatabaseError(LearnError):
+    """`learn serve`: the course database cannot be opened, is not ours, or is from a newer learn."""
+
+
+class UploadError(LearnError):
+    """`learn serve`: a submission the server refuses (too big, too many notebooks, too often, not a notebook)."""
 
 
 class AnswerLeakError(LearnError):

@@ -117,3 +117,23 @@ def test_lost_workers_are_retried_and_a_worker_killer_is_an_error(cluster, tmp_p
     assert {kind for *_, kind in results["poison"]} == {"killed_workers"}
     assert sum(points for *_, points, _ in results["poison"]) == 0
     cluster["client"].wait_for_workers(2, timeout=120)  # the nannies brought the workers back
+
+
+def test_the_course_server_grades_on_the_cluster(cluster, tmp_path, monkeypatch):
+    """`learn serve --scheduler`: the server's queue worked by the Dask executor."""
+    from grader.server import prepare
+    from tests.server_util import make_course
+
+    course, ids = make_course(tmp_path)
+    _, worker = prepare(course.root, scheduler=cluster["address"], allow_unsandboxed=bool(allow_unsandboxed()))
+    worker.course, worker.db = course, course.db
+    worker.start()
+    try:
+        deadline = time.monotonic() + 300
+        while course.submission(ids["sid"])["state"] not in ("graded", "failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        worker.stop()
+    row = course.submission(ids["sid"])
+    assert row["state"] == "graded" and row["points"] == row["max_points"] == 3, row
+    assert row["grade_count"] == 1 and worker.error is None

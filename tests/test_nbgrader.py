@@ -528,10 +528,8 @@ def test_autotest_problems_name_the_cell(tmp_path, cell, source, message):
 
 
 def test_cluster_payloads_carry_the_instructors_locked_cells(tmp_path):
-    from types import SimpleNamespace
-
-    from grader.batch import Submission
     from grader.cluster import _payload
+    from grader.executor import GradingJob
 
     lesson, release = staged(tmp_path)
     folder = tmp_path / "class" / "ann"
@@ -539,7 +537,6 @@ def test_cluster_payloads_carry_the_instructors_locked_cells(tmp_path):
     nb = nbformat.read(str(release / "problem1.ipynb"), as_version=4)
     nb.cells[1].source = "VALUES = [0.0]"
     nbformat.write(nb, str(folder / "problem1.ipynb"))
-    sub = Submission("ann", {"problem1.ipynb": folder / "problem1.ipynb"}, folder=folder)
-    batch = SimpleNamespace(lesson=lesson, seed=1, cell_timeout=None, budget=60.0, allow_unsandboxed=False)
-    name, data = _payload(batch, sub)["notebooks"]["problem1.ipynb"]
+    job = GradingJob(lesson, "ann", {"problem1.ipynb": folder / "problem1.ipynb"}, seed=1, budget=60.0, folder=folder)
+    name, data = _payload(job)["notebooks"]["problem1.ipynb"]
     assert name == "problem1.ipynb" and nbformat.reads(data.decode(), as_version=4).cells[1].source.startswith("VALUES = [float(v)")

@@ -51,7 +51,8 @@ def test_wheel_ships_the_content(installed):
     _, wheel = installed
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("grader/_content/solutions/lesson3/lesson.toml", "grader/_content/exercises/lesson3/01_quadratic.ipynb",
-                   "grader/_content/solutions/lesson3/checks.py", "grader/zygote.py"):  # fmt: skip
+                   "grader/_content/solutions/lesson3/checks.py", "grader/zygote.py",
+                   "grader/server/migrations/001_initial.sql", "grader/server/templates/submission.html"):  # fmt: skip
         assert needed in names
 
 

@@ -1,0 +1,72 @@
+"""`learn serve`: the course server - web submissions graded by the same engine as `learn grade`.
+
+    browser / `learn submit` ──HTTP──► app (Starlette; guard = auth.RULES) ──► course (accounts,
+    assignments, submissions, grades) ──► db (SQLite WAL in COURSE_DIR, or PostgreSQL; versioned SQL)
+                                                      ▲
+    queue.QueueWorker (thread) ── lease jobs ─────────┘──► executor (local warm pool / Dask) ──► RunResult
+
+Modules: app (routes, guard, lifespan), auth (route table, tokens, passwords, rate limits),
+course (the data), db (the thin database layer and migrations), queue (the durable job queue),
+views (pages and JSON), client (`learn submit`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["serve", "prepare"]
+
+
+def prepare(course_dir: Path, db: str | None = None, scheduler: str | None = None, jobs: int | None = None,
+            allow_unsandboxed: bool = False, warn=None):  # fmt: skip
+    """(course, worker) for `learn serve`: refuses (SandboxRequiredError) without bubblewrap
+    unless allowed, exactly as `learn grade` does; opens (and migrates) the database."""
+    from ..batch import open_executor, require_isolation, unsandboxed_allowed
+    from .course import Course
+    from .queue import QueueWorker
+
+    allowed = unsandboxed_allowed(allow_unsandboxed)
+    require_isolation(allowed, scheduler, warn=warn)
+    course = Course.open(Path(course_dir), db)
+    course.allow_unsandboxed = allowed
+    worker = QueueWorker(course, lambda: open_executor(jobs or 2, scheduler))
+    return course, worker
+
+
+def _port_free(host: str, port: int) -> None:
+    import socket
+
+    from ..errors import LearnError
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        raise LearnError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def serve(course_dir: Path, *, db: str | None = None, scheduler: str | None = None, host: str = "127.0.0.1", port: int = 8000,
+          jobs: int | None = None, allow_unsandboxed: bool = False, https_only: bool = False, echo=print, warn=None) -> None:  # fmt: skip
+    """Run the course server until interrupted."""
+    try:
+        import argon2  # noqa: F401
+        import python_multipart  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        from ..errors import LearnError
+
+        raise LearnError(f"`learn serve` needs the server extra ({exc.name} is missing): pip install 'learn-grader[server]'") from None
+
+    from .app import build_app
+
+    _port_free(host, port)
+    course, worker = prepare(course_dir, db, scheduler, jobs, allow_unsandboxed, warn)
+    link = course.first_start_link()
+    base = f"http://{host}:{port}"
+    if link:
+        echo(f"First start: open this link once to create the instructor account (valid 24 hours):\n  {base}/signin/{link}")
+    echo(f"learn serve: {course.root} on {base} (database: {'PostgreSQL' if course.db.postgres else course.db.path})")
+    app = build_app(course, worker=worker, https_only=https_only)
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)

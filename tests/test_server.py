@@ -1,0 +1,286 @@
+"""`learn serve` with real kernels: upload -> queue -> grade -> feedback over HTTP, learn submit,
+limits, overrides, late policy, exports; and the refusal without bubblewrap."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+
+from grader.errors import LearnError
+from tests.conftest import allow_unsandboxed
+from tests.server_util import csrf, make_course, session_csrf, signed_in
+from tests.test_grade import GOOD, write_nb
+
+WRONG = ("def square(x):\n    return x + x", "def cube(x):\n    return x ** 3")
+
+
+def _server(tmp_path, monkeypatch):
+    from grader.server import prepare, views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path)
+    _, worker = prepare(course.root, allow_unsandboxed=bool(allow_unsandboxed()), jobs=1)
+    worker.course, worker.db = course, course.db
+    return build_app(course, worker=worker), course, ids
+
+
+def wait_graded(client, sid: int, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/api/s/{sid}").json()
+        if status["state"] in ("graded", "failed"):
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"submission {sid} not graded in {timeout}s: {status}")
+
+
+def upload(client, slug: str, path, name: str = "squares.ipynb"):
+    token = csrf(client.get(f"/a/{slug}").text)
+    return client.post(f"/a/{slug}/submit", data={"csrf": token}, files=[("files", (name, path.read_bytes()))])
+
+
+@pytest.mark.slow
+def test_upload_wrong_then_fixed_notebook_gets_feedback_then_full_marks(tmp_path, monkeypatch):
+    from starlette.testclient import TestClient
+
+    app, course, ids = _server(tmp_path, monkeypatch)
+    with TestClient(app):  # runs the lifespan: the queue worker and its kernels
+        ann = signed_in(app, course, ids["ann"])
+        first = wait_graded(ann, ids["sid"])  # the fixture's good submission
+        assert first["state"] == "graded" and first["final"] == first["max_points"] == 3
+        wrong = upload(ann, "squares", write_nb(tmp_path / "w" / "squares.ipynb", "import torch", *WRONG))
+        assert wrong.status_code == 303 and wrong.headers["location"].startswith("/s/")
+        sid = int(wrong.headers["location"].rsplit("/", 1)[1])
+        page = ann.get(f"/s/{sid}")
+        assert "/api/s/" in page.text and "fetch(" in page.text  # the page polls its status
+        status = wait_graded(ann, sid)
+        assert status["state"] == "graded" and status["final"] == 1 and status["status"] == "failed"
+        report = ann.get(status["report_url"])
+        assert report.status_code == 200 and "square" in report.text and "default-src 'none'" in report.headers["content-security-policy"]
+        fixed = upload(ann, "squares", write_nb(tmp_path / "f" / "squares.ipynb", "import torch", *GOOD))
+        assert wait_graded(ann, int(fixed.headers["location"].rsplit("/", 1)[1]))["final"] == 3
+        history = ann.get("/me").text
+        assert history.count("/s/") >= 3 and "Score over time" in history
+        # learn submit, with a CLI token made on the page
+        ann.post("/me/token", data={"csrf": session_csrf(ann)})
+        token = csrf_token = None
+        text = ann.get("/me").text
+        token = text.split('<code id="token">')[1].split("<")[0]
+        assert token and csrf_token is None
+        made = ann.post("/api/submit/squares", headers={"Authorization": f"Bearer {token}"},
+                        files=[("files", ("squares.ipynb", (tmp_path / "f" / "squares.ipynb").read_bytes()))])  # fmt: skip
+        assert made.status_code == 201, made.text
+        bearer = TestClient(app)
+        status = bearer.get(made.json()["status_url"], headers={"Authorization": f"Bearer {token}"}).json()
+        assert status["state"] in ("queued", "grading", "graded")
+        assert bearer.get(made.json()["status_url"], headers={"Authorization": "Bearer wrong"}).status_code == 401
+        # every submission graded exactly once in the final record
+        rows = course.db.all("SELECT id, state, grade_count FROM submissions")
+        wait_graded(ann, made.json()["id"])
+        rows = course.db.all("SELECT id, state, grade_count FROM submissions")
+        assert all(r["state"] == "graded" and r["grade_count"] == 1 for r in rows), rows
+        # staff: override with a reason, extension, exports
+        prof = signed_in(app, course, ids["instructor"])
+        assert prof.post(f"/staff/s/{sid}/override", data={"csrf": session_csrf(prof), "points": "2.5", "reason": ""}).status_code == 303
+        assert course.db.value("SELECT COUNT(*) FROM overrides") == 0  # no reason: refused
+        prof.post(f"/staff/s/{sid}/override", data={"csrf": session_csrf(prof), "points": "2.5", "reason": "typo <b>only</b>"})
+        assert course.with_grade(course.submission(sid))["final"] == 2.5
+        audit = course.db.all("SELECT action, detail FROM audit WHERE action = 'override'")
+        assert len(audit) == 1 and "typo" in audit[0]["detail"]
+        assert "typo &lt;b&gt;only&lt;/b&gt;" in prof.get(f"/s/{sid}").text
+        exported = prof.get("/staff/a/squares/export/csv")
+        rows = {r["student"]: r for r in csv.DictReader(io.StringIO(exported.text))}
+        assert rows["ann"]["total"] == "3"  # the latest submission (fixed, via learn submit)
+        canvas = list(csv.reader(io.StringIO(prof.get("/staff/a/squares/export/canvas").text)))
+        assert canvas[0][:2] == ["Student", "ID"] and canvas[2][0] == "ann" and canvas[2][-1] == "3"
+        assert "<testsuites" in prof.get("/staff/a/squares/export/junit").text
+        assert prof.get("/staff/a/squares/export/gradescope").content[:2] == b"PK"
+        assert "Class dashboard" in prof.get("/staff/a/squares/export/dashboard").text
+        drill = prof.get("/staff/a/squares").text
+        assert "square" in drill and "ann" in drill
+
+
+def test_late_penalty_and_extension(tmp_path):
+    from grader.server.course import DAY, late_penalty
+
+    assert late_penalty(100.0, None, 10, 50) == 0
+    assert late_penalty(100.0, 200.0, 10, 50) == 0
+    assert late_penalty(200.0 + 1, 200.0, 10, 50) == 10  # a started day counts
+    assert late_penalty(200.0 + 3 * DAY + 1, 200.0, 10, 50) == 40
+    assert late_penalty(200.0 + 30 * DAY, 200.0, 10, 50) == 50  # the cap
+    course, ids = make_course(tmp_path)
+    a = course.assignment("squares")
+    with course.db.transaction() as tx:
+        tx.run(
+            "UPDATE assignments SET due_at = ?, late_percent_per_day = 20, late_cap_percent = 50 WHERE id = ?",
+            time.time() - 2.5 * DAY,
+            a["id"],
+        )
+        tx.run("UPDATE submissions SET state = 'graded', points = 3, max_points = 3 WHERE id = ?", ids["sid"])
+    graded = course.with_grade(course.submission(ids["sid"]))
+    assert graded["late_penalty"] == 50 and graded["final"] == 1.5
+    course.extend(ids["instructor"]["id"], "squares", "ann", time.time() + DAY)
+    graded = course.with_grade(course.submission(ids["sid"]))
+    assert graded["late_penalty"] == 0 and graded["final"] == 3
+
+
+def test_upload_limits_and_zip_extraction(tmp_path):
+    import zipfile
+
+    from grader.server.course import Limits, UploadError
+
+    course, ids = make_course(tmp_path)
+    course.limits = Limits(max_bytes=50_000, max_notebooks=2, per_minute=2)
+    nb = (tmp_path / "work" / "squares.ipynb").read_bytes()
+    with pytest.raises(UploadError, match="over the limit of"):
+        course.submit(ids["bo"], "squares", [("squares.ipynb", nb + b" " * 60_000)])
+    with pytest.raises(UploadError, match="upload notebooks"):
+        course.submit(ids["bo"], "squares", [("evil.sh", b"rm -rf /")])
+    with pytest.raises(UploadError, match="3 notebooks, over the limit of 2"):
+        course.submit(ids["bo"], "squares", [(f"n{i}.ipynb", nb) for i in range(3)])
+    archive = tmp_path / "sub.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("work/squares.ipynb", nb)
+        zf.writestr("../../escape.ipynb", nb)
+    sid = course.submit(ids["bo"], "squares", [("sub.zip", archive.read_bytes())])
+    folder = course.uploads / str(sid)
+    assert [p.relative_to(folder).as_posix() for p in folder.rglob("*.ipynb")] == ["work/squares.ipynb"]
+    assert not (tmp_path / "escape.ipynb").exists() and "escape" in course.submission(sid)["notes"]
+    course.submit(ids["bo"], "squares", [("squares.ipynb", nb)])
+    with pytest.raises(UploadError, match="a minute"):
+        course.submit(ids["bo"], "squares", [("squares.ipynb", nb)])
+    with course.db.transaction() as tx:
+        tx.run("UPDATE assignments SET max_submissions = 1")
+        tx.run("UPDATE submissions SET created_at = created_at - 120")
+    with pytest.raises(UploadError, match="submission limit"):
+        course.submit(ids["bo"], "squares", [("squares.ipynb", nb)])
+    course.publish(ids["instructor"]["id"], "squares", False)
+    with pytest.raises(UploadError, match="no open assignment"):
+        course.submit(ids["ann"], "squares", [("squares.ipynb", nb)])
+
+
+def test_sign_in_links_expire_setup_link_works_once_and_failures_are_rate_limited(tmp_path, monkeypatch):
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter, hash_token
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(3, 60))
+    course, ids = make_course(tmp_path)
+    assert course.first_start_link() is None  # an instructor exists
+    assert course.db.value("SELECT COUNT(*) FROM tokens WHERE hash LIKE 'ey%'") == 0
+    rows = course.db.all("SELECT hash, purpose FROM tokens")
+    assert all(len(r["hash"]) == 64 for r in rows)  # sha256, never the token itself
+    with course.db.transaction() as tx:
+        token = course.issue_token(tx, ids["ann"]["id"], "signin", -1)  # already expired
+    assert course.redeem(token) is None
+    app = build_app(course)
+    client = signed_in(app, course, None)
+    token_csrf = session_csrf(client)
+    for _ in range(3):
+        assert client.post("/signin", data={"csrf": token_csrf, "name": "ann", "password": "wrong password"}).status_code == 401
+    assert client.post("/signin", data={"csrf": token_csrf, "name": "ann", "password": "wrong password"}).status_code == 429
+    course.set_password(ids["bo"]["id"], "a long enough password")
+    stored = course.user_by_name("bo")["password_hash"]
+    assert stored.startswith("$argon2") and hash_token("x") != stored
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(3, 60))
+    ok = client.post("/signin", data={"csrf": token_csrf, "name": "bo", "password": "a long enough password"})
+    assert ok.status_code == 303 and client.get("/me").status_code == 200
+
+
+def test_learner_text_is_inert_in_pages(tmp_path, monkeypatch):
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path)
+    app = build_app(course)
+    prof = signed_in(app, course, ids["instructor"])
+    manual = prof.get("/staff/a/squares/manual").text
+    assert "&lt;b&gt;my answer&lt;/b&gt;" in manual and "<b>my answer</b>" not in manual
+    roster = prof.post("/staff/roster", data={"csrf": session_csrf(prof)},
+                       files=[("roster", ("r.csv", b"student\nzed\n<script>x</script>\n"))])  # fmt: skip
+    assert roster.status_code == 303  # a bad name is refused as a whole, with a message
+    assert course.user_by_name("zed") is None
+    page = prof.get("/staff").text
+    assert "not a usable user name" in page and "&lt;script&gt;" in page and "<script>x" not in page
+
+
+def test_serve_refuses_without_bubblewrap_unless_allowed(tmp_path, monkeypatch, runner):
+    from types import SimpleNamespace
+
+    import grader.batch as batch
+    from grader import sandbox
+    from grader.cli import cli
+
+    monkeypatch.delenv("LEARN_ALLOW_UNSANDBOXED", raising=False)
+    monkeypatch.setattr(sandbox, "choose", lambda preference=None: SimpleNamespace(mode="rlimit", drops_privileges=False))
+    monkeypatch.setattr(sandbox, "bwrap_status", lambda: (None, "bwrap is not installed"))
+    monkeypatch.setattr(batch, "_isolation_warned", set())
+    result = runner.invoke(cli, ["serve", str(tmp_path / "course"), "--port", "1"])
+    assert result.exit_code == 2 and "refusing to grade other people's notebooks without filesystem isolation" in result.output
+    assert not (tmp_path / "course").exists()  # nothing created before the refusal
+
+
+def test_bad_input_gets_a_clear_message(tmp_path, runner, monkeypatch):
+    import socket
+    import zipfile
+
+    from grader.cli import cli
+    from grader.server.course import Limits, UploadError
+    from grader.server.db import Database, ServerDatabaseError
+
+    course, ids = make_course(tmp_path)
+    with pytest.raises(ServerDatabaseError, match="unsupported database URL mysql://"):
+        Database("mysql://root@db/course")
+    with pytest.raises(UploadError, match="not a usable file name"):
+        course.submit(ids["bo"], "squares", [("bad\x00name.ipynb", b"{}")])
+    course.limits = Limits(max_unzipped=10_000)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("squares.ipynb", b" " * 8_000)
+        zf.writestr("more/squares.ipynb", b" " * 8_000)  # each under the limit, together over it
+    with pytest.raises(UploadError, match=r"bomb\.zip: inflates to more than the limit"):
+        course.submit(ids["bo"], "squares", [("bomb.zip", bomb.read_bytes())])
+    assert not list(course.uploads.glob("incoming-*"))  # nothing left behind
+    with pytest.raises(LearnError, match="'tara' is already a ta account"):
+        course.add_roster("student\ntara\n", ids["instructor"]["id"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        result = runner.invoke(cli, ["serve", str(tmp_path / "c2"), "--port", str(s.getsockname()[1]), *allow_unsandboxed()])
+    assert result.exit_code == 2 and "cannot listen on 127.0.0.1" in result.output
+
+
+def test_override_needs_a_finite_number(tmp_path, monkeypatch):
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path)
+    prof = signed_in(build_app(course), course, ids["instructor"])
+    for bad in ("nan", "inf", "-1", "lots"):
+        prof.post(f"/staff/s/{ids['sid']}/override", data={"csrf": session_csrf(prof), "points": bad, "reason": "r"})
+    assert course.db.value("SELECT COUNT(*) FROM overrides") == 0
+
+
+def test_a_large_roster_shows_every_link_and_the_session_cookie_stays_small(tmp_path, monkeypatch):
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path)
+    prof = signed_in(build_app(course), course, ids["instructor"])
+    roster = "student\n" + "".join(f"student{i:03d}\n" for i in range(300))
+    response = prof.post("/staff/roster", data={"csrf": session_csrf(prof)}, files=[("roster", ("r.csv", roster.encode()))])
+    assert response.status_code == 200 and response.text.count("/signin/") == 300
+    assert all(len(c.value or "") < 3000 for c in prof.cookies.jar)  # browsers drop cookies over 4 kB
+    link = response.text.split("<code>")[1].split("</code>")[0]
+    assert course.redeem(link.rsplit("/", 1)[1])["name"] == "student000"

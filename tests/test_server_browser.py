@@ -1,0 +1,134 @@
+"""The course server's flow in a real headless Chromium, against `learn serve` on 127.0.0.1:
+the instructor signs in with the first-start link, creates an assignment and uploads a roster;
+a student uploads a wrong notebook, sees the feedback, uploads a fixed one and sees full marks;
+the instructor overrides a grade with a reason, grades a free-response answer, sets an
+extension and exports CSV. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import re
+import time
+
+import nbformat
+import pytest
+
+from tests.conftest import ARTIFACTS, ROOT
+from tests.server_util import declare_manual_item
+from tests.test_grade import GOOD, tiny_pack
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+WRONG = ("def square(x):\n    return x + x", "def cube(x):\n    return x ** 3")
+PWN = '<img src=x onerror="alert(1)">'
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("server_load", ROOT / "bench" / "server_load.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def notebook(path, *defs, answer: str | None = None):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in ("import torch", *defs)])
+    if answer is not None:
+        cell = nbformat.v4.new_markdown_cell(answer)
+        cell.metadata["nbgrader"] = {"grade": True, "solution": True, "grade_id": "explain", "points": 2}
+        nb.cells.append(cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture
+def server(tmp_path):
+    bench = _bench()
+    port, log = bench.free_port(), tmp_path / "serve.log"
+    proc = bench.start(tmp_path / "course", port, 1, log)
+    link = re.search(r"(http://\S+/signin/\S+)", log.read_text())
+    yield f"http://127.0.0.1:{port}", link.group(1) if link else None
+    bench.kill_group(proc)
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"server-{name}.png"), full_page=True)
+
+
+def wait_state(page, state: str, timeout: float = 180) -> None:
+    page.wait_for_function(f"document.getElementById('state') && document.getElementById('state').textContent === '{state}'",
+                           timeout=timeout * 1000)  # fmt: skip
+
+
+def test_course_flow_in_chromium(server, browser, tmp_path):
+    base, setup_link = server
+    assert setup_link, "learn serve printed no first-start link"
+    pack = declare_manual_item(tiny_pack(tmp_path / "pack"))
+    prof = browser.new_context().new_page()
+    dialogs = []
+    prof.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    prof.goto(setup_link)
+    prof.click("#continue")
+    prof.wait_for_url(f"{base}/staff")
+    prof.fill("input[name=pack_path]", str(pack))
+    prof.fill("input[name=slug]", "squares")
+    prof.click("#create")
+    assert "assignment squares created" in prof.inner_text("#flash")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student,email\nann,ann@example.org\nbo,\n")
+    prof.set_input_files("input[name=roster]", str(roster))
+    prof.click("#upload-roster")
+    links = dict(row.split("\t") for row in prof.inner_text("#links").splitlines())
+    prof.goto(f"{base}/staff")
+    prof.click("#publish-squares")
+    prof.wait_for_selector("text=Unpublish")
+    shot(prof, "staff")
+    # the student: a wrong notebook, its feedback, then a fixed one
+    ann = browser.new_context().new_page()
+    ann.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    ann.goto(links["ann"].strip())
+    ann.click("#continue")
+    ann.wait_for_url(f"{base}/me")
+    ann.click("a[href='/a/squares']")
+    assert "Late policy" in ann.inner_text("body") and "Due:" in ann.inner_text("body")
+    ann.set_input_files("input[name=files]", str(notebook(tmp_path / "w" / "squares.ipynb", *WRONG)))
+    ann.click("#submit")
+    wait_state(ann, "graded")
+    assert "1 / 3" in ann.inner_text("#score")
+    wrong_url = ann.url
+    report = ann.context.new_page()
+    report.goto(ann.get_attribute("#report", "href") and base + ann.get_attribute("#report", "href"))
+    assert "square" in report.inner_text("body")
+    shot(ann, "feedback")
+    ann.goto(f"{base}/a/squares")
+    ann.set_input_files("input[name=files]", str(notebook(tmp_path / "f" / "squares.ipynb", *GOOD, answer=f"It is linear {PWN}")))
+    ann.click("#submit")
+    wait_state(ann, "graded")
+    assert "3 / 3" in ann.inner_text("#score")
+    # the instructor: override with a reason, a free-response grade, an extension, the CSV
+    prof.goto(wrong_url)
+    prof.fill("input[name=points]", "2")
+    prof.fill("input[name=reason]", "the rubric allows x+x for 2")
+    prof.click("#override")
+    assert "the rubric allows x+x for 2" in prof.inner_text("body")
+    prof.goto(f"{base}/staff/a/squares/manual")
+    assert PWN in prof.inner_text("pre")  # shown as text
+    prof.fill("form.manual input[name=points]", "2")
+    prof.press("form.manual input[name=points]", "Enter")
+    prof.wait_for_load_state("load")
+    assert prof.input_value("form.manual input[name=points]") == "2"
+    prof.goto(f"{base}/staff/a/squares")
+    prof.fill("input[name=student]", "ann")
+    prof.fill("input[name=due]", time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 7 * 86400)))
+    prof.click("#extend")
+    assert "extension set" in prof.inner_text("#flash")
+    with prof.expect_download() as download:
+        prof.click("#export-csv")
+    rows = {r["student"]: r for r in csv.DictReader(io.StringIO(open(download.value.path()).read()))}
+    assert rows["ann"]["total"] == "5" and rows["ann"]["possible"] == "5"  # 3 from the checks, 2 graded by hand
+    prof.goto(f"{base}/staff/a/squares")
+    assert "5 / 5" in prof.inner_text("table")
+    shot(prof, "assignment")
+    assert dialogs == []  # no learner HTML ran
