@@ -335,6 +335,9 @@ def judge_check(spec: CheckSpec, check: Check, cases: list[PlannedCase], learner
         except Exception:  # a plot is a nicety: never let it break a grade
             series = {}
     hint = spec.hints[0] if spec.hints and status not in (Status.PASSED, Status.SKIPPED) else None
+    seen = next((m for r in failing if r.mistake for m in check.mistakes if m.name == r.mistake), None)
+    if seen is not None:  # a known misconception: its explanation is the hint that helps
+        hint = seen.message
     return CheckResult(
         name=spec.name,
         title=spec.title,
@@ -462,6 +465,8 @@ class Grader:
         self.pool = pool or KernelPool(size=pool_size or min(2, os.cpu_count() or 1))
         self._lessons: dict[str, Lesson] | None = lessons
         self._references: dict[str, asyncio.Future] = {}
+        self._relay: KernelPool | None = None
+        self._relay_lock = asyncio.Lock()
 
     async def __aenter__(self) -> Grader:
         if self._own_pool:
@@ -469,6 +474,9 @@ class Grader:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        if self._relay is not None:
+            await self._relay.close()
+            self._relay = None
         if self._own_pool:
             await self.pool.close()
 
@@ -554,6 +562,7 @@ class Grader:
         problems = cell_problems(nb, outcome)
         ctx = _Context(path, definitions(nb), {c.cell: c for c in problems}, outcome)
         checks = [judge_check(s, p.code[s.name], p.cases[s.name], outcome.probes, reference, ctx) for s in p.checks]
+        checks = await self._cascade(nb, path, p, checks, reference, ctx)
         result.checks = checks
         result.cell_problems = problems
         result.points = round(sum(c.points for c in checks), 2)
@@ -571,6 +580,45 @@ class Grader:
         }
         result.duration = round(time.monotonic() - started, 3)
         return result
+
+    async def _relay_pool(self) -> KernelPool:
+        """A one-slot pool of its own for the reference side of relays (`cascade`): a relay holds a
+        learner slot while it waits for this one, so sharing the main pool could deadlock."""
+        if self._relay is None:
+            pool = KernelPool(size=1, box=self.pool.box, backend=self.pool.backend)
+            await pool.__aenter__()
+            self._relay = pool
+        return self._relay
+
+    async def _cascade(self, nb, path: Path, p: Plan, checks: list[CheckResult], reference: dict, ctx: _Context) -> list[CheckResult]:
+        """Re-check failing functions with correct graded helpers (see `cascade`)."""
+        from . import cascade
+
+        by_name = {c.name: c for c in checks}
+        wanted = cascade.targets(p, by_name)
+        if not wanted:
+            return checks
+        learner_job = _kernel_job(nb, path.name, p.lesson, p.spec, [], self.cell_timeout)
+        reference_job = _kernel_job(load_notebook(p.lesson.solution_path(p.spec)), p.spec.file, p.lesson, p.spec, [])
+        try:
+            async with self._relay_lock:
+                relay_pool = await self._relay_pool()
+            raw, outcome = await cascade.relay(self.pool, relay_pool, learner_job, reference_job, p, wanted)
+        except ExecutionError:
+            return checks  # machinery trouble: the verdicts as written stand
+        iso_ctx = _Context(ctx.path, ctx.defs, ctx.problems, outcome)
+        out = []
+        for check in checks:
+            if check.name in wanted:
+                spec = next(s for s in p.checks if s.name == check.name)
+                ids = [pc.id for pc in p.cases[check.name]]
+                isolated = None
+                if all(raw.get(i, {}).get("status") != "relay_failed" for i in ids):
+                    isolated = judge_check(spec, p.code[check.name], p.cases[check.name], raw, reference, iso_ctx)
+                check = cascade.combine(check, isolated, wanted[check.name], by_name, p.lesson.scoring)
+                by_name[check.name] = check  # helpers come first: later functions blame only the truly wrong ones
+            out.append(check)
+        return out
 
     async def grade_many(self, paths: list[Path]) -> RunResult:
         started = time.monotonic()

@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 MANIFEST = "lesson.toml"
-_TOP_KEYS = {"id", "title", "description", "order", "defaults", "notebooks", "checks", "version"}
+_TOP_KEYS = {"id", "title", "description", "order", "defaults", "notebooks", "checks", "version", "scoring"}
+SCORING_POLICIES = ("isolated", "as_written")
 _DEFAULT_KEYS = {
     "rtol",
     "atol",
@@ -50,6 +51,7 @@ _DEFAULT_KEYS = {
 }
 _NOTEBOOK_KEYS = {"file", "title", "cell_timeout", "notebook_timeout", "probe_timeout", "data", "profile", "memory_mb"}
 _CHECK_KEYS = {"notebook", "points", "hints", "rtol", "atol", "check_dtype", "hidden", "title", "partial_credit", "probe_timeout"}
+_CHECK_KEYS |= {"depends"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class CheckSpec:
     title: str
     partial_credit: bool
     probe_timeout: float
+    depends: tuple[str, ...] | None = None  # graded names it calls; None: found in the solution code
 
 
 @dataclass
@@ -94,7 +97,9 @@ class Lesson:
     notebooks: list[NotebookSpec]
     checks: dict[str, CheckSpec]
     version: str = "1"
+    scoring: str = "isolated"  # isolated: each function scored on its own | as_written
     _code: dict | None = field(default=None, repr=False)
+    _deps: dict = field(default_factory=dict, repr=False)
 
     def notebook(self, file: str) -> NotebookSpec:
         for nb in self.notebooks:
@@ -104,6 +109,21 @@ class Lesson:
 
     def checks_for(self, notebook: NotebookSpec) -> list[CheckSpec]:
         return [c for c in self.checks.values() if c.notebook == notebook.file]
+
+    def dependencies(self, notebook: NotebookSpec) -> dict[str, list[str]]:
+        """Graded name -> the other graded names of this notebook it calls, transitively.
+
+        Declared in the manifest (`depends = [...]`) or found in the solution notebook's code
+        (`grader.notebook.calls`); used to re-check a failing function with correct helpers."""
+        if notebook.file not in self._deps:
+            from .notebook import calls, load_notebook
+
+            specs = self.checks_for(notebook)
+            names = {c.name for c in specs}
+            found = calls(load_notebook(self.solution_path(notebook)), names)
+            direct = {c.name: set(c.depends) if c.depends is not None else found.get(c.name, set()) for c in specs}
+            self._deps[notebook.file] = {name: sorted(_closure(name, direct)) for name in direct}
+        return self._deps[notebook.file]
 
     def solution_path(self, notebook: NotebookSpec) -> Path:
         return self.root / notebook.file
@@ -139,6 +159,17 @@ class Lesson:
                 h.update(str(item.relative_to(self.root)).encode())
                 h.update(item.read_bytes())
         return h.hexdigest()[:16]
+
+
+def _closure(name: str, direct: dict[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(direct.get(name, ()))
+    while todo:
+        n = todo.pop()
+        if n != name and n not in seen:
+            seen.add(n)
+            todo.extend(direct.get(n, ()))
+    return seen
 
 
 def content_root() -> Path:
@@ -286,6 +317,9 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
             hints = [hints]
         if not isinstance(hints, list) or not all(isinstance(h, str) and h.strip() for h in hints):
             raise _fail(path, f"{where}.hints", "must be a list of non-empty strings")
+        depends = c.get("depends")
+        if depends is not None and (not isinstance(depends, list) or not all(isinstance(d, str) for d in depends)):
+            raise _fail(path, f"{where}.depends", "must be a list of graded names")
         checks[name] = CheckSpec(
             name=name,
             notebook=c["notebook"],
@@ -300,9 +334,17 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
             probe_timeout=setting(
                 c, "probe_timeout", where, next(n.probe_timeout for n in notebooks if n.file == c["notebook"]), positive=True
             ),
+            depends=tuple(depends) if depends is not None else None,
         )
     if not checks:
         raise _fail(path, "checks", "the pack grades nothing: add [checks.NAME] tables")
+    for name, spec in checks.items():
+        bad = [d for d in spec.depends or () if d not in checks or checks[d].notebook != spec.notebook]
+        if bad:
+            raise _fail(path, f"checks.{name}.depends", f"{bad} are not graded names of {spec.notebook}")
+    scoring = data.get("scoring", "isolated")
+    if scoring not in SCORING_POLICIES:
+        raise _fail(path, "scoring", f"must be one of {list(SCORING_POLICIES)}, not {scoring!r}")
     order = data.get("order", 100)
     if isinstance(order, bool) or not isinstance(order, int):
         raise _fail(path, "order", "must be an integer")
@@ -316,6 +358,7 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
         notebooks=notebooks,
         checks=checks,
         version=str(data.get("version", "1")),
+        scoring=scoring,
     )
 
 
