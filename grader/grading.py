@@ -12,6 +12,7 @@ process, from decoded values; nothing the learner's kernel says is trusted as a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -260,7 +261,7 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
         raw = mistakes.get(f"{pc.id}~{mistake.name}")
         if raw and raw.get("status") == "ok":
             try:
-                if compare(got, _decode(raw), pc.tol).ok:
+                if compare(got, _decode(raw), dataclasses.replace(pc.tol, equal_nan=True)).ok:  # the same NaNs: the same mistake
                     mistake_name, message = mistake.name, f"{mistake.message}\n{verdict.message}"
                     break
             except (wire.WireError, TypeError):

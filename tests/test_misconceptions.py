@@ -1,0 +1,77 @@
+"""Named misconceptions: every graded function of lesson 3 and chapter 4 knows at least two
+classic wrong answers, and each one is recognised *by name* when a learner writes it.
+
+The learner's code in each test is the mistake itself, written as the graded function: the
+notebook is the reference solution with that one definition replaced.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from grader.checks import probe_source
+from grader.lessons import get_lesson
+
+from .conftest import find_check, grade_all, solution, variant
+
+PACKS = ("lesson3", "chapter4")
+# judged by behaviour or a bar, not against one reference value: their explanations come from the judge
+JUDGED = {("lesson3", "add_noise"), ("chapter4", "init_params"), ("chapter4", "simple_net")}
+
+
+def mistakes_of(lesson_id: str):
+    lesson = get_lesson(lesson_id)
+    code = lesson.check_code()
+    for name, spec in lesson.checks.items():
+        for mistake in code[name].mistakes:
+            if set(mistake.replace) == {name}:
+                yield lesson, spec, mistake
+
+
+def as_learner_code(name: str, impl) -> str:
+    source, entry = probe_source(impl)
+    return re.sub(rf"^(def|class) {re.escape(entry)}\b", rf"\1 {name}", textwrap.dedent(source), count=1, flags=re.M)
+
+
+CASES = [(lesson.id, spec.name, m.name) for pack in PACKS for lesson, spec, m in mistakes_of(pack)]
+
+
+@pytest.mark.parametrize("lesson_id", PACKS)
+def test_every_function_knows_two_misconceptions(lesson_id):
+    lesson = get_lesson(lesson_id)
+    code = lesson.check_code()
+    few = {n: [m.name for m in code[n].mistakes] for n in lesson.checks if len(code[n].mistakes) < 2 and (lesson_id, n) not in JUDGED}
+    assert not few, f"fewer than two named misconceptions: {few}"
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """pack -> {(pack, name, mistake): NotebookResult}, each pack graded in one batch when first needed."""
+    done: dict = {}
+
+    def get(pack):
+        if pack not in done:
+            tmp = tmp_path_factory.mktemp(f"misconceptions-{pack}")
+            jobs = {}
+            for _, spec, mistake in mistakes_of(pack):
+                code = as_learner_code(spec.name, mistake.replace[spec.name])
+                dest = tmp / f"{spec.name}-{mistake.name}" / spec.notebook
+                jobs[(pack, spec.name, mistake.name)] = variant(solution(pack, spec.notebook), dest, replace={spec.name: code})
+            done[pack] = grade_all(jobs, seed=4242)
+        return done[pack]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson_id, name, mistake", CASES)
+def test_misconception_is_recognised_by_name(graded, lesson_id, name, mistake):
+    check = find_check(graded(lesson_id)[(lesson_id, name, mistake)], name)
+    assert check.points < check.max_points, check.message
+    named = {c.mistake for c in check.cases if c.mistake}
+    assert mistake in named, f"{name}: {check.message}"
+    explanation = next(m.message for m in get_lesson(lesson_id).check_code()[name].mistakes if m.name == mistake)
+    assert check.hint == explanation or explanation in check.message  # the learner is told, in words
