@@ -14,7 +14,9 @@ Trust boundary: the reference's code and objects never reach the learner's kerne
 hold plain values (and Jacobians, so `loss.backward()` through a shim gives the reference's
 gradient) for the inputs the learner's own code passed; nothing else. What a learner can observe
 this way is the reference helper's outputs for inputs of their choosing - no more than calling
-a correct `mse` of their own would give.
+a correct `mse` of their own would give. A helper whose reference answer is no plain value (it
+returns a function, like `mk_quad`, or None, running for its side effects) is answered by the
+learner's own helper instead.
 
 Machinery trouble (a relay that does not converge, a reference that cannot answer) never blames
 the learner: the function keeps its verdict as written.

@@ -145,7 +145,7 @@ def _answer(fn, request):
     if not request.get("grad"):
         with torch.no_grad():
             value = fn(*args, **kwargs)
-        return {"own": True} if encode(value).get("t") == "foreign" else {"value": value, "grads": None}
+        return {"own": True} if encode(value).get("t") in ("foreign", "none") else {"value": value, "grads": None}
     leaves = [v.detach().clone().requires_grad_(True) if isinstance(v, torch.Tensor) and v.is_floating_point() else v for v in inputs]
 
     def call(*ts):
@@ -155,7 +155,7 @@ def _answer(fn, request):
 
     tensors = [v for v in leaves if isinstance(v, torch.Tensor) and v.requires_grad]
     value = call(*tensors)
-    if encode(value).get("t") == "foreign":
+    if encode(value).get("t") in ("foreign", "none"):  # a function, or a helper run for its side effects
         return {"own": True}
     jacs = torch.autograd.functional.jacobian(call, tuple(tensors)) if tensors else ()
     it = iter(jacs)

@@ -75,3 +75,25 @@ def test_misconception_is_recognised_by_name(graded, lesson_id, name, mistake):
     assert mistake in named, f"{name}: {check.message}"
     explanation = next(m.message for m in get_lesson(lesson_id).check_code()[name].mistakes if m.name == mistake)
     assert check.hint == explanation or explanation in check.message  # the learner is told, in words
+
+
+@pytest.mark.slow
+def test_a_diverging_fit_says_so_with_the_losses(tmp_path):
+    too_fast = (
+        "def fit_quad(params, lr=0.01, steps=10):\n"
+        "    params = params.detach().clone().requires_grad_()\n"
+        "    losses = []\n"
+        "    for _ in range(steps):\n"
+        "        loss = quad_mse(params)\n"
+        "        loss.backward()\n"
+        "        with torch.no_grad():\n"
+        "            params -= params.grad * lr * 50\n"
+        "        params.grad.zero_()\n"
+        "        losses.append(loss.item())\n"
+        "    return params.detach(), losses"
+    )
+    nb = variant(solution("lesson3", "01_quadratic.ipynb"), tmp_path / "w" / "01_quadratic.ipynb", replace={"fit_quad": too_fast})
+    check = find_check(grade_all({"w": nb}, seed=3)["w"], "fit_quad")
+    assert check.points == 0 and check.kind == "diverged", check.message
+    assert "Your loss grows instead of shrinking (" in check.message and "diverges" in check.message
+    assert re.search(r"\(\d[\d.e+]*, \d[\d.e+]*, \d[\d.e+]*, \.\.\., [\d.e+]+\)", check.message), check.message  # the losses
