@@ -59,7 +59,8 @@ def graded(tmp_path_factory):
             for _, spec, mistake in mistakes_of(pack):
                 code = as_learner_code(spec.name, mistake.replace[spec.name])
                 dest = tmp / f"{spec.name}-{mistake.name}" / spec.notebook
-                jobs[(pack, spec.name, mistake.name)] = variant(solution(pack, spec.notebook), dest, replace={spec.name: code})
+                where = {"replace_containing": {f"class {spec.name}": code}} if code.startswith("class") else {"replace": {spec.name: code}}
+                jobs[(pack, spec.name, mistake.name)] = variant(solution(pack, spec.notebook), dest, **where)
             done[pack] = grade_all(jobs, seed=4242)
         return done[pack]
 
