@@ -257,3 +257,15 @@ def test_a_relay_that_does_not_settle_blames_nobody(tmp_path, monkeypatch):
     assert f.isolated is None and f.blamed_on == [] and f.scored == "as_written"
     assert f.status is Status.FAILED  # the verdict as written stands
     assert find_check(result, "quad_mse").passed  # a few rounds were enough there
+
+
+def test_a_stub_that_raises_itself_is_not_re_checked():
+    from grader.cascade import _unwritten_itself
+
+    stub = _check(
+        "quad_mse", Status.FAILED, kind="not_implemented", traceback=["cell 14, line 3, in quad_mse", "    raise NotImplementedError"]
+    )
+    assert _unwritten_itself("quad_mse", stub)
+    via_helper = _check("quad_mse", Status.FAILED, kind="not_implemented",
+                        traceback=["cell 14, line 3, in quad_mse", "    return mse(f(x), y)", "cell 12, line 2, in mse"])  # fmt: skip
+    assert not _unwritten_itself("quad_mse", via_helper)  # the helper is the stub: correct helpers may clear it
