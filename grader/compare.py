@@ -38,6 +38,7 @@ class Verdict:
     message: str = ""
     diff: Diff | None = None
     kind: str | None = None  # wrong_type, shape, dtype, device, nonfinite, values, length, keys, returned_none
+    mistake: str | None = None  # a judge that recognises a named misconception says which
 
     @classmethod
     def passed(cls) -> Verdict:

@@ -255,9 +255,9 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
     if verdict.ok:
         status = Status.SKIPPED if verdict.kind == "skipped" else Status.PASSED
         return CaseResult(status=status, message=verdict.message, duration=duration, **base), None, got, expected
-    mistake_name = None
+    mistake_name = verdict.mistake  # a judge may recognise a misconception by itself
     message = verdict.message
-    for mistake in check.mistakes:
+    for mistake in [] if mistake_name else check.mistakes:
         raw = mistakes.get(f"{pc.id}~{mistake.name}")
         if raw and raw.get("status") == "ok":
             try:

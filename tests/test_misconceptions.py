@@ -18,8 +18,23 @@ from grader.lessons import get_lesson
 from .conftest import find_check, grade_all, solution, variant
 
 PACKS = ("lesson3", "chapter4")
-# judged by behaviour or a bar, not against one reference value: their explanations come from the judge
-JUDGED = {("lesson3", "add_noise"), ("chapter4", "init_params"), ("chapter4", "simple_net")}
+# judged by behaviour, not against one reference value: the judge itself names the misconception
+JUDGED = {
+    ("lesson3", "add_noise"): {
+        "additive_only": "def add_noise(x, mult, add):\n    return x + torch.randn_like(x) * add",
+        "not_torch_random": "import numpy as np\n\ndef add_noise(x, mult, add):\n"
+        "    noise = lambda: torch.from_numpy(np.random.randn(*x.shape)).float()\n"
+        "    return x * (1 + noise() * mult) + noise() * add",
+    },
+    ("chapter4", "init_params"): {
+        "no_requires_grad": "def init_params(size, std=1.0):\n    return torch.randn(size) * std",
+        "not_leaf": "def init_params(size, std=1.0):\n    return torch.randn(size, requires_grad=True) * std",
+    },
+    ("chapter4", "simple_net"): {
+        "no_relu": "simple_net = nn.Sequential(nn.Linear(28 * 28, 30), nn.Linear(30, 1))",
+        "wrong_size": "simple_net = nn.Sequential(nn.Linear(28 * 28, 10), nn.ReLU(), nn.Linear(10, 1))",
+    },
+}
 
 
 def mistakes_of(lesson_id: str):
@@ -43,7 +58,8 @@ CASES = [(lesson.id, spec.name, m.name) for pack in PACKS for lesson, spec, m in
 def test_every_function_knows_two_misconceptions(lesson_id):
     lesson = get_lesson(lesson_id)
     code = lesson.check_code()
-    few = {n: [m.name for m in code[n].mistakes] for n in lesson.checks if len(code[n].mistakes) < 2 and (lesson_id, n) not in JUDGED}
+    known = {n: [m.name for m in code[n].mistakes] + list(JUDGED.get((lesson_id, n), {})) for n in lesson.checks}
+    few = {n: names for n, names in known.items() if len(names) < 2}
     assert not few, f"fewer than two named misconceptions: {few}"
 
 
@@ -98,3 +114,21 @@ def test_a_diverging_fit_says_so_with_the_losses(tmp_path):
     assert check.points == 0 and check.kind == "diverged", check.message
     assert "Your loss grows instead of shrinking (" in check.message and "diverges" in check.message
     assert re.search(r"\(\d[\d.e+]*, \d[\d.e+]*, \d[\d.e+]*, \.\.\., [\d.e+]+\)", check.message), check.message  # the losses
+
+
+JUDGED_CASES = [(pack, name, mistake) for (pack, name), found in JUDGED.items() for mistake in found]
+
+
+@pytest.mark.slow
+def test_judges_name_misconceptions_too(tmp_path):
+    jobs = {}
+    for pack, name, mistake in JUDGED_CASES:
+        spec = get_lesson(pack).checks[name]
+        code = JUDGED[(pack, name)][mistake]
+        where = {"replace": {name: code}} if code.lstrip().startswith(("def", "import")) else {"replace_containing": {f"{name} = ": code}}
+        jobs[(pack, name, mistake)] = variant(solution(pack, spec.notebook), tmp_path / f"{name}-{mistake}" / spec.notebook, **where)
+    results = grade_all(jobs, seed=99)
+    for (_pack, name, mistake), result in results.items():
+        check = find_check(result, name)
+        assert check.points < check.max_points and check.kind == "known_mistake", (mistake, check.message)
+        assert mistake in {c.mistake for c in check.cases}, (mistake, check.message)

@@ -122,7 +122,8 @@ def judge_init_params(got, expected, tol):
     if not got.get("repeatable"):
         problems.append("two calls after the same torch.manual_seed differ: draw with torch.randn")
     if problems:
-        return Verdict(False, "; ".join(problems), kind="behaviour")
+        mistake = "no_requires_grad" if not got.get("requires_grad") else "not_leaf" if not got.get("is_leaf") else None
+        return Verdict(False, "; ".join(problems), kind="behaviour", mistake=mistake)
     return Verdict.passed()
 
 
@@ -163,6 +164,12 @@ def judge_simple_net(got, expected, tol):
     key = next((k for k in advice if path.startswith(k)), None)
     if key:
         verdict.message = advice[key] + "\n" + verdict.message
+    layers = got.get("layers") if type(got) is dict else None
+    if layers == ["Linear", "Linear"]:
+        verdict.mistake = "no_relu"
+        verdict.message = "Two linear layers in a row are just one linear layer: put the ReLU between them.\n" + verdict.message
+    elif layers == ["Linear", "ReLU", "Linear"] and got.get("n_params") != expected.get("n_params"):
+        verdict.mistake = "wrong_size"
     return verdict
 
 

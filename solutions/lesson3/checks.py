@@ -80,8 +80,17 @@ def judge_add_noise(got, expected, tol):
     if not got.get("varies"):
         problems.append("two calls in a row gave identical noise")
     if problems:
-        return Verdict(False, "; ".join(problems), kind="behaviour")
+        return Verdict(False, "; ".join(problems), kind="behaviour", mistake=_add_noise_mistake(got, std_add, std_mult))
     return Verdict.passed()
+
+
+def _add_noise_mistake(got, std_add, std_mult):
+    """The named misconceptions of add_noise, told apart by the noise statistics."""
+    if std_mult < 0.02 and 0.47 <= std_add <= 0.53:
+        return "additive_only"  # mult is ignored: x + noise * add
+    if not got.get("reproducible"):
+        return "not_torch_random"  # numpy's or Python's generator: torch.manual_seed does not repeat it
+    return None
 
 
 def probe_quad_mse(ns, params, x, y):
