@@ -466,8 +466,6 @@ class Grader:
         self.pool = pool or KernelPool(size=pool_size or min(2, os.cpu_count() or 1))
         self._lessons: dict[str, Lesson] | None = lessons
         self._references: dict[str, asyncio.Future] = {}
-        self._relay: KernelPool | None = None
-        self._relay_lock = asyncio.Lock()
 
     async def __aenter__(self) -> Grader:
         if self._own_pool:
@@ -475,9 +473,6 @@ class Grader:
         return self
 
     async def __aexit__(self, *exc) -> None:
-        if self._relay is not None:
-            await self._relay.close()
-            self._relay = None
         if self._own_pool:
             await self.pool.close()
 
@@ -584,12 +579,13 @@ class Grader:
 
     async def _relay_pool(self) -> KernelPool:
         """A one-slot pool of its own for the reference side of relays (`cascade`): a relay holds a
-        learner slot while it waits for this one, so sharing the main pool could deadlock."""
-        if self._relay is None:
-            pool = KernelPool(size=1, box=self.pool.box, backend=self.pool.backend)
-            await pool.__aenter__()
-            self._relay = pool
-        return self._relay
+        learner slot while it waits for this one, so sharing the main pool could deadlock. Graders
+        sharing a pool share its relay pool, and closing the main pool closes it."""
+        if self.pool.relay is None:  # set before any await: concurrent graders start only one
+            relay = KernelPool(size=1, box=self.pool.box, backend=self.pool.backend)
+            self.pool.relay, self.pool.relay_started = relay, asyncio.ensure_future(relay.__aenter__())
+        await asyncio.shield(self.pool.relay_started)
+        return self.pool.relay
 
     async def _cascade(self, nb, path: Path, p: Plan, checks: list[CheckResult], reference: dict, ctx: _Context) -> list[CheckResult]:
         """Re-check failing functions with correct graded helpers (see `cascade`)."""
@@ -602,8 +598,7 @@ class Grader:
         learner_job = _kernel_job(nb, path.name, p.lesson, p.spec, [], self.cell_timeout)
         reference_job = _kernel_job(load_notebook(p.lesson.solution_path(p.spec)), p.spec.file, p.lesson, p.spec, [])
         try:
-            async with self._relay_lock:
-                relay_pool = await self._relay_pool()
+            relay_pool = await self._relay_pool()
             raw, outcome = await cascade.relay(self.pool, relay_pool, learner_job, reference_job, p, wanted)
         except ExecutionError:
             return checks  # machinery trouble: the verdicts as written stand
