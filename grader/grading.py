@@ -600,8 +600,11 @@ class Grader:
         try:
             relay_pool = await self._relay_pool()
             raw, outcome = await cascade.relay(self.pool, relay_pool, learner_job, reference_job, p, wanted)
-        except ExecutionError:
-            return checks  # machinery trouble: the verdicts as written stand
+        except ExecutionError as exc:  # machinery trouble: the verdicts as written stand, and are not cached
+            for check in checks:
+                if check.name in wanted:
+                    check.relay = f"machinery: {exc}"
+            return checks
         iso_ctx = _Context(ctx.path, ctx.defs, ctx.problems, outcome)
         out = []
         for check in checks:
@@ -609,9 +612,11 @@ class Grader:
                 spec = next(s for s in p.checks if s.name == check.name)
                 ids = [pc.id for pc in p.cases[check.name]]
                 isolated = None
-                if all(raw.get(i, {}).get("status") != "relay_failed" for i in ids):
+                failed = [raw[i]["reason"] for i in ids if raw.get(i, {}).get("status") == "relay_failed"]
+                if not failed:
                     isolated = judge_check(spec, p.code[check.name], p.cases[check.name], raw, reference, iso_ctx)
                 check = cascade.combine(check, isolated, wanted[check.name], by_name, p.lesson.scoring)
+                check.relay = failed[0] if failed else ""
                 by_name[check.name] = check  # helpers come first: later functions blame only the truly wrong ones
             out.append(check)
         return out

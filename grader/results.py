@@ -131,6 +131,7 @@ class CheckResult:
     blamed_on: list[str] = field(default_factory=list)  # graded helpers whose mistakes made it fail
     scored: str = "as_written"  # as_written | isolated
     blame: str = ""  # the sentence saying which function is really wrong (also at the start of `message`)
+    relay: str = ""  # why no isolated verdict could be had, if one was tried; "machinery: ..." is never cached
 
     @property
     def passed(self) -> bool:
@@ -162,6 +163,7 @@ class CheckResult:
             blamed_on=list(d.get("blamed_on") or []),
             scored=d.get("scored", "as_written"),
             blame=d.get("blame", ""),
+            relay=d.get("relay", ""),
         )
 
 

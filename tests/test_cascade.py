@@ -269,3 +269,17 @@ def test_a_stub_that_raises_itself_is_not_re_checked():
     via_helper = _check("quad_mse", Status.FAILED, kind="not_implemented",
                         traceback=["cell 14, line 3, in quad_mse", "    return mse(f(x), y)", "cell 12, line 2, in mse"])  # fmt: skip
     assert not _unwritten_itself("quad_mse", via_helper)  # the helper is the stub: correct helpers may clear it
+
+
+def test_a_relay_the_machinery_could_not_run_is_never_cached(tmp_path, monkeypatch):
+    from grader.cache import load_result, store_result
+    from grader.results import NotebookResult
+
+    monkeypatch.setenv("LEARN_CACHE_DIR", str(tmp_path / "cache"))
+    check = _check("quad_mse", Status.FAILED, relay="machinery: the kernel failed to start")
+    result = NotebookResult(path="nb.ipynb", exercise="01_quadratic.ipynb", lesson="lesson3", status=Status.FAILED, checks=[check])
+    store_result("k" * 32, result)
+    assert load_result("k" * 32, tmp_path / "nb.ipynb") is None
+    check.relay = ""
+    store_result("k" * 32, result)
+    assert load_result("k" * 32, tmp_path / "nb.ipynb") is not None
