@@ -7,8 +7,8 @@ Public API (the CLI is a thin layer over it):
     result.points, result.max_points, result.checks     # per-function results
     result.to_dict()                                    # JSON-safe, versioned
 
-    from grader import check                            # inside your own notebook:
-    check("quad")                                       # one function, in the running kernel
+    from grader import check, hint, solution, check_all  # inside your own notebook:
+    check("quad"); hint("quad"); solution("quad", confirm=True); check_all()
 
 Names are imported lazily so `import grader` stays cheap (no torch) for commands that do not
 grade anything.
@@ -32,6 +32,9 @@ __all__ = [
     "Diff",
     "LearnError",
     "check",
+    "check_all",
+    "hint",
+    "solution",
 ]
 
 _LAZY = {
@@ -47,6 +50,9 @@ _LAZY = {
     "Diff": "results",
     "LearnError": "errors",
     "check": "inline",  # in-notebook: check("quad") against the reference (learn check is the grade)
+    "check_all": "inline",
+    "hint": "inline",
+    "solution": "inline",
 }
 
 

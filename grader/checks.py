@@ -21,7 +21,8 @@ must match the reference's (`compare`). A `judge` decides otherwise, in the grad
 
 A `Mistake` names a classic wrong answer: the reference kernel also runs each case with the
 function replaced by the mistaken version, and a learner whose output matches it gets the
-mistake's specific explanation instead of a bare numeric diff.
+mistake's specific explanation instead of a bare numeric diff. A judge of behaviour (no single
+reference value to match) names a misconception itself: `Verdict(False, why, mistake="name")`.
 """
 
 from __future__ import annotations

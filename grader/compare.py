@@ -59,6 +59,7 @@ class Verdict:
     message: str = ""
     diff: Diff | None = None
     kind: str | None = None  # wrong_type, shape, dtype, device, nonfinite, values, length, keys, returned_none
+    mistake: str | None = None  # a judge that recognises a named misconception says which
 
     @classmethod
     def passed(cls) -> Verdict:
@@ -278,7 +279,7 @@ def _compare_values(got: torch.Tensor, expected: torch.Tensor, tol: Tolerance, p
     nonfinite = ~torch.isfinite(g) & torch.isfinite(e) if not e.is_complex() else torch.zeros_like(close)
     diff = Diff(
         kind="nonfinite" if bool(nonfinite.any()) else "values",
-        path=path, expected=f"tensor{fmt_shape(e.shape)}", got=f"tensor{fmt_shape(g.shape)}",
+        path=path, expected=_small(e), got=_small(g),
         rtol=None if exact else tol.rtol, atol=None if exact else tol.atol,
         mismatched=count, total=total,
         max_abs=_finite_or_none(abs_err.flatten()[_flat(i_abs, e.shape)].item()), max_abs_index=list(i_abs),
@@ -302,6 +303,15 @@ def _compare_values(got: torch.Tensor, expected: torch.Tensor, tol: Tolerance, p
         lines.append(f"greatest relative difference: {_num_or_inf(diff.max_rel)} at index {_fmt_index(i_rel)} (rtol={tol.rtol:g})")
     lines.append(f"first mismatch at index {_fmt_index(first)}: expected {_num(diff.first_expected)}, got {_num(diff.first_got)}")
     return Verdict(False, "\n".join(lines), diff, diff.kind)
+
+
+def _small(t: torch.Tensor) -> str:
+    """A scalar or small tensor by its values (4.333, [1, 2.5]); a larger one by its shape."""
+    if t.numel() == 1 and t.dim() == 0:
+        return _num(_real(t.item()))
+    if t.numel() <= 6 and t.dim() == 1:
+        return "[" + ", ".join(_num(_real(v)) for v in t.tolist()) + "]"
+    return f"tensor{fmt_shape(t.shape)}"
 
 
 def _nan_to_inf(x: torch.Tensor) -> torch.Tensor:

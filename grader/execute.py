@@ -436,6 +436,43 @@ async def run_job(pool: KernelPool, job: KernelJob) -> JobOutcome:
         return run.out
 
 
+class KernelSession:
+    """A kernel that has run a notebook and stays up for further rounds of probes (`open_session`)."""
+
+    def __init__(self, run: _Run, threads: int):
+        self._run, self._threads = run, threads
+
+    @property
+    def outcome(self) -> JobOutcome:
+        return self._run.out
+
+    async def probe(self, probes: list[dict]) -> dict[str, dict]:
+        """Run one round of probes in the same kernel; the raw result of each, by id."""
+        self._run.job.probes = probes
+        self._run.out.probes = {}
+        if self._run.client is None or not await self._run.client.km.is_alive():
+            await self._run.replace_kernel(self._threads, time.monotonic() + self._run.job.notebook_timeout)
+        await self._run.run_probes(self._threads)
+        return dict(self._run.out.probes)
+
+
+@contextlib.asynccontextmanager
+async def open_session(pool: KernelPool, job: KernelJob):
+    """Like `run_job`, but the kernel stays up after the notebook for rounds of `session.probe()`
+    (grading relays values between a learner's kernel and the reference's this way)."""
+    async with pool.slot(job.profile) as slot:
+        _stage_files(slot, job)
+        slot.prepare_job()
+        run = _Run(slot, job, pool.box.mode)
+        threads = pool.threads_per_kernel
+        try:
+            await run.start_kernel(threads)
+            await run.run_cells(threads)
+            yield KernelSession(run, threads)
+        finally:
+            await run.stop_kernel()
+
+
 def _stage_files(slot: Slot, job: KernelJob) -> None:
     nb = copy.deepcopy(job.notebook)
     for cell in nb.cells:

@@ -12,6 +12,7 @@ process, from decoded values; nothing the learner's kernel says is trusted as a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -254,13 +255,13 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
     if verdict.ok:
         status = Status.SKIPPED if verdict.kind == "skipped" else Status.PASSED
         return CaseResult(status=status, message=verdict.message, duration=duration, **base), None, got, expected
-    mistake_name = None
+    mistake_name = verdict.mistake  # a judge may recognise a misconception by itself
     message = verdict.message
-    for mistake in check.mistakes:
+    for mistake in [] if mistake_name else check.mistakes:
         raw = mistakes.get(f"{pc.id}~{mistake.name}")
         if raw and raw.get("status") == "ok":
             try:
-                if compare(got, _decode(raw), pc.tol).ok:
+                if compare(got, _decode(raw), dataclasses.replace(pc.tol, equal_nan=True)).ok:  # the same NaNs: the same mistake
                     mistake_name, message = mistake.name, f"{mistake.message}\n{verdict.message}"
                     break
             except (wire.WireError, TypeError):
@@ -335,6 +336,9 @@ def judge_check(spec: CheckSpec, check: Check, cases: list[PlannedCase], learner
         except Exception:  # a plot is a nicety: never let it break a grade
             series = {}
     hint = spec.hints[0] if spec.hints and status not in (Status.PASSED, Status.SKIPPED) else None
+    seen = next((m for r in failing if r.mistake for m in check.mistakes if m.name == r.mistake), None)
+    if seen is not None:  # a known misconception: its explanation is the hint that helps
+        hint = seen.message
     return CheckResult(
         name=spec.name,
         title=spec.title,
@@ -555,6 +559,7 @@ class Grader:
         problems = cell_problems(nb, outcome)
         ctx = _Context(path, definitions(nb), {c.cell: c for c in problems}, outcome)
         checks = [judge_check(s, p.code[s.name], p.cases[s.name], outcome.probes, reference, ctx) for s in p.checks]
+        checks = await self._cascade(nb, path, p, checks, reference, ctx)
         result.checks = checks
         result.cell_problems = problems
         result.points = round(sum(c.points for c in checks), 2)
@@ -572,6 +577,50 @@ class Grader:
         }
         result.duration = round(time.monotonic() - started, 3)
         return result
+
+    async def _relay_pool(self) -> KernelPool:
+        """A one-slot pool of its own for the reference side of relays (`cascade`): a relay holds a
+        learner slot while it waits for this one, so sharing the main pool could deadlock. Graders
+        sharing a pool share its relay pool, and closing the main pool closes it."""
+        if self.pool.relay is None:  # set before any await: concurrent graders start only one
+            relay = KernelPool(size=1, box=self.pool.box, backend=self.pool.backend)
+            self.pool.relay, self.pool.relay_started = relay, asyncio.ensure_future(relay.__aenter__())
+        await asyncio.shield(self.pool.relay_started)
+        return self.pool.relay
+
+    async def _cascade(self, nb, path: Path, p: Plan, checks: list[CheckResult], reference: dict, ctx: _Context) -> list[CheckResult]:
+        """Re-check failing functions with correct graded helpers (see `cascade`)."""
+        from . import cascade
+
+        by_name = {c.name: c for c in checks}
+        wanted = cascade.targets(p, by_name)
+        if not wanted:
+            return checks
+        learner_job = _kernel_job(nb, path.name, p.lesson, p.spec, [], self.cell_timeout)
+        reference_job = _kernel_job(load_notebook(p.lesson.solution_path(p.spec)), p.spec.file, p.lesson, p.spec, [])
+        try:
+            relay_pool = await self._relay_pool()
+            raw, outcome = await cascade.relay(self.pool, relay_pool, learner_job, reference_job, p, wanted)
+        except ExecutionError as exc:  # machinery trouble: the verdicts as written stand, and are not cached
+            for check in checks:
+                if check.name in wanted:
+                    check.relay = f"machinery: {exc}"
+            return checks
+        iso_ctx = _Context(ctx.path, ctx.defs, ctx.problems, outcome)
+        out = []
+        for check in checks:
+            if check.name in wanted:
+                spec = next(s for s in p.checks if s.name == check.name)
+                ids = [pc.id for pc in p.cases[check.name]]
+                isolated = None
+                failed = [raw[i]["reason"] for i in ids if raw.get(i, {}).get("status") == "relay_failed"]
+                if not failed:
+                    isolated = judge_check(spec, p.code[check.name], p.cases[check.name], raw, reference, iso_ctx)
+                check = cascade.combine(check, isolated, wanted[check.name], by_name, p.lesson.scoring)
+                check.relay = failed[0] if failed else ""
+                by_name[check.name] = check  # helpers come first: later functions blame only the truly wrong ones
+            out.append(check)
+        return out
 
     async def grade_many(self, paths: list[Path]) -> RunResult:
         started = time.monotonic()

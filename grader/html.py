@@ -134,6 +134,9 @@ def _environment(folder: str):
     env.filters.update(
         num=_num, seconds=_seconds, index=_index, when=_when, subtitle=_subtitle, inert=inert.visible, strip_ansi=inert.visible
     )
+    env.filters.update(verdict=verdict_paragraph, case_views=lambda check: [
+        {"case": c, "message": m, "passed": c.passed} for c, m in zip(check.cases, case_messages(check))
+    ])  # fmt: skip
     return env
 
 
@@ -182,6 +185,52 @@ def series_plots(check) -> list[str]:
             except Exception:  # noqa: BLE001 - see docstring
                 continue
     return plots
+
+
+_DIFF_LINES = (
+    "values differ",
+    "greatest absolute difference",
+    "greatest relative difference",
+    "first mismatch at index",
+    "got NaN",
+    "got inf",
+)
+
+
+def verdict_paragraph(check) -> str:
+    """One paragraph per function: whom to blame, how many cases fail, which known mistake shows."""
+    counted = [c for c in check.cases if c.status is not Status.SKIPPED]
+    failing = [c for c in counted if not c.passed]
+    if check.kind == "kernel_died" or check.hidden or not counted:
+        return check.message
+    parts = [check.blame] if check.blame else []
+    if not failing:
+        if not check.blame:
+            parts.append(f"All {len(counted)} cases pass." if len(counted) > 1 else "It passes.")
+    else:
+        tally = f"{len(failing)} of {len(counted)} cases fail" if len(counted) > 1 else "It fails"
+        named = sorted({c.mistake for c in failing if c.mistake})
+        parts.append(tally + (f", showing a known mistake ({', '.join(named)})." if named else "."))
+    return " ".join(parts)
+
+
+def case_messages(check) -> list[str]:
+    """The message to show in each case's row: none for a pass, "same as above" for a repeat, and
+    neither the hint (shown once above) nor the lines the diff table already shows."""
+    shown, last = [], None
+    for case in check.cases:
+        if case.passed or not case.message:
+            shown.append("")
+            continue
+        text = case.message
+        if check.hint and text.startswith(check.hint):
+            text = text[len(check.hint) :].lstrip("\n")
+        if case.diff is not None and not check.hidden:
+            text = "\n".join(line for line in text.splitlines() if not line.startswith(_DIFF_LINES))
+        key = (text, case.diff.kind if case.diff else None, case.diff.path if case.diff else None)
+        shown.append("same as above" if key == last and text else text)
+        last = key
+    return shown
 
 
 def _notebook_items(run: RunResult) -> list[dict]:
@@ -288,7 +337,12 @@ def render_progress_page(summary, *, title: str = "Your learn progress") -> str:
 
 def render_check_fragment(result, *, lesson: str | None = None, note: str = "") -> str:
     """A compact HTML block for one CheckResult (the in-notebook `check()`); not a whole page."""
-    return render_template("check_fragment.html.j2", check=result, plots=series_plots(result), lesson=lesson, note=note)
+    from .report import most_informative
+
+    case = most_informative(result)
+    message = case_messages(result)[result.cases.index(case)] if case is not None else ""
+    return render_template("check_fragment.html.j2", check=result, plots=series_plots(result), lesson=lesson, note=note,
+                           case=case, case_message=message)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,19 @@
-"""`check("quad")` inside a learner's own notebook: a quick verdict on one function, right there.
+"""In a learner's own notebook, like Kaggle's learntools: check, hint, solution, check_all.
 
-    from grader import check
+    from grader import check, hint, solution, check_all
     check("quad")          # in Jupyter: a compact HTML result; elsewhere: plain text
+    hint("quad")           # the next hint (a nudge first), recorded like `learn hint quad`
+    solution("quad")       # asks first; solution("quad", confirm=True) shows it and records that
+    check_all()            # every function of this notebook; `learn check` gives the grade
 
-It is the same engine as `learn check`, run differently:
+In Jupyter the notebook's saved file is known (`__session__`): `check` then runs
+`learn check FILE --only NAME` in a subprocess - the grader machinery, sandbox and all - and only
+the verdict comes back into this kernel; no reference code or value is ever loaded here.
+`solution` likewise runs `learn solution NAME --yes` and shows its text. Save the notebook
+first: the subprocess grades the file as saved.
+
+Without a known notebook file (a console, a script, `namespace=` given), `check` falls back to
+the same engine run differently:
 
 * the reference values come from a `Grader` (the solution notebook runs in a forked kernel,
   once; the values are cached on disk, so later calls are instant);
@@ -32,7 +42,7 @@ from typing import Any
 
 from .results import CheckResult, Status
 
-__all__ = ["check", "InlineResult", "in_grading_sandbox", "DEFAULT_SEED"]
+__all__ = ["check", "check_all", "hint", "solution", "InlineResult", "InlineText", "in_grading_sandbox", "DEFAULT_SEED"]
 
 DEFAULT_SEED = 20240  # fixed, so the reference is computed once and then read from the cache
 AUTHORITATIVE = "A quick check in your running notebook; your grade comes from `learn check`."
@@ -193,7 +203,8 @@ def _reference_values(p) -> dict[str, dict]:
     return box["value"]
 
 
-def check(name: str, *, lesson: str | None = None, seed: int | None = None, namespace: dict | None = None) -> InlineResult:
+def check(name: str, *, lesson: str | None = None, seed: int | None = None, namespace: dict | None = None,
+          notebook: str | Path | None = None) -> InlineResult:  # fmt: skip
     """Check one graded function of your running notebook against the reference solution.
 
     Returns an InlineResult: Jupyter shows it as HTML, a console as text. Unknown names raise
@@ -208,6 +219,9 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
                             unavailable="this notebook is being graded by `learn check`, where the reference solutions are not visible")  # fmt: skip
     ns = namespace if namespace is not None else _caller_namespace()
     lesson_obj, spec = find_check(name, lesson)
+    path = _notebook_file(ns, notebook) if namespace is None or notebook is not None else None
+    if path is not None:
+        return _show(_check_file(path, [spec.name], lesson_obj.id, seed)[0])
     nb_spec = lesson_obj.notebook(spec.notebook)
     solution = lesson_obj.solution_path(nb_spec)
     if not os.access(solution, os.R_OK):
@@ -232,6 +246,152 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
     if _plain_script():
         print(outcome)
     return outcome
+
+
+def _show(outcome):
+    if _plain_script():
+        print(outcome)
+    return outcome
+
+
+def _notebook_file(ns: dict, given: str | Path | None) -> Path | None:
+    """The notebook this kernel runs: given, or the one Jupyter started it for (`__session__`)."""
+    for candidate in (given, ns.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
+        if candidate and str(candidate).endswith(".ipynb"):
+            path = Path(str(candidate)).expanduser()
+            for p in (path, Path.cwd() / path, Path.cwd() / path.name):
+                if p.is_file():
+                    return p.resolve()
+    return None
+
+
+def _learn_command() -> list[str]:
+    script = Path(sys.executable).parent / ("learn.exe" if os.name == "nt" else "learn")
+    return [str(script)] if script.is_file() else [sys.executable, "-c", "from grader.cli import main; main()"]
+
+
+def _learn(*args: str, timeout: float = 900) -> tuple[int, str, str]:
+    import subprocess
+
+    try:
+        done = subprocess.run([*_learn_command(), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return -1, "", f"could not run learn: {exc}"
+    return done.returncode, done.stdout, done.stderr
+
+
+def _check_file(path: Path, names: list[str] | None, lesson: str | None, seed: int | None) -> list[InlineResult]:
+    """`learn check FILE [--only NAME ...]` in a subprocess; its JSON, one InlineResult per function."""
+    import json
+    import tempfile
+
+    from .results import NotebookResult
+
+    with tempfile.TemporaryDirectory(prefix="learn-inline-") as tmp:
+        out = Path(tmp) / "result.json"
+        args = ["check", str(path), "--json", str(out), "--no-html"]
+        for n in names or []:
+            args += ["--only", n]
+        if seed is not None:
+            args += ["--seed", str(seed)]
+        code, stdout, stderr = _learn(*args)
+        try:
+            data = json.loads(out.read_text())
+            nb = NotebookResult.from_dict(data["notebooks"][0])
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            why = (stderr or stdout).strip().splitlines()[-1:] or [f"learn check exited with status {code}"]
+            return [InlineResult(n, lesson=lesson, unavailable=why[0]) for n in (names or ["(notebook)"])]
+    if nb.error and not nb.checks:
+        return [InlineResult(n, lesson=nb.lesson, unavailable=nb.error) for n in (names or ["(notebook)"])]
+    return [InlineResult(c.name, result=c, lesson=nb.lesson) for c in nb.checks]
+
+
+@dataclass
+class InlineText:
+    """Text for the notebook (a hint, a question, a solution): HTML in Jupyter, plain elsewhere."""
+
+    title: str
+    body: str
+    code: bool = False
+    note: str = ""
+
+    def __str__(self) -> str:
+        lines = [self.title, *("  " + line for line in self.body.splitlines())]
+        return "\n".join(lines + ([f"({self.note})"] if self.note else []))
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        body = f"<pre><code>{escape(self.body)}</code></pre>" if self.code else f"<p>{escape(self.body)}</p>"
+        note = f'<p style="color:#59636e">{escape(self.note)}</p>' if self.note else ""
+        return (
+            '<div class="learn-inline" style="border:1px solid #d1d9e0;border-radius:8px;padding:8px 12px;max-width:900px">'
+            f"<b>{escape(self.title)}</b>{body}{note}</div>"
+        )
+
+
+def hint(name: str, *, lesson: str | None = None) -> InlineText:
+    """The next hint for a graded function (a nudge first, the specific fix last), recorded in
+    your progress history exactly like `learn hint NAME`."""
+    from .helpers import next_hint
+
+    h = next_hint(name, lesson)
+    if h is None:
+        return _show(InlineText(f"No hints for {name}", "Re-read the notebook's instructions, or run check() for details."))
+    more = f'hint("{h.name}") again for the next one' if not h.last else f'that was the last hint; solution("{h.name}") shows the reference'
+    return _show(InlineText(f"Hint {h.number} of {h.total} for {h.name}", h.text, note=more))
+
+
+def solution(name: str, *, lesson: str | None = None, confirm: bool = False) -> InlineText:
+    """The reference solution of one graded function - only after you confirm, and recorded in
+    your progress history that you looked (it runs `learn solution NAME --yes`)."""
+    from .helpers import find_check
+
+    lesson_obj, spec = find_check(name, lesson)
+    if not confirm:
+        return _show(InlineText(
+            f"Show the reference solution of {spec.name}?",
+            f'Run solution("{spec.name}", confirm=True) to see it; the view is recorded in your progress. '
+            f'hint("{spec.name}") gives a smaller nudge first.',
+        ))  # fmt: skip
+    code, stdout, stderr = _learn("solution", spec.name, "--lesson", lesson_obj.id, "--yes", timeout=120)
+    if code != 0:
+        return _show(InlineText(f"No solution shown for {spec.name}", (stderr or stdout).strip() or f"learn exited with status {code}"))
+    lines = stdout.splitlines()
+    body = "\n".join(lines[1:] if lines and lines[0].startswith("Reference solution") else lines)
+    return _show(InlineText(f"Reference solution of {spec.name} ({lesson_obj.id})", body.strip("\n"), code=True,
+                            note="recorded in your progress history"))  # fmt: skip
+
+
+@dataclass
+class InlineAll:
+    """What `check_all()` returns: one line per function, and where the grade comes from."""
+
+    results: list[InlineResult]
+    note: str = "This is a quick check of the saved notebook; `learn check` gives the grade."
+
+    def __str__(self) -> str:
+        return "\n\n".join([*(str(r) for r in self.results), self.note])
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        parts = [r._repr_html_() for r in self.results]
+        return "".join(parts) + f"<p><b>{escape(self.note)}</b></p>"
+
+
+def check_all(*, notebook: str | Path | None = None, seed: int | None = None) -> InlineAll:
+    """Check every graded function of this (saved) notebook with `learn check` in a subprocess."""
+    if in_grading_sandbox():
+        return _show(InlineAll([InlineResult("(notebook)", unavailable="this notebook is being graded by `learn check`")]))
+    path = _notebook_file(_caller_namespace(), notebook)
+    if path is None:
+        return _show(InlineAll([InlineResult("(notebook)", unavailable="cannot tell which notebook file this is: pass notebook=")]))
+    return _show(InlineAll(_check_file(path, None, None, seed)))
 
 
 def _plain_script() -> bool:

@@ -724,6 +724,8 @@ class KernelPool:
         self.root: Path | None = None
         self.slots: list[Slot] = []
         self._free: asyncio.Queue[Slot] | None = None
+        self.relay: KernelPool | None = None  # grading's pool for the reference side of relays (grader.cascade)
+        self.relay_started: asyncio.Future | None = None
 
     @property
     def threads_per_kernel(self) -> int:
@@ -745,6 +747,11 @@ class KernelPool:
         await self.close()
 
     async def close(self) -> None:
+        if self.relay is not None:
+            relay, self.relay = self.relay, None
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.relay_started)
+            await relay.close()
         await asyncio.gather(*(s.close() for s in self.slots), return_exceptions=True)
         self.slots = []
         if self.root is not None:

@@ -38,7 +38,8 @@ __all__ = [
 ]
 
 MANIFEST = "lesson.toml"
-_TOP_KEYS = {"id", "title", "description", "order", "defaults", "notebooks", "checks", "version", "manual"}
+_TOP_KEYS = {"id", "title", "description", "order", "defaults", "notebooks", "checks", "version", "manual", "scoring"}
+SCORING_POLICIES = ("isolated", "as_written")
 _DEFAULT_KEYS = {
     "rtol",
     "atol",
@@ -53,6 +54,7 @@ _DEFAULT_KEYS = {
 _NOTEBOOK_KEYS = {"file", "title", "cell_timeout", "notebook_timeout", "probe_timeout", "data", "profile", "memory_mb"}
 _MANUAL_KEYS = {"notebook", "points", "title", "kind", "cell"}
 _CHECK_KEYS = {"notebook", "points", "hints", "rtol", "atol", "check_dtype", "hidden", "title", "partial_credit", "probe_timeout"}
+_CHECK_KEYS |= {"depends"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class CheckSpec:
     title: str
     partial_credit: bool
     probe_timeout: float
+    depends: tuple[str, ...] | None = None  # graded names it calls; None: found in the solution code
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,9 @@ class Lesson:
     checks: dict[str, CheckSpec]
     version: str = "1"
     manual: dict[str, ManualSpec] = field(default_factory=dict)
+    scoring: str = "isolated"  # isolated: each function scored on its own | as_written
     _code: dict | None = field(default=None, repr=False)
+    _deps: dict = field(default_factory=dict, repr=False)
 
     def notebook(self, file: str) -> NotebookSpec:
         for nb in self.notebooks:
@@ -127,6 +132,21 @@ class Lesson:
 
     def checks_for(self, notebook: NotebookSpec) -> list[CheckSpec]:
         return [c for c in self.checks.values() if c.notebook == notebook.file]
+
+    def dependencies(self, notebook: NotebookSpec) -> dict[str, list[str]]:
+        """Graded name -> the other graded names of this notebook it calls, transitively.
+
+        Declared in the manifest (`depends = [...]`) or found in the solution notebook's code
+        (`grader.notebook.calls`); used to re-check a failing function with correct helpers."""
+        if notebook.file not in self._deps:
+            from .notebook import calls, load_notebook
+
+            specs = self.checks_for(notebook)
+            names = {c.name for c in specs}
+            found = calls(load_notebook(self.solution_path(notebook)), names)
+            direct = {c.name: set(c.depends) if c.depends is not None else found.get(c.name, set()) for c in specs}
+            self._deps[notebook.file] = {name: sorted(_closure(name, direct)) for name in direct}
+        return self._deps[notebook.file]
 
     def solution_path(self, notebook: NotebookSpec) -> Path:
         return self.root / notebook.file
@@ -162,6 +182,17 @@ class Lesson:
                 h.update(str(item.relative_to(self.root)).encode())
                 h.update(item.read_bytes())
         return h.hexdigest()[:16]
+
+
+def _closure(name: str, direct: dict[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(direct.get(name, ()))
+    while todo:
+        n = todo.pop()
+        if n != name and n not in seen:
+            seen.add(n)
+            todo.extend(direct.get(n, ()))
+    return seen
 
 
 def content_root() -> Path:
@@ -309,6 +340,9 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
             hints = [hints]
         if not isinstance(hints, list) or not all(isinstance(h, str) and h.strip() for h in hints):
             raise _fail(path, f"{where}.hints", "must be a list of non-empty strings")
+        depends = c.get("depends")
+        if depends is not None and (not isinstance(depends, list) or not all(isinstance(d, str) for d in depends)):
+            raise _fail(path, f"{where}.depends", "must be a list of graded names")
         checks[name] = CheckSpec(
             name=name,
             notebook=c["notebook"],
@@ -323,10 +357,18 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
             probe_timeout=setting(
                 c, "probe_timeout", where, next(n.probe_timeout for n in notebooks if n.file == c["notebook"]), positive=True
             ),
+            depends=tuple(depends) if depends is not None else None,
         )
     manual = _manual_items(path, data.get("manual", {}), files, set(checks))
     if not checks and not manual:
         raise _fail(path, "checks", "the pack grades nothing: add [checks.NAME] tables")
+    for name, spec in checks.items():
+        bad = [d for d in spec.depends or () if d not in checks or checks[d].notebook != spec.notebook]
+        if bad:
+            raise _fail(path, f"checks.{name}.depends", f"{bad} are not graded names of {spec.notebook}")
+    scoring = data.get("scoring", "isolated")
+    if scoring not in SCORING_POLICIES:
+        raise _fail(path, "scoring", f"must be one of {list(SCORING_POLICIES)}, not {scoring!r}")
     order = data.get("order", 100)
     if isinstance(order, bool) or not isinstance(order, int):
         raise _fail(path, "order", "must be an integer")
@@ -341,6 +383,7 @@ def load_lesson(pack: Path, exercises_dir: Path | None = None) -> Lesson:
         checks=checks,
         version=str(data.get("version", "1")),
         manual=manual,
+        scoring=scoring,
     )
 
 

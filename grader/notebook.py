@@ -130,3 +130,19 @@ def definitions(nb: NotebookNode) -> dict[str, int]:
             for name in names:
                 found[name] = index
     return found
+
+
+def calls(nb: NotebookNode, names: set[str]) -> dict[str, set[str]]:
+    """For each function in `names` defined at the top level of `nb`: the other `names` its body
+    refers to (a call, or a reference such as `partial(quad, ...)`)."""
+    found: dict[str, set[str]] = {}
+    for _, source in code_cells(nb):
+        try:
+            tree = ast.parse(python_only(source))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names:
+                used = {n.id for part in node.body for n in ast.walk(part) if isinstance(n, ast.Name)}
+                found[node.name] = (used & names) - {node.name}
+    return found

@@ -65,20 +65,44 @@ def _checks_table(nb: NotebookResult) -> Table:
     return table
 
 
+def most_informative(check: CheckResult):
+    """The one failing case a learner should look at: a recognised mistake first, then a case
+    with a value diff, then the first failure."""
+    failing = [c for c in check.cases if not c.passed and c.status is not Status.SKIPPED]
+    return next((c for c in failing if c.mistake), None) or next((c for c in failing if c.diff), None) or next(iter(failing), None)
+
+
 def _failure_details(check: CheckResult) -> list:
+    """Compact: one verdict line, the most informative case with its diff, the hint."""
     label, style = STATUS_STYLE[check.status]
-    out: list = [Text.assemble((f"{label.split()[0]} {check.name}", f"bold {style}"), ("  " + (check.title or ""), "dim"))]
-    first = next((c for c in check.cases if not c.passed and c.status is not Status.SKIPPED), None)
-    if first is not None and first.call:
-        out.append(Text(f"   {first.label}: {first.call}", style="cyan"))
-    for line in check.message.splitlines():
-        out.append(Text("   " + line))
+    counted = [c for c in check.cases if c.status is not Status.SKIPPED]
+    failing = [c for c in counted if not c.passed]
+    tally = f"  ({len(failing)} of {len(counted)} cases fail)" if len(counted) > 1 and failing else ""
+    out: list = [Text.assemble((f"{label.split()[0]} {check.name}", f"bold {style}"), ("  " + (check.title or ""), "dim"), (tally, "dim"))]
+    if check.blame:
+        out.append(Text("   " + check.blame, style="bold"))
+    case = most_informative(check)
+    if case is None or check.kind in ("missing", "not_callable"):
+        body = check.message if not check.blame else check.message[len(check.blame) :].lstrip(": ")
+        out.extend(Text("   " + line) for line in body.splitlines())
+    else:
+        if case.call:
+            out.append(Text(f"   {case.label}: {case.call}", style="cyan"))
+        body = case.message
+        if case.mistake and check.hint and body.startswith(check.hint):
+            body = body[len(check.hint) :].lstrip("\n")  # the explanation is shown once, as the hint
+        out.extend(Text("   " + line) for line in body.splitlines())
     if check.traceback:
         out.append(Text("   your code's traceback:", style="dim"))
         out.extend(Text("     " + line, style="dim") for line in check.traceback[-8:])
     if check.hint:
         out.append(Text.assemble(("   hint: ", "bold magenta"), (check.hint, "magenta")))
     return out
+
+
+def _blame_note(check: CheckResult) -> list:
+    """A function that passes on its own although it fails as written: say whom to fix."""
+    return [Text.assemble(("✔ " + check.name, "bold green"), ("  " + (check.title or ""), "dim")), Text("   " + check.blame)]
 
 
 def _cell_problems(nb: NotebookResult) -> list:
@@ -112,6 +136,9 @@ def render_notebook(nb: NotebookResult, verbose: bool = False) -> Group:
         if check.status not in (Status.PASSED, Status.SKIPPED) or (verbose and check.message):
             parts.append(Text(""))
             parts.extend(_failure_details(check))
+        elif check.blame:
+            parts.append(Text(""))
+            parts.extend(_blame_note(check))
     if todo:
         names = ", ".join(c.name for c in todo)
         parts.append(Text(""))

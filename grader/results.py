@@ -123,6 +123,15 @@ class CheckResult:
     traceback: list[str] | None = None
     series: dict[str, Any] = field(default_factory=dict)  # data for plots: {name: {"expected": [...], "got": [...]}}
     title: str | None = None
+    # When a function that calls other graded functions fails, it is re-checked with correct
+    # (reference-valued) helpers: both verdicts are kept, `scored` says which one `points` is.
+    # Each verdict: {"status", "points", "message", "kind", "mistake"}.
+    isolated: dict[str, Any] | None = None
+    as_written: dict[str, Any] | None = None
+    blamed_on: list[str] = field(default_factory=list)  # graded helpers whose mistakes made it fail
+    scored: str = "as_written"  # as_written | isolated
+    blame: str = ""  # the sentence saying which function is really wrong (also at the start of `message`)
+    relay: str = ""  # why no isolated verdict could be had, if one was tried; "machinery: ..." is never cached
 
     @property
     def passed(self) -> bool:
@@ -149,6 +158,12 @@ class CheckResult:
             traceback=d.get("traceback"),
             series=d.get("series", {}),
             title=d.get("title"),
+            isolated=d.get("isolated"),
+            as_written=d.get("as_written"),
+            blamed_on=list(d.get("blamed_on") or []),
+            scored=d.get("scored", "as_written"),
+            blame=d.get("blame", ""),
+            relay=d.get("relay", ""),
         )
 
 

@@ -90,3 +90,50 @@ def test_progress_page_in_chromium(pages, browser):
         page.screenshot(path=str(ARTIFACTS / "progress.png"), full_page=True)
     finally:
         page.close()
+
+
+MSE_SUM = "def mse(preds, acts):\n    return ((preds - acts) ** 2).sum()"
+
+
+@pytest.fixture(scope="module")
+def issue_report(tmp_path_factory):
+    """The report of issue 12's example: mse sums, fit_quad never resets the gradients."""
+    from click.testing import CliRunner
+
+    work = tmp_path_factory.mktemp("compact")
+    nb = variant(solution("lesson3", "01_quadratic.ipynb"), work / "w" / "01_quadratic.ipynb",
+                 replace={"mse": MSE_SUM, "fit_quad": FIT_QUAD_NO_ZERO_GRAD})  # fmt: skip
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # the browser fixture may already run playwright's event loop here
+        checked = pool.submit(CliRunner().invoke, cli, ["check", str(nb), "--html", str(work / "report.html")]).result()
+    assert checked.exit_code == 1, checked.output
+    return work / "report.html"
+
+
+def test_report_is_compact_in_chromium(issue_report, browser):
+    page, events = open_page(browser, issue_report)
+    try:
+        for name in ("mse", "quad_mse", "fit_quad", "quad"):
+            check = page.locator(f"details#check-{name}")
+            texts = check.locator(".verdict, .hint, .message").all_inner_texts()
+            lines = [ln.strip() for t in texts for ln in t.splitlines() if len(ln.strip()) > 25]
+            repeated = {ln for ln in lines if lines.count(ln) > 1}
+            assert not repeated, f"{name} prints a message twice: {repeated}"
+        quad_mse = page.locator("details#check-quad_mse")
+        assert "fix `mse` first" in quad_mse.locator(".verdict").inner_text()
+        fit = page.locator("details#check-fit_quad")
+        assert "wrong on its own too" in fit.locator(".verdict").inner_text()
+        assert fit.locator("svg").count() == 2  # the fitted curve and the per-step loss
+        mse = page.locator("details#check-mse")
+        first_diff = mse.locator("table.diff").first.inner_text()
+        assert "4.333" in first_diff and "13" in first_diff and "tensor()" not in first_diff  # a scalar shows its values
+        passing = page.locator("details#check-quad details.passing-cases")
+        assert passing.count() == 1 and passing.get_attribute("open") is not None  # all pass: shown
+        folded = page.locator("details#check-fit_quad details.passing-cases")
+        assert folded.count() == 0 or folded.get_attribute("open") is None
+        assert events["console"] == [] and events["dialogs"] == [], events
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "report-compact.png"), full_page=True)
+    finally:
+        page.close()

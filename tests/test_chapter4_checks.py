@@ -27,7 +27,7 @@ WRONG = {
     "mean_image": ("def mean_image(stack):\n    return stack.mean()", "known_mistake", "axis 0"),
     "mnist_distance": ("def mnist_distance(a, b): return (a-b).abs().sum((-1,-2))", "known_mistake", "mean"),
     "is_3": ("def is_3(x):\n    return mnist_distance(x, mean3) > mnist_distance(x, mean7)", "known_mistake", "wrong way round"),
-    "init_params": ("def init_params(size, std=1.0):\n    return torch.randn(size, requires_grad=True) * std", "behaviour", "leaf"),
+    "init_params": ("def init_params(size, std=1.0):\n    return torch.randn(size, requires_grad=True) * std", "known_mistake", "leaf"),
     "linear1": ("def linear1(xb):\n    return xb @ weights", "known_mistake", "bias"),
     "sigmoid": ("def sigmoid(x):\n    return 1 / (1 + torch.exp(x))", "known_mistake", "exp(-x)"),
     "mnist_loss": (
@@ -35,7 +35,11 @@ WRONG = {
         "known_mistake",
         "forgot the sigmoid",
     ),
-    "calc_grad": ("def calc_grad(xb, yb, model):\n    loss = mnist_loss(model(xb), yb)", "values", "loss.backward()"),
+    "calc_grad": (
+        "def calc_grad(xb, yb, model):\n    loss = mnist_loss(model(xb), yb)",
+        "known_mistake",
+        "loss.backward()",
+    ),  # named: no_backward
     "train_epoch": (
         "def train_epoch(model, lr, params):\n"
         "    for xb, yb in dl:\n"
@@ -69,7 +73,7 @@ WRONG = {
         "known_mistake",
         "zero_grad() does nothing",
     ),
-    "simple_net": ("simple_net = nn.Sequential(nn.Linear(28 * 28, 30), nn.Linear(30, 1))", "length", "three layers"),
+    "simple_net": ("simple_net = nn.Sequential(nn.Linear(28 * 28, 30), nn.Linear(30, 1))", "known_mistake", "three layers"),
 }
 
 # more wrong answers: (check, replacement, expected kind, words)

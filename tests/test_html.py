@@ -314,3 +314,22 @@ def test_machinery_failures_point_to_learn_doctor(kind, pointed):
                         error="it broke", error_kind=kind)  # fmt: skip
     html = render_report(RunResult([nb], seed=1))
     assert ("learn doctor" in html) is pointed
+
+
+def test_compact_views_collapse_repeats_and_drop_what_the_table_shows():
+    from grader.html import case_messages, verdict_paragraph
+
+    diff = Diff(kind="values", expected="4.333", got="13", mismatched=1, total=1)
+    mistake = "You added up the squared errors; take their mean."
+    check = CheckResult("mse", Status.FAILED, 0, 1, hint=mistake, cases=[
+        CaseResult("a", Status.FAILED, message=f"{mistake}\nvalues differ: 1 of 1 elements (100.0%) mismatch", diff=diff, mistake="sum"),
+        CaseResult("b", Status.FAILED, message="`mse` raised TypeError: boom"),
+        CaseResult("c", Status.FAILED, message="`mse` raised TypeError: boom"),
+        CaseResult("d", Status.PASSED),
+    ])  # fmt: skip
+    assert case_messages(check) == ["", "`mse` raised TypeError: boom", "same as above", ""]
+    assert verdict_paragraph(check) == "3 of 4 cases fail, showing a known mistake (sum)."
+    blamed = CheckResult(
+        "quad_mse", Status.PASSED, 1, 1, blame="`quad_mse` is right: fix `mse` first.", cases=[CaseResult("a", Status.PASSED)]
+    )
+    assert verdict_paragraph(blamed) == "`quad_mse` is right: fix `mse` first."

@@ -7,7 +7,7 @@ import grader
 
 EXPORTED = {
     "__version__", "check_notebook", "check_notebooks", "Grader", "NotebookResult", "CheckResult", "CaseResult",
-    "CellProblem", "RunResult", "Status", "Diff", "LearnError", "check",
+    "CellProblem", "RunResult", "Status", "Diff", "LearnError", "check", "check_all", "hint", "solution",
 }  # fmt: skip
 
 

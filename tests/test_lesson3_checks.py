@@ -23,9 +23,9 @@ QUAD, RELU, MATMUL = "01_quadratic.ipynb", "02_relu.ipynb", "03_matmul.ipynb"
 WRONG = {
     "quad": (QUAD, "def quad(a, b, c, x):\n    return a * x * 2 + b * x + c", "known_mistake", "x**2"),
     "mk_quad": (QUAD, "def mk_quad(a, b, c):\n    return quad(a, b, c, 1.0)", "exception", "not callable"),
-    "add_noise": (QUAD, "def add_noise(x, mult, add):\n    return x + torch.randn_like(x) * add", "behaviour", "(1 + noise * mult)"),
+    "add_noise": (QUAD, "def add_noise(x, mult, add):\n    return x + torch.randn_like(x) * add", "known_mistake", "(1 + noise * mult)"),
     "mse": (QUAD, "def mse(preds, acts):\n    return ((preds - acts) ** 2).sum()", "known_mistake", ".mean()"),
-    "quad_mse": (QUAD, "def quad_mse(params):\n    f = mk_quad(*params)\n    return mse(f(x), x)", "values", "values differ"),
+    "quad_mse": (QUAD, "def quad_mse(params):\n    f = mk_quad(*params)\n    return mse(f(x), x)", "known_mistake", "values differ"),
     "fit_quad": (
         QUAD,
         "def fit_quad(params, lr=0.01, steps=10):\n"
@@ -50,7 +50,7 @@ WRONG = {
     "double_relu": (
         RELU,
         "def double_relu(m1, b1, m2, b2, x):\n    return rectified_linear(m1, b1, x) - rectified_linear(m2, b2, x)",
-        "values",
+        "known_mistake",
         "values differ",
     ),
     "relu_model": (

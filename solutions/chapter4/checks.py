@@ -122,7 +122,8 @@ def judge_init_params(got, expected, tol):
     if not got.get("repeatable"):
         problems.append("two calls after the same torch.manual_seed differ: draw with torch.randn")
     if problems:
-        return Verdict(False, "; ".join(problems), kind="behaviour")
+        mistake = "no_requires_grad" if not got.get("requires_grad") else "not_leaf" if not got.get("is_leaf") else None
+        return Verdict(False, "; ".join(problems), kind="behaviour", mistake=mistake)
     return Verdict.passed()
 
 
@@ -163,6 +164,12 @@ def judge_simple_net(got, expected, tol):
     key = next((k for k in advice if path.startswith(k)), None)
     if key:
         verdict.message = advice[key] + "\n" + verdict.message
+    layers = got.get("layers") if type(got) is dict else None
+    if layers == ["Linear", "Linear"]:
+        verdict.mistake = "no_relu"
+        verdict.message = "Two linear layers in a row are just one linear layer: put the ReLU between them.\n" + verdict.message
+    elif layers == ["Linear", "ReLU", "Linear"] and got.get("n_params") != expected.get("n_params"):
+        verdict.mistake = "wrong_size"
     return verdict
 
 
@@ -364,6 +371,30 @@ def is_3_reversed(x):
     return mnist_distance(x, mean3) > mnist_distance(x, mean7)  # noqa: F821 - runs in the notebook's namespace
 
 
+def is_3_distance(x):
+    return mnist_distance(x, mean3)  # noqa: F821 - runs in the notebook's namespace
+
+
+def linear1_elementwise(xb):
+    return (xb * weights.T).sum(dim=1) + bias  # noqa: F821
+
+
+def sigmoid_missing_one(x):
+    import torch
+
+    return 1 / torch.exp(-x)
+
+
+def calc_grad_no_backward(xb, yb, model):
+    mnist_loss(model(xb), yb)  # noqa: F821
+
+
+def validate_epoch_last_batch(model):
+    for xb, yb in valid_dl:  # noqa: F821
+        acc = batch_accuracy(model(xb), yb)  # noqa: F821
+    return round(acc.item(), 4)
+
+
 def linear1_no_bias(xb):
     return xb @ weights  # noqa: F821
 
@@ -532,7 +563,8 @@ def mnist_distance_cases(rng):
             "reversed",
             "The comparison is the wrong way round: an image is a 3 when its distance to mean3 is the SMALLER one.",
             is_3_reversed,
-        )
+        ),
+        Mistake("distance", "is_3 returned a distance; it should answer yes or no: is x closer to mean3 than to mean7?", is_3_distance),
     ],
 )
 def is_3_cases(rng):
@@ -561,7 +593,17 @@ def init_params_cases(rng):
                     show="init_params((1000, 50), 0.5), init_params((784, 1)), init_params(1) ...")  # fmt: skip
 
 
-@check("linear1", mistakes=[Mistake("no_bias", "The bias is missing: linear1 computes xb @ weights + bias.", linear1_no_bias)])
+@check(
+    "linear1",
+    mistakes=[
+        Mistake("no_bias", "The bias is missing: linear1 computes xb @ weights + bias.", linear1_no_bias),
+        Mistake(
+            "elementwise",
+            "You multiplied element by element and summed into a flat vector; the matrix product xb @ weights keeps one column.",
+            linear1_elementwise,
+        ),
+    ],
+)
 def linear1_cases(rng):
     yield Case.call(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[0.5], [-1.0], [2.0]]), torch.tensor([0.25]),
                     probe=probe_linear1, label="one input, three pixels", show="linear1(tensor([[1., 2., 3.]])) with weights [[0.5], [-1.], [2.]] and bias [0.25]")  # fmt: skip
@@ -572,7 +614,10 @@ def linear1_cases(rng):
 @check(
     "sigmoid",
     mistakes=[
-        Mistake("sign", "The sign in the exponent is flipped: sigmoid is 1 / (1 + exp(-x)), so large x gives values near 1.", sigmoid_sign)
+        Mistake("sign", "The sign in the exponent is flipped: sigmoid is 1 / (1 + exp(-x)), so large x gives values near 1.", sigmoid_sign),
+        Mistake(
+            "missing_one", "The 1 + is missing in the denominator: without it the values are not squashed into (0, 1).", sigmoid_missing_one
+        ),  # fmt: skip
     ],
 )
 def sigmoid_cases(rng):
@@ -619,7 +664,14 @@ def _batch(rng, n, features=784):
 @check(
     "calc_grad",
     requires=("calc_grad", "mnist_loss"),
-    mistakes=[Mistake("mse", "The gradients match the mean squared error; calc_grad should use mnist_loss.", calc_grad_mse)],
+    mistakes=[
+        Mistake("mse", "The gradients match the mean squared error; calc_grad should use mnist_loss.", calc_grad_mse),
+        Mistake(
+            "no_backward",
+            "No gradients were computed: after the loss, call its backward() so each parameter gets a .grad.",
+            calc_grad_no_backward,
+        ),  # fmt: skip
+    ],
 )
 def calc_grad_cases(rng):
     judge = explained(
@@ -686,7 +738,10 @@ def batch_accuracy_cases(rng):
     "validate_epoch",
     requires=("validate_epoch", "batch_accuracy"),
     callables=("validate_epoch",),
-    mistakes=[Mistake("on_dl", "You measured accuracy on the training batches (dl); validate_epoch uses valid_dl.", validate_epoch_on_dl)],
+    mistakes=[
+        Mistake("on_dl", "You measured accuracy on the training batches (dl); validate_epoch uses valid_dl.", validate_epoch_on_dl),
+        Mistake("last_batch", "Only the last batch counts: collect every batch's accuracy, then average them.", validate_epoch_last_batch),
+    ],
 )
 def validate_epoch_cases(rng):
     for n_batches in (3, 5):

@@ -80,8 +80,17 @@ def judge_add_noise(got, expected, tol):
     if not got.get("varies"):
         problems.append("two calls in a row gave identical noise")
     if problems:
-        return Verdict(False, "; ".join(problems), kind="behaviour")
+        return Verdict(False, "; ".join(problems), kind="behaviour", mistake=_add_noise_mistake(got, std_add, std_mult))
     return Verdict.passed()
+
+
+def _add_noise_mistake(got, std_add, std_mult):
+    """The named misconceptions of add_noise, told apart by the noise statistics."""
+    if std_mult < 0.02 and 0.47 <= std_add <= 0.53:
+        return "additive_only"  # mult is ignored: x + noise * add
+    if not got.get("reproducible"):
+        return "not_torch_random"  # numpy's or Python's generator: torch.manual_seed does not repeat it
+    return None
 
 
 def probe_quad_mse(ns, params, x, y):
@@ -98,6 +107,7 @@ def probe_fit_quad(ns, x, y, params, lr, steps):
     return {
         "params": fitted,
         "losses": [float(v) for v in losses],
+        "losses_are_floats": all(type(v) is float for v in losses),
         "input_unchanged": bool(torch.equal(params, start)),
     }
 
@@ -112,6 +122,166 @@ def fit_quad_without_zero_grad(params, lr=0.01, steps=10):
             params -= params.grad * lr
         losses.append(loss.item())
     return params.detach(), losses
+
+
+def fit_quad_uphill(params, lr=0.01, steps=10):
+    params = params.detach().clone().requires_grad_()
+    losses = []
+    for _ in range(steps):
+        loss = quad_mse(params)  # noqa: F821 - runs in the notebook's namespace
+        loss.backward()
+        with torch.no_grad():  # noqa: F821
+            params += params.grad * lr
+        params.grad.zero_()
+        losses.append(loss.item())
+    return params.detach(), losses
+
+
+def fit_quad_tensor_losses(params, lr=0.01, steps=10):
+    params = params.detach().clone().requires_grad_()
+    losses = []
+    for _ in range(steps):
+        loss = quad_mse(params)  # noqa: F821
+        loss.backward()
+        with torch.no_grad():  # noqa: F821
+            params -= params.grad * lr
+        params.grad.zero_()
+        losses.append(loss)
+    return params.detach(), losses
+
+
+def fit_quad_in_place(params, lr=0.01, steps=10):
+    params.requires_grad_()
+    losses = []
+    for _ in range(steps):
+        loss = quad_mse(params)  # noqa: F821
+        loss.backward()
+        with torch.no_grad():  # noqa: F821
+            params -= params.grad * lr
+        params.grad.zero_()
+        losses.append(loss.item())
+    return params.detach(), losses
+
+
+def judge_fit_quad(got, expected, tol):
+    """Values as the reference; a changed input explained; a loss that grows called divergence, with the losses."""
+    verdict = explained({"['input_unchanged']": "fit_quad changed the tensor it was given; start from a copy (params.detach().clone())."})(
+        got, expected, tol
+    )
+    if verdict.ok or type(got) is not dict or type(got.get("losses")) is not list:
+        return verdict
+    losses = [v for v in got["losses"] if type(v) is float]
+    if len(losses) >= 3 and (losses[-1] != losses[-1] or losses[-1] > 2 * losses[0]):
+        shown = ", ".join(f"{v:.4g}" for v in losses[:3]) + ", ..., " + f"{losses[-1]:.4g}"
+        verdict.message = (
+            f"Your loss grows instead of shrinking ({shown}): the steps overshoot and the fit diverges. "
+            "A step that climbs the gradient, or one far too large, does this.\n" + verdict.message
+        )
+        verdict.kind = "diverged"
+    return verdict
+
+
+def quad_no_constant(a, b, c, x):
+    return a * x**2 + b * x
+
+
+def mk_quad_reversed(a, b, c):
+    return partial(quad, c, b, a)  # noqa: F821 - runs in the notebook's namespace
+
+
+def mk_quad_swapped(a, b, c):
+    return partial(quad, b, a, c)  # noqa: F821
+
+
+def quad_mse_against_x(params):
+    f = mk_quad(*params)  # noqa: F821
+    return mse(f(x), x)  # noqa: F821
+
+
+def quad_mse_reversed(params):
+    f = mk_quad(*params.flip(0))  # noqa: F821
+    return mse(f(x), y)  # noqa: F821
+
+
+def double_relu_subtracted(m1, b1, m2, b2, x):
+    return rectified_linear(m1, b1, x) - rectified_linear(m2, b2, x)  # noqa: F821
+
+
+def double_relu_first_only(m1, b1, m2, b2, x):
+    return rectified_linear(m1, b1, x)  # noqa: F821
+
+
+def relu_model_swapped(params, x):
+    import torch
+
+    ms, bs = params[1::2], params[0::2]
+    return torch.clip(ms[:, None] * x[None, :] + bs[:, None], min=0.0).sum(dim=0)
+
+
+def relu_model_no_clip(params, x):
+    ms, bs = params[0::2], params[1::2]
+    return (ms[:, None] * x[None, :] + bs[:, None]).sum(dim=0)
+
+
+def fit_relus_no_zero_grad(x, y, n_relus=5, lr=0.05, steps=300, seed=0):
+    import torch
+
+    torch.manual_seed(seed)
+    params = (torch.randn(2 * n_relus) * 0.5).requires_grad_()
+    losses = []
+    for _ in range(steps):
+        loss = ((relu_model(params, x) - y) ** 2).mean()  # noqa: F821
+        loss.backward()
+        with torch.no_grad():
+            params -= lr * params.grad
+        losses.append(loss.item())
+    return params.detach(), losses
+
+
+def fit_relus_uphill(x, y, n_relus=5, lr=0.05, steps=300, seed=0):
+    import torch
+
+    torch.manual_seed(seed)
+    params = (torch.randn(2 * n_relus) * 0.5).requires_grad_()
+    losses = []
+    for _ in range(steps):
+        loss = ((relu_model(params, x) - y) ** 2).mean()  # noqa: F821
+        loss.backward()
+        with torch.no_grad():
+            params += lr * params.grad
+        params.grad.zero_()
+        losses.append(loss.item())
+    return params.detach(), losses
+
+
+def matmul_overwrites(a, b):
+    import torch
+
+    c = torch.zeros(a.shape[0], b.shape[1])
+    for i in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            for k in range(a.shape[1]):
+                c[i, j] = a[i, k] * b[k, j]
+    return c
+
+
+def matmul_sum_wrong_axis(a, b):
+    import torch
+
+    c = torch.zeros(a.shape[0], b.shape[1])
+    for i in range(a.shape[0]):
+        c[i] = (a[i, :, None] * b).sum(dim=1)
+    return c
+
+
+def matmul_einsum_out_transposed(a, b):
+    import torch
+
+    return torch.einsum("ik,kj->ji", a, b)
+
+
+def linear_summed_batch(x, w, b):
+    return (x @ w + b).sum(0)
 
 
 def quad_times_two(a, b, c, x):
@@ -216,7 +386,13 @@ def prep_money_fill_mean(amounts):
 # 01_quadratic
 
 
-@check("quad", mistakes=[Mistake("times_two", "x*2 doubles x; the square of x is x**2.", quad_times_two)])
+@check(
+    "quad",
+    mistakes=[
+        Mistake("times_two", "x*2 doubles x; the square of x is x**2.", quad_times_two),
+        Mistake("no_constant", "The constant term is missing: a quadratic is a*x**2 + b*x + c.", quad_no_constant),
+    ],
+)
 def quad_cases(rng):
     yield Case.call(3.0, 2.0, 1.0, 1.5, label="numbers")
     yield Case.call(3.0, 2.0, 1.0, torch.tensor([-2.0, 0.0, 1.5, 2.0]), label="a tensor x")
@@ -224,7 +400,13 @@ def quad_cases(rng):
         yield Case.call(rng.uniform(-3, 3), rng.uniform(-3, 3), rng.uniform(-3, 3), rng.randn(8, scale=2), random=True)
 
 
-@check("mk_quad")
+@check(
+    "mk_quad",
+    mistakes=[
+        Mistake("reversed", "The parameters reach quad in reverse order (c, b, a); keep the order a, b, c.", mk_quad_reversed),
+        Mistake("swapped", "a and b are swapped: the first parameter is the one that multiplies x squared.", mk_quad_swapped),
+    ],
+)
 def mk_quad_cases(rng):
     yield Case.call(
         3.0, 2.0, 1.0, torch.tensor([-1.0, 0.0, 2.0]), probe=probe_mk_quad, show="mk_quad(3.0, 2.0, 1.0)(tensor([-1., 0., 2.]))"
@@ -263,7 +445,13 @@ def mse_cases(rng):
         yield Case.call(rng.randn(n, scale=3), rng.randn(n, scale=3), random=True)
 
 
-@check("quad_mse")
+@check(
+    "quad_mse",
+    mistakes=[
+        Mistake("against_x", "You compared the predictions with x; the targets are the noisy measurements y.", quad_mse_against_x),
+        Mistake("reversed_params", "The parameters are used in reverse order: params holds a, b, c, in that order.", quad_mse_reversed),
+    ],
+)
 def quad_mse_cases(rng):
     x, y = noisy_quadratic(rng)
     yield Case.call(torch.tensor([1.5, 1.5, 1.5]), x, y, probe=probe_quad_mse, show="quad_mse(tensor([1.5, 1.5, 1.5])) on new data x, y")
@@ -315,7 +503,22 @@ def fit_series(got, expected, cases):
             "to params.grad, so every step moves by the sum of all gradients so far. Reset it after each update "
             "with params.grad.zero_().",
             fit_quad_without_zero_grad,
-        )
+        ),
+        Mistake(
+            "uphill",
+            "Your parameters climb the gradient: adding lr * grad makes the loss grow. Gradient descent subtracts it.",
+            fit_quad_uphill,
+        ),
+        Mistake(
+            "tensor_losses",
+            "Your losses are tensors, not numbers: each one keeps its whole computation graph alive. Record loss.item().",
+            fit_quad_tensor_losses,
+        ),
+        Mistake(
+            "changes_input",
+            "fit_quad trained the very tensor it was given, so the caller's starting point changed. Work on a copy.",
+            fit_quad_in_place,
+        ),
     ],
     series=fit_series,
 )
@@ -323,7 +526,7 @@ def fit_quad_cases(rng):
     torch.manual_seed(42)
     x = torch.linspace(-2, 2, 20)
     y = (3 * x**2 + 2 * x + 1) * (1 + torch.randn(20) * 0.15) + torch.randn(20) * 1.5
-    judge = explained({"['input_unchanged']": "fit_quad changed the tensor it was given; start from a copy (params.detach().clone())."})
+    judge = judge_fit_quad
     yield Case.call(x, y, torch.tensor([1.1, 1.1, 1.1]), 0.01, 10, probe=probe_fit_quad, judge=judge,
                     label="the lesson's data", show="fit_quad(tensor([1.1, 1.1, 1.1]), lr=0.01, steps=10)")  # fmt: skip
     x2, y2 = noisy_quadratic(rng)
@@ -355,14 +558,28 @@ def rectified_linear_cases(rng):
         yield Case.call(rng.uniform(-2, 2), rng.uniform(-1, 1), rng.randn(10, scale=2), random=True)
 
 
-@check("double_relu")
+@check(
+    "double_relu",
+    mistakes=[
+        Mistake("subtracted", "You subtracted the second ReLU; the curve is the sum of the two.", double_relu_subtracted),
+        Mistake("first_only", "Only the first ReLU is there: add the second one, with (m2, b2).", double_relu_first_only),
+    ],
+)
 def double_relu_cases(rng):
     yield Case.call(1.5, 0.5, -1.0, -0.2, torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0]), label="two bends")
     for _ in range(2):
         yield Case.call(*(rng.uniform(-2, 2) for _ in range(4)), rng.randn(10, scale=2), random=True)
 
 
-@check("relu_model")
+@check(
+    "relu_model",
+    mistakes=[
+        Mistake(
+            "swapped", "Slopes and intercepts are swapped: params[0::2] are the slopes, params[1::2] the intercepts.", relu_model_swapped
+        ),
+        Mistake("no_clip", "Nothing cuts the lines at zero: without the ReLU the sum of lines is just one line.", relu_model_no_clip),
+    ],
+)
 def relu_model_cases(rng):
     yield Case.call(torch.tensor([1.0, 0.5, -1.0, 0.2]), torch.tensor([-1.0, 0.0, 1.0]), label="two units")
     for units in (3, 8):
@@ -392,7 +609,19 @@ def relu_fit_series(got, expected, cases):
     }
 
 
-@check("fit_relus", requires=("fit_relus", "relu_model"), series=relu_fit_series)
+@check(
+    "fit_relus",
+    requires=("fit_relus", "relu_model"),
+    series=relu_fit_series,
+    mistakes=[
+        Mistake(
+            "no_zero_grad",
+            "Your losses match a loop that never resets the gradient: each step adds all the old ones again.",
+            fit_relus_no_zero_grad,
+        ),  # fmt: skip
+        Mistake("uphill", "Your parameters climb the gradient (+= lr * grad), so the loss grows. Subtract it.", fit_relus_uphill),
+    ],
+)
 def fit_relus_cases(rng):
     x = torch.linspace(-2, 2, 50)
     y = x.abs() - 0.5 * x + rng.randn(50, scale=0.1)
@@ -415,7 +644,8 @@ def _matrices(rng, n, k, m):
             "transposed",
             "You multiplied by the transpose of b: the shared index k must run down the columns of b (b[k, j]).",
             matmul_transposed,
-        )
+        ),
+        Mistake("overwrites", "c[i, j] = ... keeps only the last product; add up the products over k with +=.", matmul_overwrites),
     ],
 )
 def matmul_loops_cases(rng):
@@ -427,7 +657,10 @@ def matmul_loops_cases(rng):
 @check(
     "matmul_broadcast",
     mistakes=[
-        Mistake("transposed", "You multiplied by the transpose of b: scale the rows of b (b[k, :]), not its columns.", matmul_transposed)
+        Mistake("transposed", "You multiplied by the transpose of b: scale the rows of b (b[k, :]), not its columns.", matmul_transposed),
+        Mistake(
+            "sum_wrong_axis", "You summed over the columns; the shared index k runs down the rows: sum over dim 0.", matmul_sum_wrong_axis
+        ),
     ],
 )
 def matmul_broadcast_cases(rng):
@@ -438,7 +671,17 @@ def matmul_broadcast_cases(rng):
                     label="one loop only", show="matmul_broadcast on (4x3)@(3x2) and on (4x40)@(40x30)")  # fmt: skip
 
 
-@check("matmul_einsum", mistakes=[Mistake("transposed", "Your subscripts transpose b: use 'ik,kj->ij'.", matmul_transposed)])
+@check(
+    "matmul_einsum",
+    mistakes=[
+        Mistake("transposed", "Your subscripts transpose b: use 'ik,kj->ij'.", matmul_transposed),
+        Mistake(
+            "out_transposed",
+            "The output subscripts are swapped: the result is indexed by (row of a, column of b).",
+            matmul_einsum_out_transposed,
+        ),  # fmt: skip
+    ],
+)
 def matmul_einsum_cases(rng):
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 5, 4, 6), random=True, label="rectangular matrices")
@@ -447,7 +690,13 @@ def matmul_einsum_cases(rng):
                     label="no Python loop", show="matmul_einsum on 2x2 and on 30x30 matrices")  # fmt: skip
 
 
-@check("linear", mistakes=[Mistake("no_bias", "The bias b is missing: a linear layer computes x @ w + b.", linear_no_bias)])
+@check(
+    "linear",
+    mistakes=[
+        Mistake("no_bias", "The bias b is missing: a linear layer computes x @ w + b.", linear_no_bias),
+        Mistake("summed_batch", "You added up the rows: a linear layer keeps one row of outputs per example.", linear_summed_batch),
+    ],
+)
 def linear_cases(rng):
     yield Case.call(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0], [0.5]]), torch.tensor([0.25]), label="one example, one output")
     yield Case.call(rng.randn(5, 3), rng.randn(3, 2), rng.randn(2), random=True, label="a batch of 5")
