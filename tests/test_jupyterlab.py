@@ -28,9 +28,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def lab(tmp_path):
-    """JupyterLab serving a folder where `learn fetch lesson3` ran; yields (url, notebook path)."""
+def lab(tmp_path, monkeypatch):
+    """JupyterLab serving a folder where `learn fetch lesson3` ran; yields (url, notebook path).
+    The progress history is this test's own (the session's is shared with every other test)."""
     pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
+    monkeypatch.setenv("LEARN_HOME", str(tmp_path / "learn-home"))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"), "JUPYTER_DATA_DIR": str(tmp_path / "jdata")}
     learn = [os.path.join(os.path.dirname(sys.executable), "learn")]
     subprocess.run([*learn, "fetch", "lesson3"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120)
