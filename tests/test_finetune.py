@@ -264,6 +264,8 @@ def test_misconception_is_named(graded, variant_name, name, mistake):
 def test_a_diverging_fine_tune_says_so_with_the_losses(graded):
     check = find_check(graded[0]["diverged"], "fine_tune")
     assert "training diverged" in check.message and "loss on the 500 held-out digits is" in check.message, check.message
+    backbone = find_check(graded[0]["diverged"], "pretrained")  # the blown-up fit wrecks the body too: not "from scratch"
+    assert backbone.status is Status.PASSED or backbone.cases[0].mistake != "from_scratch", backbone.message
 
 
 @pytest.mark.slow
@@ -350,7 +352,12 @@ def test_pretrained_weights_are_small_and_recognised():
     assert checks.similarity(shipped.clone()) == pytest.approx(1.0)
     assert checks.similarity(shipped + 0.1 * shipped.std() * torch.randn_like(shipped)) > 0.9  # gently fine-tuned
     fresh = torch.nn.init.kaiming_normal_(torch.empty_like(shipped))
-    assert abs(checks.similarity(fresh)) < checks.SIMILARITY_BAR
+    assert abs(checks.similarity(fresh)) < checks.SCRATCH_SIMILARITY < checks.SIMILARITY_BAR
+    scratch = checks.judge_backbone({"type": "fastai.learner.Learner", "first_conv": fresh, "n_out": 10}, None, None)
+    assert scratch.mistake == "from_scratch" and "trained from scratch" in scratch.message
+    mixed = 0.2 * shipped / shipped.norm() + fresh / fresh.norm()  # cosine similarity about 0.2
+    wrecked = checks.judge_backbone({"type": "fastai.learner.Learner", "first_conv": mixed, "n_out": 10}, None, None)
+    assert not wrecked.ok and wrecked.mistake is None and "moved far" in wrecked.message
     assert checks.similarity(torch.zeros(8, 3, 3, 3)) is None  # another architecture
 
 

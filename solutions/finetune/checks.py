@@ -40,6 +40,7 @@ N_IMAGES = 600  # in digits.npz
 ACCURACY_BAR = 0.85
 REFERENCE_ACCURACY = 0.95
 SIMILARITY_BAR = 0.3
+SCRATCH_SIMILARITY = 0.1  # |cos| below this: random weights (from scratch); between it and the bar: pretrained, then wrecked
 LETTERS = 26  # outputs of glyph_cnn's own, letter-recognising head
 PREDICT_SAMPLE = 25  # held-out files handed to predict_digit (one .predict call each)
 
@@ -340,6 +341,14 @@ def judge_backbone(got, expected, tol):
             f"the first layer of learn.model has weights of shape {tuple(got['first_conv'].shape)}, glyph_cnn's has {ref}: learn is not built on the glyph_cnn backbone",
             kind="not_pretrained",
             mistake="own_network",
+        )
+    if SCRATCH_SIMILARITY <= sim < SIMILARITY_BAR:  # pretrained, then wrecked: a fit that blew up drags the body along
+        return Verdict(
+            False,
+            f"the first layer of learn.model has moved far from the pretrained glyph_cnn weights (cosine similarity {sim:.2f}; "
+            f"fine-tuning keeps it above {SIMILARITY_BAR}, random weights give about 0): the body was trained too hard, for "
+            "example at a learning rate far too large, and lost what it had learned",
+            kind="not_pretrained",
         )
     if sim < SIMILARITY_BAR:
         return Verdict(
