@@ -159,3 +159,18 @@ def test_learn_check_says_where_the_accuracy_ranks(graded):
     console.print(render_notebook(graded["solution"]))
     text = console.export_text()
     assert "ten_digits: learn.model gets" in text and "of the reference solution's 10 seeds" in text
+
+
+def test_fit_plots_the_loss_of_each_step_next_to_the_reference(graded):
+    from grader.html import render_report
+    from grader.results import RunResult
+
+    plot = find_check(graded["solution"], "fit").series["loss"]
+    assert plot["kind"] == "line" and plot["title"] == "Loss per step" and plot["x"] == list(range(1, 13))  # 3 epochs of 4 batches
+    reference, yours = plot["lines"]["reference"], plot["lines"]["yours"]
+    assert len(reference) == 12 and yours == pytest.approx(reference)
+    piled_up = find_check(graded["fit_no_zero_grad"], "fit").series["loss"]["lines"]
+    assert piled_up["reference"] == pytest.approx(reference) and piled_up["yours"] != pytest.approx(reference)
+    html = render_report(RunResult([graded["fit_no_zero_grad"]], seed=777))
+    section = html.split('id="check-fit"')[1].split("</details>")[0]
+    assert 'aria-label="Loss per step"' in section

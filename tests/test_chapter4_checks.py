@@ -326,3 +326,18 @@ def test_training_checks_carry_accuracy_per_epoch_for_the_report(graded):
         assert plot["kind"] == "line" and plot["x"] == list(range(1, epochs + 1))
         yours = plot["lines"]["yours"]
         assert len(yours) == epochs and yours[-1] >= 95 and all(0 <= v <= 100 for v in yours)
+
+
+def test_train_epoch_plots_the_loss_of_each_step_next_to_the_reference(graded):
+    from grader.html import render_report
+    from grader.results import RunResult
+
+    plot = find_check(graded["solution"], "train_epoch").series["loss"]
+    assert plot["kind"] == "line" and plot["title"] == "Loss per step" and plot["x"] == list(range(1, 11))
+    reference, yours = plot["lines"]["reference"], plot["lines"]["yours"]
+    assert len(reference) == 10 and yours == pytest.approx(reference)  # one loss a step, the same as the reference's
+    uphill = find_check(graded["more:epoch_uphill"], "train_epoch").series["loss"]["lines"]
+    assert uphill["reference"] == pytest.approx(reference) and sum(uphill["yours"]) > sum(reference)  # climbing: the lines part
+    html = render_report(RunResult([graded["more:epoch_uphill"]], seed=4242))
+    section = html.split('id="check-train_epoch"')[1].split("</details>")[0]
+    assert 'aria-label="Loss per step"' in section and 'aria-label="Linear model: validation accuracy per epoch"' in section

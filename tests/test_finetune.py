@@ -89,12 +89,46 @@ def graded(tmp_path_factory):
                 "def predict_digit(": "def predict_digit(path):\n    return learn_inf.predict(PILImage.create(path))",
             },
         ),  # fmt: skip
-        # the same recipe from random weights
+        # the same recipe from random weights; predict_digit returns the ten probabilities
         "scratch": variant(
             src,
             tmp / "scratch" / NB,
             replace_containing={
                 "learn = vision_learner(": 'set_seed(42)\nlearn = vision_learner(dls, glyph_cnn, pretrained=False, metrics=error_rate, path=".")',
+                "def predict_digit(": "def predict_digit(path):\n    return learn_inf.predict(PILImage.create(path))[2]",
+            },
+        ),  # fmt: skip
+        # a learning rate a thousand times too large; predict_digit returns the label's index
+        "diverged": variant(
+            src,
+            tmp / "diverged" / NB,
+            replace_containing={
+                "learn.fine_tune(": "learn.fine_tune(4, base_lr=100)",
+                "def predict_digit(": "def predict_digit(path):\n    return learn_inf.predict(PILImage.create(path))[1]",
+            },
+        ),  # fmt: skip
+        # no training (cheap): nothing held back for validation; glyph_cnn used whole, 26-letter head and all;
+        # the weights saved with torch.save instead of learn.export
+        "kept_head": variant(
+            src,
+            tmp / "kept_head" / NB,
+            replace_containing={
+                "dls = ImageDataLoaders.from_folder(": "dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,\n"
+                "                splitter=RandomSplitter(0, seed=42), item_tfms=Resize(28)).dataloaders(path, bs=32, num_workers=0)",
+                "learn = vision_learner(": 'learn = Learner(dls, glyph_cnn(pretrained=True), metrics=error_rate, path=".")',
+                "learn.fine_tune(": "pass",
+                'learn.export("model.pkl")': 'torch.save(learn.model.state_dict(), "model.pkl")',
+            },
+        ),  # fmt: skip
+        # no training (cheap): grey images; a network of the learner's own; learn.save instead of learn.export
+        "own_net": variant(
+            src,
+            tmp / "own_net" / NB,
+            replace_containing={
+                "dls = ImageDataLoaders.from_folder(": "dls = ImageDataLoaders.from_folder(path, valid_pct=0.2, seed=42, item_tfms=Resize(28), img_cls=PILImageBW, bs=32, num_workers=0)",
+                "learn = vision_learner(": 'learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)), metrics=error_rate, path=".")',
+                "learn.fine_tune(": "pass",
+                'learn.export("model.pkl")': 'learn.save("model")',
             },
         ),  # fmt: skip
         # a DataBlock that was never turned into DataLoaders (everything after it fails; only dls is asserted)
@@ -156,13 +190,14 @@ def test_stub_fails(graded, name):
         assert check.kind == "missing_file" and "learn.export('model.pkl')" in check.message
     else:
         assert check.kind == "not_implemented" and "not written yet" in check.message
+    assert not any(c.mistake for c in check.cases)  # an unwritten stub is not a misconception
 
 
 @pytest.mark.slow
 def test_skipping_fine_tune_is_named(graded):
     check = find_check(graded[0]["skip_fine_tune"], "fine_tune")
     assert check.status is Status.FAILED
-    assert check.kind == "not_trained"
+    assert check.cases[0].kind == "known_mistake" and check.cases[0].mistake == "not_trained"
     assert "has not been trained" in check.message and "learn.fine_tune" in check.message
     assert check.hint
     assert find_check(graded[0]["skip_fine_tune"], "pretrained").status is Status.PASSED  # the backbone itself is right
@@ -173,7 +208,7 @@ def test_exporting_before_training_is_named(graded):
     result = graded[0]["stale_export"]
     check = find_check(result, "export")
     assert check.status is Status.FAILED
-    assert check.kind == "stale_export"
+    assert check.cases[0].mistake == "export_before_training"
     assert "after learn.fine_tune" in check.message
     assert find_check(result, "fine_tune").status is Status.PASSED  # the notebook's learn is fine
 
@@ -182,7 +217,7 @@ def test_exporting_before_training_is_named(graded):
 def test_predict_digit_must_return_the_label(graded):
     check = find_check(graded[0]["stale_export"], "predict_digit")
     assert check.status is Status.FAILED
-    assert check.kind == "wrong_type"
+    assert check.cases[0].mistake == "returns_tuple"
     assert "tuple" in check.message and "return the label alone" in check.message
 
 
@@ -191,9 +226,46 @@ def test_training_from_scratch_is_detected(graded):
     result = graded[0]["scratch"]
     check = find_check(result, "pretrained")
     assert check.status is Status.FAILED
-    assert check.kind == "not_pretrained"
+    assert check.cases[0].mistake == "from_scratch"
     assert "trained from scratch" in check.message and "cosine similarity" in check.message
-    assert find_check(result, "export").kind == "not_pretrained"
+    assert find_check(result, "export").cases[0].kind == "not_pretrained"
+
+
+# (variant, graded name, misconception its judge must name)
+NAMED = [
+    ("skip_fine_tune", "fine_tune", "not_trained"),
+    ("diverged", "fine_tune", "diverged"),
+    ("stale_export", "export", "export_before_training"),
+    ("kept_head", "export", "state_dict"),
+    ("own_net", "export", "learn_save"),
+    ("stale_export", "predict_digit", "returns_tuple"),
+    ("diverged", "predict_digit", "returns_index"),
+    ("scratch", "predict_digit", "returns_probs"),
+    ("scratch", "pretrained", "from_scratch"),
+    ("kept_head", "pretrained", "old_head"),
+    ("own_net", "pretrained", "own_network"),
+    ("kept_head", "dls", "no_validation"),
+    ("own_net", "dls", "grey_images"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant_name, name, mistake", NAMED)
+def test_misconception_is_named(graded, variant_name, name, mistake):
+    check = find_check(graded[0][variant_name], name)
+    assert check.status is Status.FAILED and check.points == 0, check.message
+    assert check.kind == "known_mistake", (check.kind, check.message)
+    assert mistake in {c.mistake for c in check.cases}, check.message
+    explanation = next(m.message for m in _pack()[1][name].mistakes if m.name == mistake)
+    assert check.hint == explanation  # the misconception's explanation is the hint shown
+
+
+@pytest.mark.slow
+def test_a_diverging_fine_tune_says_so_with_the_losses(graded):
+    check = find_check(graded[0]["diverged"], "fine_tune")
+    assert "training diverged" in check.message and "loss on the 500 held-out digits is" in check.message, check.message
+    backbone = find_check(graded[0]["diverged"], "pretrained")  # the blown-up fit wrecks the body too: not "from scratch"
+    assert backbone.status is Status.PASSED or backbone.cases[0].mistake != "from_scratch", backbone.message
 
 
 @pytest.mark.slow
@@ -280,7 +352,12 @@ def test_pretrained_weights_are_small_and_recognised():
     assert checks.similarity(shipped.clone()) == pytest.approx(1.0)
     assert checks.similarity(shipped + 0.1 * shipped.std() * torch.randn_like(shipped)) > 0.9  # gently fine-tuned
     fresh = torch.nn.init.kaiming_normal_(torch.empty_like(shipped))
-    assert abs(checks.similarity(fresh)) < checks.SIMILARITY_BAR
+    assert abs(checks.similarity(fresh)) < checks.SCRATCH_SIMILARITY < checks.SIMILARITY_BAR
+    scratch = checks.judge_backbone({"type": "fastai.learner.Learner", "first_conv": fresh, "n_out": 10}, None, None)
+    assert scratch.mistake == "from_scratch" and "trained from scratch" in scratch.message
+    mixed = 0.2 * shipped / shipped.norm() + fresh / fresh.norm()  # cosine similarity about 0.2
+    wrecked = checks.judge_backbone({"type": "fastai.learner.Learner", "first_conv": mixed, "n_out": 10}, None, None)
+    assert not wrecked.ok and wrecked.mistake is None and "moved far" in wrecked.message
     assert checks.similarity(torch.zeros(8, 3, 3, 3)) is None  # another architecture
 
 
@@ -329,3 +406,56 @@ def _load_digit_kit(root: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# ---------------------------------------------------------------------------------------------
+# named misconceptions, judged from what the probes report (fast: no kernels)
+
+
+def test_every_graded_function_knows_two_misconceptions():
+    lesson, code = _pack()
+    few = {name: [m.name for m in code[name].mistakes] for name in lesson.checks if len(code[name].mistakes) < 2}
+    assert not few, f"fewer than two named misconceptions: {few}"
+
+
+def test_judges_name_the_misconceptions_no_variant_above_shows():
+    checks = _module_of(_pack()[1])
+    dls = {"type": "fastai.data.core.DataLoaders", "vocab": checks.DIGITS, "n_train": 480, "n_valid": 120, "x_shape": [32, 3, 28, 28]}
+    assert checks.judge_dls(dls, None, None).ok
+    assert checks.judge_dls({**dls, "vocab": ["0000", "0001"]}, None, None).mistake == "labels_not_folders"
+    assert checks.judge_dls({**dls, "n_train": 600, "n_valid": 0}, None, None).mistake == "no_validation"
+    assert checks.judge_dls({**dls, "n_train": 300, "n_valid": 300}, None, None).mistake is None  # too many held back: not that one
+    predict = checks.judge_predict_digit(["3"])
+    as_dict = predict({"got": [{"type": "builtins.dict", "repr": "{'0': tensor(0.01), ...}", "len": 10}], "exported": ["3"]}, None, None)
+    assert not as_dict.ok and as_dict.mistake == "returns_probs"
+    assert predict({"got": [3], "exported": ["3"]}, None, None).mistake == "returns_index"
+    assert predict({"got": ["3"], "exported": ["3"]}, None, None).ok
+
+
+def test_holdout_loss_tells_a_diverged_model():
+    checks = _module_of(_pack()[1])
+    labels = ["3", "7", "1", "1"]
+    truth = torch.tensor([3, 7, 1, 1])
+    good = torch.nn.functional.one_hot(truth, 10).float() * 0.9 + 0.01
+    assert checks.holdout_loss(good, checks.DIGITS, labels) < 0.2
+    assert checks.holdout_loss(torch.full((4, 10), 0.1), checks.DIGITS, labels) == pytest.approx(checks.GUESS_LOSS)
+    blown_up = torch.nn.functional.one_hot(torch.tensor([3, 2, 0, 1]), 10).float()  # certain, and wrong on half
+    assert checks.holdout_loss(blown_up, checks.DIGITS, labels) > checks.DIVERGED_LOSS
+    assert checks.holdout_loss(torch.full((4, 10), float("nan")), checks.DIGITS, labels) > checks.DIVERGED_LOSS
+    assert checks.holdout_loss(good[:3], checks.DIGITS, labels) is None  # not one row per held-out image
+    judge = checks.judge_trained(labels)
+    verdict = judge({"trained": True, "preds": ["3", "2", "0", "1"], "probs": blown_up, "vocab": checks.DIGITS}, None, None)
+    assert verdict.mistake == "diverged" and "training diverged" in verdict.message
+
+
+def test_gpu_judge_names_mixed_precision_mistakes():
+    judge = _module_of(_pack()[1]).judge_mixed_precision
+    on_gpu = {"cuda": True, "gpu": "H100", "callbacks": ["TrainEvalCallback", "Recorder", "MixedPrecision"], "amp_mode": "fp16",
+              "model_device": "cuda", "model_dtype": "float32", "dls_device": "cuda", "trained": True}  # fmt: skip
+    assert judge(on_gpu, None, None).ok and judge(on_gpu, None, None).mistake is None
+    plain = {**on_gpu, "callbacks": ["TrainEvalCallback", "Recorder"]}
+    assert judge(plain, None, None).mistake == "no_fp16"
+    by_hand = judge({**plain, "model_dtype": "float16"}, None, None)
+    assert not by_hand.ok and by_hand.mistake == "half_by_hand" and ".half()" in by_hand.message
+    assert judge({**on_gpu, "model_device": "cpu"}, None, None).mistake == "model_on_cpu"
+    assert judge({**on_gpu, "cuda": False, "callbacks": []}, None, None).mistake is None  # skipped on a CPU, not blamed

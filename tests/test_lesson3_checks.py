@@ -231,3 +231,18 @@ def test_randomized_inputs_follow_the_seed():
     other = plan(lesson, spec, seed=2).probes(reference=False)
     assert one == same
     assert one != other
+
+
+def test_fit_relus_plots_the_loss_of_each_step_next_to_the_reference(graded):
+    from grader.html import render_report
+    from grader.results import RunResult
+
+    plot = find_check(graded[f"solution:{RELU}"], "fit_relus").series["loss"]
+    assert plot["kind"] == "line" and plot["title"] == "Loss per step"
+    reference, yours = plot["lines"]["reference"], plot["lines"]["yours"]
+    assert len(reference) > 10 and yours == pytest.approx(reference)
+    piled_up = find_check(graded["wrong:fit_relus"], "fit_relus").series["loss"]["lines"]
+    assert piled_up["reference"] == pytest.approx(reference) and piled_up["yours"] != pytest.approx(reference)
+    html = render_report(RunResult([graded["wrong:fit_relus"]], seed=12345))
+    section = html.split('id="check-fit_relus"')[1].split("</details>")[0]
+    assert 'aria-label="Loss per step"' in section and 'aria-label="Sum of ReLUs fitted to the data"' in section

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grader.checks import Case, Mistake, Tolerance, Verdict, check, compare
+from grader.checks import Case, Mistake, Tolerance, Verdict, check, compare, line_plot
 
 HERE = Path(__file__).resolve().parent
 ACCURACY_BAR = 0.90
@@ -93,7 +93,8 @@ def probe_basic_optim(ns, w, gw, b, gb, lr):
 
 
 def probe_fit(ns, train, valid, epochs, lr, seed):
-    """Learner.fit on fixed batches, with PyTorch's loss and a recording SGD as opt_func."""
+    """Learner.fit on fixed batches, with PyTorch's loss and a recording SGD as opt_func; `losses`
+    is the loss each optimiser step followed (the last one computed before it), for the report."""
     import contextlib
     import io
 
@@ -101,6 +102,12 @@ def probe_fit(ns, train, valid, epochs, lr, seed):
     from torch import nn
 
     log = []
+    last_loss = []
+
+    def loss_func(preds, targets):
+        loss = torch.nn.functional.cross_entropy(preds, targets)
+        last_loss[:] = [float(loss.detach())]
+        return loss
 
     class RecordingSGD:
         def __init__(self, params, lr):
@@ -108,7 +115,7 @@ def probe_fit(ns, train, valid, epochs, lr, seed):
             log.append(("init", len(self.params), float(lr)))
 
         def step(self, *args, **kwargs):
-            log.append(("step",))
+            log.append(("step", *last_loss))
             with torch.no_grad():
                 for p in self.params:
                     p -= self.lr * p.grad
@@ -124,7 +131,7 @@ def probe_fit(ns, train, valid, epochs, lr, seed):
 
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
-    learn = ns["Learner"](Loaders(train, valid), model, loss_func=torch.nn.functional.cross_entropy, opt_func=RecordingSGD)
+    learn = ns["Learner"](Loaders(train, valid), model, loss_func=loss_func, opt_func=RecordingSGD)
     with contextlib.redirect_stdout(io.StringIO()):
         learn.fit(epochs, lr)
     inits = [e for e in log if e[0] == "init"]
@@ -134,6 +141,7 @@ def probe_fit(ns, train, valid, epochs, lr, seed):
         "steps": sum(e[0] == "step" for e in log),
         "zero_grads": sum(e[0] == "zero_grad" for e in log),
         "weights": [p.detach().clone() for p in model.parameters()],
+        "losses": [e[1] for e in log if e[0] == "step" and len(e) > 1],
     }
 
 
@@ -338,7 +346,8 @@ def judge_fit(got, expected, tol):
     if got.get("steps") != expected["steps"]:
         return Verdict(False, f"fit took {got.get('steps')} optimiser steps; one per batch per epoch makes {expected['steps']}",
                        kind="behaviour")  # fmt: skip
-    verdict = compare(got, expected, tol)
+    plot_only = ("losses",)  # recorded for the report's plot; the weights already tell a wrong step
+    verdict = compare({k: v for k, v in got.items() if k not in plot_only}, {k: v for k, v in expected.items() if k not in plot_only}, tol)
     if not verdict.ok and got.get("zero_grads") == 0:
         verdict.message = "fit never calls zero_grad(): gradients pile up from batch to batch.\n" + verdict.message
     return verdict
@@ -368,6 +377,16 @@ def judge_ten_digits(labels: torch.Tensor):
         return Verdict(True, f"{shown}: {rank_against_reference(acc)}")
 
     return judge
+
+
+def fit_losses(got, expected, cases):
+    """Plot data: the loss of each optimiser step of fit, yours next to the reference's."""
+    g, e = got[0], expected[0]
+    if type(e) is not dict or type(e.get("losses")) is not list:
+        return {}
+    yours = g.get("losses") if type(g) is dict and type(g.get("losses")) is list else None
+    steps = list(range(1, max(len(e["losses"]), len(yours or [])) + 1))
+    return {"loss": line_plot("Loss per step", steps, {"reference": e["losses"], "yours": yours}, xlabel="step", ylabel="cross-entropy")}
 
 
 def holdout_metric(got, expected, cases):
@@ -466,15 +485,16 @@ def _batches(rng, n_batches, size):
 @check(
     "fit",
     requires=("Learner",),
+    series=fit_losses,
     mistakes=[
         Mistake("no_zero_grad", "fit never clears the gradients: call self.opt.zero_grad() after each self.opt.step(), or "
                 "every step follows the sum of all gradients so far.", replace={"Learner": LearnerNoZeroGrad}),
     ],
 )  # fmt: skip
 def fit_cases(rng):
-    yield Case.call(_batches(rng, 3, 8), _batches(rng, 1, 8), 2, 0.1, rng.randint(0, 10**6), probe=probe_fit, judge=judge_fit,
-                    random=True, label="2 epochs of 3 batches",
-                    show="Learner(dls, model, loss_func=F.cross_entropy, opt_func=...).fit(2, 0.1) on 3 batches of 8")  # fmt: skip
+    yield Case.call(_batches(rng, 4, 8), _batches(rng, 1, 8), 3, 0.1, rng.randint(0, 10**6), probe=probe_fit, judge=judge_fit,
+                    random=True, label="3 epochs of 4 batches",
+                    show="Learner(dls, model, loss_func=F.cross_entropy, opt_func=...).fit(3, 0.1) on 4 batches of 8")  # fmt: skip
 
 
 @check(

@@ -76,11 +76,41 @@ def accuracy_at_least(bar: float, what: str):
     return judge
 
 
-def accuracy_series(title: str):
+def without_losses(judge):
+    """A judge that ignores the probe's per-step `losses` (recorded for the report's plot only)."""
+
+    def strip(value):
+        return {k: v for k, v in value.items() if k != "losses"} if type(value) is dict else value
+
+    def judged(got, expected, tol):
+        return judge(strip(got), strip(expected), tol)
+
+    return judged
+
+
+def loss_series(got, expected, cases):
+    """Plot data: the loss of each step of the first training run that reports `losses`, yours
+    next to the reference's."""
+    pairs = [(g, e) for g, e in zip(got, expected) if type(e) is dict and type(e.get("losses")) is list]
+    if not pairs:
+        return {}
+    g, e = pairs[0]
+    yours = g.get("losses") if type(g) is dict and type(g.get("losses")) is list else None
+    steps = list(range(1, max(len(e["losses"]), len(yours or [])) + 1))
+    lines = {"reference": e["losses"], "yours": yours}
+    return {"loss": line_plot("Loss per step", steps, lines, xlabel="step", ylabel="mnist_loss")}
+
+
+def accuracy_series(title: str, losses: bool = False):
     """Plot data for the report: validation accuracy after each epoch (from the training probe's
-    `history` of raw outputs; the labels stay in the grader), against the bar to reach."""
+    `history` of raw outputs; the labels stay in the grader), against the bar to reach; with
+    `losses`, also the loss of each step (`loss_series`)."""
 
     def series(got, expected, cases):
+        per_step = loss_series(got, expected, cases) if losses else {}
+        return {**per_step, **accuracy(got)}
+
+    def accuracy(got):
         run = next((g for g in got if type(g) is dict and type(g.get("history")) is torch.Tensor), None)
         if run is None:
             return {}
@@ -227,6 +257,8 @@ def probe_calc_grad(ns, xb, yb, w, b):
 
 
 def probe_train_epoch(ns, xs, ys, w, b, lr):
+    """train_epoch over fixed batches; also the loss of each step, for the report's plot: the
+    chapter's mnist_loss of the model's outputs on each batch, the first time it sees that batch."""
     import torch
 
     w = w.clone().requires_grad_()
@@ -234,8 +266,20 @@ def probe_train_epoch(ns, xs, ys, w, b, lr):
     start = w.detach().clone()
     ns["weights"], ns["bias"] = w, b
     ns["dl"] = list(zip(xs, ys))  # fixed batches, in a fixed order
-    ns["train_epoch"](lambda x: x @ w + b, lr, (w, b))
-    return {"changed": not bool(torch.equal(w.detach(), start)), "weights": w.detach().clone(), "bias": b.detach().clone()}
+    seen = {}
+
+    def model(x):
+        out = x @ w + b
+        for i, xb in enumerate(xs):
+            if i not in seen and (x is xb or (x.shape == xb.shape and bool(torch.equal(x, xb)))):
+                seen[i] = out.detach().sigmoid()
+                break
+        return out
+
+    ns["train_epoch"](model, lr, (w, b))
+    losses = [float(torch.where(ys[i] == 1, 1 - p, p).mean()) for i, p in sorted(seen.items())]
+    out = {"changed": not bool(torch.equal(w.detach(), start)), "weights": w.detach().clone(), "bias": b.detach().clone()}
+    return {**out, "losses": losses}
 
 
 def probe_train_linear(ns, train_x, train_y, valid_x, epochs, lr, batch_size, seed):
@@ -689,7 +733,7 @@ def calc_grad_cases(rng):
     "train_epoch",
     requires=("train_epoch", "calc_grad", "mnist_loss"),
     callables=("train_epoch",),
-    series=accuracy_series("Linear model: validation accuracy per epoch"),
+    series=accuracy_series("Linear model: validation accuracy per epoch", losses=True),
     mistakes=[
         Mistake(
             "no_zero_grad",
@@ -705,10 +749,12 @@ def train_epoch_cases(rng):
             "['changed']": "train_epoch did not change the parameters: update them in place (p.data -= p.grad * lr), not by assigning a new tensor to the loop variable."
         }
     )
-    batches = [_batch(rng, 5, 12) for _ in range(3)]
-    xs, ys = [x for x, _ in batches], [y for _, y in batches]
-    yield Case.call(xs, ys, rng.randn(12, 1, scale=0.5), rng.randn(1, scale=0.5), 0.5, probe=probe_train_epoch, judge=judge, random=True,
-                    label="three batches", show="train_epoch(model, lr=0.5, params) over a dl of three batches; the parameters afterwards")  # fmt: skip
+    judge = without_losses(judge)
+    rule = rng.randn(12, 1)  # targets follow a linear rule, so steps downhill lower the loss (the report plots it)
+    xs = [rng.rand(10, 12) - 0.5 for _ in range(10)]
+    ys = [(x @ rule > 0).long() for x in xs]
+    yield Case.call(xs, ys, rng.randn(12, 1, scale=0.5), rng.randn(1, scale=0.5), 5.0, probe=probe_train_epoch, judge=judge, random=True,
+                    label="ten batches", show="train_epoch(model, lr=5.0, params) over a dl of ten batches; the parameters afterwards")  # fmt: skip
     d = digits()
     yield Case.call(
         d["train_x"], d["train_y"], d["valid_x"], 20, 1.0, 32, TRAIN_SEED,

@@ -17,16 +17,22 @@ Figures behind the bars (CPU, measured with `pretrain.py compare` and the test s
   * fine-tuning keeps the first convolution almost unchanged (cosine similarity with the shipped
     weights 1.00; 0.7 even when the unfrozen network is trained at a 5x larger rate), while a
     network trained from random weights lands near 0 (|cos| < 0.05): the bar is 0.3.
+
+Named misconceptions: no single reference value exists to compare a mistaken version with, so
+each judge recognises the classic wrong answers itself from what its probe reports
+(`Verdict(..., mistake=name)`); the `Mistake`s declared on each check (explanations only, no
+implementation) give the hint the learner is shown for each name - see MISTAKES below.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import torch
 
-from grader.checks import Case, Verdict, check
+from grader.checks import Case, Mistake, Verdict, check
 
 HERE = Path(__file__).resolve().parent
 DIGITS = [str(d) for d in range(10)]
@@ -34,6 +40,8 @@ N_IMAGES = 600  # in digits.npz
 ACCURACY_BAR = 0.85
 REFERENCE_ACCURACY = 0.95
 SIMILARITY_BAR = 0.3
+SCRATCH_SIMILARITY = 0.1  # |cos| below this: random weights (from scratch); between it and the bar: pretrained, then wrecked
+LETTERS = 26  # outputs of glyph_cnn's own, letter-recognising head
 PREDICT_SAMPLE = 25  # held-out files handed to predict_digit (one .predict call each)
 
 # ---------------------------------------------------------------------------------------------
@@ -70,6 +78,23 @@ def similarity(conv) -> float | None:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+GUESS_LOSS = math.log(len(DIGITS))  # cross-entropy of guessing among ten classes
+DIVERGED_LOSS = 2 * GUESS_LOSS  # a trained model's held-out loss is far below guessing; a diverged one far above
+
+
+def holdout_loss(probs, vocab, labels: list[str]) -> float | None:
+    """Mean cross-entropy of a model's held-out probabilities, computed here (the labels never leave
+    the grader). The recorder's training losses are gone by the time a probe runs (get_preds resets
+    them), so this is how a fit that blew up shows: huge, confidently wrong scores."""
+    if type(probs) is not torch.Tensor or type(vocab) is not list or probs.shape != (len(labels), len(vocab)):
+        return None
+    index = {str(v): i for i, v in enumerate(vocab)}
+    if any(y not in index for y in labels):
+        return None
+    p_true = probs.double()[torch.arange(len(labels)), torch.tensor([index[y] for y in labels])]
+    return float(-torch.log(p_true.nan_to_num(0.0).clamp(1e-30, 1.0)).mean())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,12 +155,13 @@ def probe_holdout(ns, images, mode, sample=()):
     def describe(obj):
         return type(obj).__module__ + "." + type(obj).__qualname__
 
-    def predict(learner, paths):
+    def predict(learner, paths, with_probs=False):
         dl = learner.dls.test_dl(paths, num_workers=0)
         with learner.no_bar():
             probs = learner.get_preds(dl=dl)[0]
         vocab = [str(v) for v in learner.dls.vocab]
-        return [vocab[i] for i in probs.argmax(dim=1).tolist()]
+        labels = [vocab[i] for i in probs.argmax(dim=1).tolist()]
+        return (labels, probs.detach().float().cpu().clone(), vocab) if with_probs else labels
 
     def load_exported():
         from fastai.learner import load_learner
@@ -150,18 +176,28 @@ def probe_holdout(ns, images, mode, sample=()):
         # the optimiser's per-parameter statistics, created by the first step
         states = list(getattr(getattr(learn, "opt", None), "state", {}).values())
         stepped = any(key in state for state in states for key in ("step", "grad_avg", "sqr_avg"))
-        return {"type": describe(learn), "trained": stepped, "preds": predict(learn, files)}
+        preds, probs, vocab = predict(learn, files, with_probs=True)
+        return {"type": describe(learn), "trained": stepped, "preds": preds, "probs": probs, "vocab": vocab}
     if mode == "export":
         out = {"exists": os.path.isfile("model.pkl")}
         other = Path(getattr(learn, "path", ".")) / "model.pkl"
         if other.is_file() and not (out["exists"] and os.path.samefile(other, "model.pkl")):
             out["elsewhere"] = str(other)
+        saved = sorted(str(p) for p in Path(getattr(learn, "path", ".")).glob(f"{getattr(learn, 'model_dir', 'models')}/*.pth"))
+        if saved:
+            out["saved_weights"] = saved[:3]  # learn.save(...) writes weights only, into learn.path/models
         if not out["exists"]:
             return out
         try:
             exported = load_exported()
         except Exception as exc:
             out["load_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            try:  # what was saved instead of a Learner (this kernel already unpickled it once)
+                raw = torch.load("model.pkl", map_location="cpu", weights_only=False)
+                out["holds"] = describe(raw)
+                out["holds_tensors"] = isinstance(raw, dict) and bool(raw) and all(isinstance(v, torch.Tensor) for v in raw.values())
+            except Exception:
+                pass
             return out
         out["type"] = describe(exported)
         if not (hasattr(exported, "dls") and isinstance(getattr(exported, "model", None), torch.nn.Module)):
@@ -182,7 +218,12 @@ def probe_holdout(ns, images, mode, sample=()):
         if isinstance(value, str):  # fastai's Category is a str subclass
             got.append(str.__str__(value))
         else:
-            got.append(value if type(value) is int else {"type": describe(value), "repr": repr(value)[:120]})
+            about = {"type": describe(value), "repr": repr(value)[:120]}
+            if isinstance(value, torch.Tensor):
+                about["numel"] = int(value.numel())
+            if isinstance(value, (tuple, list, dict)):
+                about["len"] = len(value)
+            got.append(value if type(value) is int else about)
     out = {"got": got}
     try:
         out["exported"] = predict(load_exported(), chosen)
@@ -208,6 +249,7 @@ def probe_mixed_precision(ns):
         "callbacks": callbacks,
         "amp_mode": amp[0] if amp else None,
         "model_device": params[0].device.type if params else None,
+        "model_dtype": str(params[0].dtype).replace("torch.", "") if params else None,
         "dls_device": str(getattr(getattr(learn, "dls", None), "device", None)),
         "trained": any(key in state for state in states for key in ("step", "grad_avg", "sqr_avg")),
     }
@@ -243,6 +285,7 @@ def judge_dls(got, expected, tol):
             False,
             f"dls.vocab is {got['vocab'][:12]}; the classes are the folder names '0' to '9' (label each image by its parent folder)",
             kind="values",
+            mistake="labels_not_folders",
         )
     n_train, n_valid = got["n_train"], got["n_valid"]
     if n_train + n_valid != N_IMAGES:
@@ -251,9 +294,19 @@ def judge_dls(got, expected, tol):
         )
     if not 0.1 <= n_valid / N_IMAGES <= 0.4:
         return Verdict(
-            False, f"{n_valid} of the {N_IMAGES} images are in the validation set; hold back about a fifth (valid_pct=0.2)", kind="values"
+            False,
+            f"{n_valid} of the {N_IMAGES} images are in the validation set; hold back about a fifth (valid_pct=0.2)",
+            kind="values",
+            mistake="no_validation" if n_valid == 0 else None,
         )
     shape = got["x_shape"]
+    if len(shape) == 4 and shape[1] == 1:
+        return Verdict(
+            False,
+            f"a batch of images has shape {tuple(shape)}: one grey channel, where the pretrained network expects 3 colour channels",
+            kind="shape",
+            mistake="grey_images",
+        )
     if len(shape) != 4 or shape[1] != 3 or min(shape[2:]) < 16:
         return Verdict(
             False,
@@ -275,7 +328,10 @@ def judge_backbone(got, expected, tol):
         )
     if got["first_conv"] is None:
         return Verdict(
-            False, "learn.model has no convolution layers: create it with vision_learner(dls, glyph_cnn, ...)", kind="not_pretrained"
+            False,
+            "learn.model has no convolution layers: create it with vision_learner(dls, glyph_cnn, ...)",
+            kind="not_pretrained",
+            mistake="own_network",
         )
     sim = similarity(got["first_conv"])
     if sim is None:
@@ -283,6 +339,15 @@ def judge_backbone(got, expected, tol):
         return Verdict(
             False,
             f"the first layer of learn.model has weights of shape {tuple(got['first_conv'].shape)}, glyph_cnn's has {ref}: learn is not built on the glyph_cnn backbone",
+            kind="not_pretrained",
+            mistake="own_network",
+        )
+    if SCRATCH_SIMILARITY <= sim < SIMILARITY_BAR:  # pretrained, then wrecked: a fit that blew up drags the body along
+        return Verdict(
+            False,
+            f"the first layer of learn.model has moved far from the pretrained glyph_cnn weights (cosine similarity {sim:.2f}; "
+            f"fine-tuning keeps it above {SIMILARITY_BAR}, random weights give about 0): the body was trained too hard, for "
+            "example at a learning rate far too large, and lost what it had learned",
             kind="not_pretrained",
         )
     if sim < SIMILARITY_BAR:
@@ -292,9 +357,15 @@ def judge_backbone(got, expected, tol):
             f"fine-tuning keeps it above {SIMILARITY_BAR}, training from random weights gives about 0): this model was trained "
             "from scratch or its weights were replaced. Create the learner with vision_learner(dls, glyph_cnn) and the default pretrained=True",
             kind="not_pretrained",
+            mistake="from_scratch",
         )
     if got.get("n_out") != len(DIGITS):
-        return Verdict(False, f"learn.model ends with {got.get('n_out')} outputs; it needs one per class, {len(DIGITS)}", kind="values")
+        return Verdict(
+            False,
+            f"learn.model ends with {got.get('n_out')} outputs; it needs one per class, {len(DIGITS)}",
+            kind="values",
+            mistake="old_head" if got.get("n_out") == LETTERS else None,
+        )
     return Verdict(True, f"first layer similarity with the pretrained weights: {sim:.2f}")
 
 
@@ -313,6 +384,17 @@ def judge_trained(labels: list[str]):
                 f"learn has not been trained: its optimiser has never taken a step, and it gets {_pct(acc)} of the {len(labels)} held-out "
                 "digits right (guessing gets 10%). Call learn.fine_tune(...) after creating the learner",
                 kind="not_trained",
+                mistake="not_trained",
+            )
+        loss = holdout_loss(got.get("probs"), got.get("vocab"), labels)
+        if loss is not None and loss > DIVERGED_LOSS:
+            return Verdict(
+                False,
+                f"training diverged: learn's loss on the {len(labels)} held-out digits is {loss:.3g} (guessing gives {GUESS_LOSS:.2f}, "
+                f"a fine-tuned model about 0.2): its outputs blew up to huge, confidently wrong scores, and it gets {_pct(acc)} "
+                "right. The learning rate is far too large",
+                kind="diverged",
+                mistake="diverged",
             )
         return Verdict(
             False,
@@ -334,10 +416,27 @@ def judge_export(labels: list[str]):
                 if got.get("elsewhere")
                 else ""
             )
+            if got.get("saved_weights") and not got.get("elsewhere"):
+                return Verdict(
+                    False,
+                    f"model.pkl was not found in the notebook's folder, but {got['saved_weights'][0]} was: learn.save writes only the "
+                    "weights; call learn.export('model.pkl')",
+                    kind="missing_file",
+                    mistake="learn_save",
+                )
             return Verdict(
                 False, f"model.pkl was not found in the notebook's folder: call learn.export('model.pkl').{where}", kind="missing_file"
             )
         if "load_error" in got:
+            holds = got.get("holds")
+            if got.get("holds_tensors") or (type(holds) is str and holds.startswith("torch.nn.")):
+                what = "a dict of weight tensors (a state_dict)" if got.get("holds_tensors") else f"a bare {holds}"
+                return Verdict(
+                    False,
+                    f"load_learner('model.pkl') failed: the file holds {what}, not a Learner. Save it with learn.export('model.pkl')",
+                    kind="exception",
+                    mistake="state_dict",
+                )
             return Verdict(False, f"load_learner('model.pkl') failed: {got['load_error']}", kind="exception")
         if "preds" not in got:
             return Verdict(
@@ -366,6 +465,7 @@ def judge_export(labels: list[str]):
                 f"model.pkl gets only {_pct(acc)} of the held-out digits right, while learn in your notebook gets {_pct(learn_acc)}: "
                 "the file holds an older, untrained state. Call learn.export('model.pkl') after learn.fine_tune(...)",
                 kind="stale_export",
+                mistake="export_before_training",
             )
         return Verdict(
             False,
@@ -375,6 +475,22 @@ def judge_export(labels: list[str]):
         )
 
     return judge
+
+
+def _predict_mistake(bad) -> str | None:
+    """Which classic wrong return value of predict_digit this is: the whole tuple, the index, the scores."""
+    if type(bad) is int:
+        return "returns_index"
+    if type(bad) is not dict:
+        return None
+    kind, numel, length = bad.get("type", ""), bad.get("numel"), bad.get("len")
+    if kind == "builtins.tuple" and length == 3:
+        return "returns_tuple"
+    if kind == "torch.Tensor" and numel == 1:
+        return "returns_index"
+    if (kind == "torch.Tensor" and numel == len(DIGITS)) or (kind in ("builtins.dict", "builtins.list") and length == len(DIGITS)):
+        return "returns_probs"
+    return None
 
 
 def judge_predict_digit(labels: list[str]):
@@ -387,7 +503,10 @@ def judge_predict_digit(labels: list[str]):
             what = bad.get("type", "?") if type(bad) is dict else type(bad).__name__
             shown = bad.get("repr", "") if type(bad) is dict else repr(bad)
             return Verdict(
-                False, f"predict_digit returned a {what} ({shown}); return the label alone, a string such as '7'", kind="wrong_type"
+                False,
+                f"predict_digit returned a {what} ({shown}); return the label alone, a string such as '7'",
+                kind="wrong_type",
+                mistake=_predict_mistake(bad),
             )
         strange = sorted({v for v in values if v not in DIGITS})
         if strange:
@@ -422,48 +541,109 @@ def judge_mixed_precision(got, expected, tol):
         )
     if todo(got):
         return todo(got)
-    problems = []
+    problems, mistake = [], None
+    amp = "MixedPrecision" in got.get("callbacks", [])
     if got.get("model_device") != "cuda":
         problems.append(f"learn.model is on the {got.get('model_device')}, not the GPU ({got.get('gpu')})")
-    if "MixedPrecision" not in got.get("callbacks", []):
+        mistake = "model_on_cpu"
+    if not amp and got.get("model_dtype") == "float16":
+        problems.append(
+            "learn.model's weights are float16 but learn has no MixedPrecision callback: the model was cast by hand (.half()), "
+            "which keeps no float32 master copy and no loss scaling; call learn = learn.to_fp16() instead"
+        )
+        mistake = mistake or "half_by_hand"
+    elif not amp:
         problems.append("learn has no MixedPrecision callback: call learn = learn.to_fp16() before fine_tune")
+        mistake = mistake or "no_fp16"
     if not got.get("trained"):
         problems.append("learn has not been trained")
     if problems:
-        return Verdict(False, "; ".join(problems), kind="behaviour")
+        return Verdict(False, "; ".join(problems), kind="behaviour", mistake=mistake)
     return Verdict(True, f"trained on {got.get('gpu')} with mixed precision ({got.get('amp_mode')})")
+
+
+# ---------------------------------------------------------------------------------------------
+# named misconceptions: recognised by the judges above, explained here (the hint shown for each)
+
+MISTAKES = {
+    "dls": [
+        Mistake("no_validation", "Nothing was held back for validation (valid_pct=0, or a splitter that puts every image in "
+                "the training set): the error_rate you watch while training then measures nothing. Hold back a fifth."),
+        Mistake("grey_images", "The images were read as one grey channel (PILImageBW), but the pretrained network was trained "
+                "on 3-channel images: keep the default PILImage, which gives 3 channels."),
+        Mistake("labels_not_folders", "The labels do not come from the folder names: each image's label is the name of the "
+                "folder it is in (parent_label), which is what from_folder uses."),
+    ],
+    "pretrained": [
+        Mistake("from_scratch", "The network starts from random weights (pretrained=False, or weights re-initialised): that "
+                "is training from scratch. Fine-tuning starts from the weights glyph_cnn learned on letters."),
+        Mistake("old_head", "The model still ends in glyph_cnn's own 26-letter classifier. vision_learner cuts that head off "
+                "and adds a new one with one output per digit."),
+        Mistake("own_network", "learn is not built on the glyph_cnn backbone: a network of your own learns from nothing. "
+                "Pass glyph_cnn to vision_learner."),
+    ],
+    "fine_tune": [
+        Mistake("not_trained", "The learner was created but never trained: nothing called fine_tune (or fit) on it."),
+        Mistake("diverged", "The loss blew up during training: the learning rate is so large that each step overshoots. "
+                "Use a rate like the lesson's (learn.lr_find() suggests one)."),
+    ],
+    "export": [
+        Mistake("export_before_training", "model.pkl was written before fine-tuning, so it holds the untrained model: "
+                "export after training."),
+        Mistake("state_dict", "model.pkl holds only the network's weights (torch.save of the model or its state_dict). "
+                "An application also needs the data pipeline and vocab: learn.export saves the whole Learner."),
+        Mistake("learn_save", "learn.save writes the weights (and optimiser state) to models/*.pth, for resuming training; "
+                "an application needs the file learn.export writes."),
+    ],
+    "predict_digit": [
+        Mistake("returns_tuple", "predict gives back three things - the label, its index and the probabilities: "
+                "return only the first, the label."),
+        Mistake("returns_index", "That is the position of the label in the vocab, not the label: return the first "
+                "of the three things predict gives back."),
+        Mistake("returns_probs", "Those are the scores of all ten classes: return the label of the most likely one, "
+                "the first of the three things predict gives back."),
+    ],
+    "mixed_precision": [
+        Mistake("no_fp16", "On a GPU the learner should train in mixed precision, and nothing switched it on: "
+                "call learn.to_fp16() before training."),
+        Mistake("half_by_hand", "Casting the model to float16 by hand (.half()) keeps no float32 master copy of the "
+                "weights and no loss scaling, so small updates vanish: let learn.to_fp16() do it."),
+        Mistake("model_on_cpu", "The model was left on (or moved back to) the CPU although a GPU is there: fastai moves "
+                "the model and the batches to the GPU by itself."),
+    ],
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
 # checks
 
 
-@check("dls", callables=())
+@check("dls", callables=(), mistakes=MISTAKES["dls"])
 def dls_cases(rng):
     yield Case.call(probe=probe_dls, judge=judge_dls, reference=False, label="the DataLoaders", show="dls: vocab, split sizes, one batch")
 
 
-@check("pretrained", requires=("learn",), callables=())
+@check("pretrained", requires=("learn",), callables=(), mistakes=MISTAKES["pretrained"])
 def pretrained_cases(rng):
     yield Case.call(probe=probe_backbone, judge=judge_backbone, reference=False, label="the backbone",
                     show="learn.model's first layer vs the shipped glyph_cnn weights")  # fmt: skip
 
 
-@check("fine_tune", requires=("learn",), callables=())
+@check("fine_tune", requires=("learn",), callables=(), mistakes=MISTAKES["fine_tune"])
 def fine_tune_cases(rng):
     images, labels = holdout()
     yield Case.call(images, "trained", probe=probe_holdout, judge=judge_trained(labels), reference=False,
                     label="held-out digits", show=f"learn on {len(labels)} held-out digits")  # fmt: skip
 
 
-@check("export", requires=(), callables=())
+@check("export", requires=(), callables=(), mistakes=MISTAKES["export"])
 def export_cases(rng):
     images, labels = holdout()
     yield Case.call(images, "export", probe=probe_holdout, judge=judge_export(labels), reference=False,
                     label="held-out digits", show=f"load_learner('model.pkl') on {len(labels)} held-out digits")  # fmt: skip
 
 
-@check("predict_digit")
+@check("predict_digit", mistakes=MISTAKES["predict_digit"])
 def predict_digit_cases(rng):
     images, labels = holdout()
     sample = sorted(rng.py.sample(range(len(labels)), PREDICT_SAMPLE))
@@ -472,7 +652,7 @@ def predict_digit_cases(rng):
                     reference=False, random=True, label="held-out files", show=f"predict_digit(path) on {len(sample)} held-out PNG files")  # fmt: skip
 
 
-@check("mixed_precision", requires=("learn",), callables=())
+@check("mixed_precision", requires=("learn",), callables=(), mistakes=MISTAKES["mixed_precision"])
 def mixed_precision_cases(rng):
     yield Case.call(probe=probe_mixed_precision, judge=judge_mixed_precision, reference=False, label="training set-up",
                     show="learn's device and callbacks")  # fmt: skip
