@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DrillFormatError, LearnError, QuizAnswersError
+from .yamlfile import load_yaml
 
 __all__ = ["Drill", "DrillResult", "load_drills", "parse_prediction", "judge", "DrillRunner", "run_drills", "DRILL_SCHEMA"]
 
@@ -522,13 +523,8 @@ def _plain(value):
 
 
 def parse_answers(text: str, source: str, drills: list[Drill]) -> dict[str, object]:
-    import yaml
 
-    try:
-        data = yaml.safe_load(text)
-    except Exception as exc:
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QuizAnswersError(f"{source}: not valid YAML: {problem}") from None
+    data = load_yaml(text, source, QuizAnswersError)
     if not isinstance(data, dict):
         raise QuizAnswersError(f"{source}: an answers file is a mapping of drill id to prediction, e.g. `view-flat: (12, 784)`")
     by_id = {d.id: d for d in drills}

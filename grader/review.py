@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LearnError, QuizAnswersError
+from .yamlfile import load_yaml
 
 __all__ = ["now", "record_items", "due_items", "due_forecast", "ReviewItem", "run_review", "REVIEW_SCHEMA", "KINDS"]
 
@@ -372,13 +373,8 @@ def _ask_rating(read_line, console, default: int) -> int:
 
 
 def _parse_review_answers(text: str, source: str) -> dict[str, dict]:
-    import yaml
 
-    try:
-        data = yaml.safe_load(text)
-    except Exception as exc:
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QuizAnswersError(f"{source}: not valid YAML: {problem}") from None
+    data = load_yaml(text, source, QuizAnswersError)
     if not isinstance(data, dict):
         raise QuizAnswersError(f"{source}: a review answers file maps KIND:PACK:ID to an answer (or {{answer: ..., rating: 1-4}})")
     out = {}

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LearnError, QuizAnswersError, QuizFormatError, UnknownQuizError
+from ..yamlfile import load_yaml
 
 __all__ = [
     "Question",
@@ -197,17 +198,11 @@ def _text(value) -> bool:
 
 def parse_quiz(text: str, source: str = "<quiz>") -> Quiz:
     """Parse and validate a quiz file's text. Raises QuizFormatError (naming `source`) and nothing else."""
-    import yaml
-
     if not isinstance(text, str):
         raise QuizFormatError(f"{source}: a quiz must be text")
     if len(text) > MAX_QUIZ_CHARS:
         raise QuizFormatError(f"{source}: too large for a quiz ({len(text):,} characters)")
-    try:
-        data = yaml.safe_load(text)
-    except Exception as exc:  # YAMLError, and the odd ValueError/RecursionError of hostile input
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QuizFormatError(f"{source}: not valid YAML: {problem}") from None
+    data = load_yaml(text, source, QuizFormatError)
     default_id = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source).stem) or "quiz"
     if isinstance(data, list):
         data = {"questions": data}
@@ -764,13 +759,7 @@ class QuizReport:
 
 def parse_answers(text: str, source: str, quiz: Quiz) -> dict[str, object]:
     """An answers file: a YAML mapping of question id -> answer (or such a mapping under `answers:`)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except Exception as exc:
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QuizAnswersError(f"{source}: not valid YAML: {problem}") from None
+    data = load_yaml(text, source, QuizAnswersError)
     if isinstance(data, dict) and set(data) == {"answers"} and isinstance(data["answers"], dict):
         data = data["answers"]
     if not isinstance(data, dict):

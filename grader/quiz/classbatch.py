@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import QuizAnswersError
+from ..yamlfile import load_yaml
 
 __all__ = ["ClassResult", "StudentResult", "grade_class", "parse_overrides", "QUIZ_ANSWERS_SCHEMA"]
 
@@ -62,13 +63,8 @@ class ClassResult:
 
 def parse_overrides(text: str, source: str, quiz) -> dict[str, dict[str, dict]]:
     """student -> question -> override; raises QuizAnswersError naming the entry."""
-    import yaml
 
-    try:
-        data = yaml.safe_load(text)
-    except Exception as exc:
-        raise QuizAnswersError(f"{source}: not valid YAML: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from None
-    data = data or {}
+    data = load_yaml(text, source, QuizAnswersError) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise QuizAnswersError(f"{source}: overrides are a mapping of student -> question id -> override")
     ids = {q.id for q in quiz.questions}
