@@ -158,7 +158,9 @@ def combine(written: CheckResult, isolated: CheckResult | None, deps: list[str],
         message = blame
     else:
         blamed = failing
-        blame = f"`{written.name}` is wrong on its own too (checked with a correct {helpers})." if failing else ""
+        mistake = verdict(isolated)["mistake"]
+        named = f"; it matches the known mistake `{mistake}` (see the hint)" if mistake else ""
+        blame = f"`{written.name}` is wrong on its own too (checked with a correct {helpers}){named}." if failing else ""
         message = f"{blame[:-1]}: {isolated.message}" if blame else isolated.message
     scored = isolated if policy == "isolated" else written
     out = CheckResult(**{**scored.__dict__})

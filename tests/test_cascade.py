@@ -189,6 +189,7 @@ def test_known_mistake_is_named_on_the_isolated_result(graded):
     assert any(c.mistake == "no_zero_grad" for c in f.cases)
     assert f.blamed_on == ["mse"]
     assert f.message.startswith("`fit_quad` is wrong on its own too (checked with a correct `mse`)")
+    assert "known mistake `no_zero_grad`" in f.blame  # named in the verdict line, explained in the hint
     assert "never resets the gradients" in f.hint  # the misconception's explanation is the hint shown
 
 
