@@ -62,11 +62,26 @@ WRONG = {
                            "        self.params, self.lr = list(params), lr\n    def step(self):\n        for p in self.params:\n"
                            "            p.data -= p.grad.data * self.lr\n    def zero_grad(self):\n        pass\n"},
                            "no_zero_grad", "does nothing"),
+    "optim_uphill": ("BasicOptim", {"class BasicOptim:": "class BasicOptim:\n    def __init__(self, params, lr):\n"
+                     "        self.params, self.lr = list(params), lr\n    def step(self):\n        for p in self.params:\n"
+                     "            p.data += p.grad.data * self.lr\n    def zero_grad(self):\n        for p in self.params:\n"
+                     "            p.grad = None\n"},
+                     "uphill", "subtract"),
     "net_no_relu": ("simple_net", {"simple_net = nn.Sequential(": "simple_net = nn.Sequential(nn.Linear(784, 64), nn.Linear(64, 10))"},
                     "layers", "ReLU"),
     "net_one_output": ("simple_net", {"simple_net = nn.Sequential(": "simple_net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 1))"},
                        "shape", "ten scores"),
     "fit_no_zero_grad": ("fit", {"class Learner:": LEARNER_OK.format(zero_grad="pass", split="valid")}, "no_zero_grad", "zero_grad"),
+    "fit_one_epoch": ("fit", {"class Learner:": LEARNER_OK.format(zero_grad="self.opt.zero_grad()", split="valid").replace(
+                      "        for epoch in range(epochs):\n            for xb, yb in self.dls.train:\n                loss = self.loss_func(self.model(xb), yb)\n"
+                      "                loss.backward()\n                self.opt.step()\n                self.opt.zero_grad()",
+                      "        for xb, yb in self.dls.train:\n            loss = self.loss_func(self.model(xb), yb)\n"
+                      "            loss.backward()\n            self.opt.step()\n            self.opt.zero_grad()")},
+                      "one_epoch", "range(epochs)"),
+    "validate_last_batch": ("validate", {"class Learner:": LEARNER_OK.format(zero_grad="self.opt.zero_grad()", split="valid").replace(
+                            "            accs = [(self.model(xb).argmax(dim=-1) == yb).float().mean() for xb, yb in self.dls.valid]",
+                            "            accs = [(self.model(xb).argmax(dim=-1) == yb).float().mean() for xb, yb in list(self.dls.valid)[-1:]]")},
+                            "last_batch", "every batch"),
     "validate_on_train": ("validate", {"class Learner:": LEARNER_OK.format(zero_grad="self.opt.zero_grad()", split="train")},
                           "on_train", "dls.valid"),
     "not_trained": ("ten_digits", {"learn.fit(20, lr=0.2)": "dls = DataLoaders(train_x[:64].split(32), valid_x[:64].split(32))\n"

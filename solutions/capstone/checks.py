@@ -240,6 +240,43 @@ class BasicOptimNoZeroGrad:
         pass
 
 
+class BasicOptimUphill:
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+
+    def step(self, *args, **kwargs):
+        for p in self.params:
+            p.data += p.grad.data * self.lr
+
+    def zero_grad(self, *args, **kwargs):
+        for p in self.params:
+            p.grad = None
+
+
+class LearnerOneEpoch:
+    def __init__(self, dls, model, loss_func=None, opt_func=None):
+        self.dls, self.model, self.loss_func, self.opt_func = dls, model, loss_func, opt_func
+
+    def fit(self, epochs, lr):
+        self.opt = self.opt_func(self.model.parameters(), lr)
+        for xb, yb in self.dls.train:
+            self.loss_func(self.model(xb), yb).backward()
+            self.opt.step()
+            self.opt.zero_grad()
+
+
+class LearnerValidatesLastBatch:
+    def __init__(self, dls, model, loss_func=None, opt_func=None):
+        self.dls, self.model, self.loss_func, self.opt_func = dls, model, loss_func, opt_func
+
+    def validate(self):
+        import torch
+
+        with torch.no_grad():
+            xb, yb = list(self.dls.valid)[-1]
+            return round((self.model(xb).argmax(dim=-1) == yb).float().mean().item(), 4)
+
+
 class LearnerNoZeroGrad:
     def __init__(self, dls, model, loss_func=None, opt_func=None):
         self.dls, self.model, self.loss_func, self.opt_func = dls, model, loss_func, opt_func
@@ -465,6 +502,8 @@ def cross_entropy_cases(rng):
     mistakes=[
         Mistake("no_zero_grad", "Your zero_grad() does nothing: PyTorch adds new gradients to old ones, so each step would "
                 "follow the sum of every gradient so far. Set each p.grad to None.", BasicOptimNoZeroGrad),
+        Mistake("uphill", "Your step() adds the gradient: that climbs the loss. The gradient points uphill, so "
+                "subtract lr times it to go down.", BasicOptimUphill),
     ],
 )  # fmt: skip
 def basic_optim_cases(rng):
@@ -489,6 +528,8 @@ def _batches(rng, n_batches, size):
     mistakes=[
         Mistake("no_zero_grad", "fit never clears the gradients: call self.opt.zero_grad() after each self.opt.step(), or "
                 "every step follows the sum of all gradients so far.", replace={"Learner": LearnerNoZeroGrad}),
+        Mistake("one_epoch", "fit went through the training batches once, whatever `epochs` said: loop over "
+                "range(epochs) around the loop over the batches.", replace={"Learner": LearnerOneEpoch}),
     ],
 )  # fmt: skip
 def fit_cases(rng):
@@ -503,6 +544,8 @@ def fit_cases(rng):
     mistakes=[
         Mistake("on_train", "validate() measured the training batches; the accuracy that matters is on dls.valid.",
                 replace={"Learner": LearnerValidatesOnTrain}),
+        Mistake("last_batch", "validate() returned the accuracy of the last validation batch only; average over "
+                "every batch of dls.valid.", replace={"Learner": LearnerValidatesLastBatch}),
     ],
 )  # fmt: skip
 def validate_cases(rng):
