@@ -72,7 +72,11 @@ VARIANTS = {
         "seconds_per_sample": timing(grad="pass"),
         "pareto_front": PARETO.format(rule="a[0] <= b[0] and a[1] >= b[1] and (a[0] < b[0] or a[1] > b[1])", order="front"),
     },
-    "d": {"seconds_per_sample": timing(result="statistics.median(times)")},
+    "d": {
+        "seconds_per_sample": timing(result="statistics.median(times)"),
+        "layer_summary": "def layer_summary(model, path):\n    m = model.get_submodule(path)\n"
+        "    return path, str(type(m)), {n: tuple(p.shape) for n, p in m.named_parameters()}",
+    },
 }
 # (variant, check) -> mistake name (recognised by the Mistake mechanism) or failure kind (named by the judge)
 EXPECTED = {
@@ -90,6 +94,7 @@ EXPECTED = {
     ("c", "seconds_per_sample"): "autograd",
     ("c", "pareto_front"): "unsorted",
     ("d", "seconds_per_sample"): "total",
+    ("d", "layer_summary"): "class_repr",
     ("e", "results"): "keys",
 }
 

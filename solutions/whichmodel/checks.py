@@ -183,6 +183,11 @@ def layer_summary_direct(model, path):
     return path, type(module).__name__, {name: tuple(p.shape) for name, p in module.named_parameters(recurse=False)}
 
 
+def layer_summary_class_repr(model, path):
+    module = model.get_submodule(path)
+    return path, str(type(module)), {name: tuple(p.shape) for name, p in module.named_parameters()}
+
+
 def accuracy_batch_mean(model, dl):
     import torch
 
@@ -361,6 +366,8 @@ def count_parameters_cases(rng):
     mistakes=[
         Mistake("direct_only", "You listed only the parameters held by the module itself (recurse=False); include those of "
                 "its sub-modules, as named_parameters() does by default.", layer_summary_direct),
+        Mistake("class_repr", "You gave the class as str(type(m)), \"<class '...'>\"; the summary wants its plain name "
+                "(Conv2d, Linear), which type(m).__name__ gives.", layer_summary_class_repr),
     ],
 )  # fmt: skip
 def layer_summary_cases(rng):
