@@ -284,3 +284,43 @@ def test_a_large_roster_shows_every_link_and_the_session_cookie_stays_small(tmp_
     assert all(len(c.value or "") < 3000 for c in prof.cookies.jar)  # browsers drop cookies over 4 kB
     link = response.text.split("<code>")[1].split("</code>")[0]
     assert course.redeem(link.rsplit("/", 1)[1])["name"] == "student000"
+
+
+def test_instructor_changes_due_date_and_late_policy_after_creation(tmp_path, monkeypatch):
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+    from grader.server.course import DAY
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path)
+    app = build_app(course)
+    prof = signed_in(app, course, ids["instructor"])
+    with course.db.transaction() as tx:
+        tx.run("UPDATE submissions SET state = 'graded', points = 3, max_points = 3 WHERE id = ?", ids["sid"])
+    page = prof.get("/staff/a/squares").text
+    assert 'action="/staff/a/squares/settings"' in page  # the form is on the instructor's page
+    assert prof.get("/staff/a/squares").status_code == 200
+    yesterday = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 1.5 * DAY))
+    form = {"csrf": session_csrf(prof), "due": yesterday, "percent_per_day": "10", "cap": "30", "max_submissions": "5",
+            "hidden_policy": "always"}  # fmt: skip
+    prof.post("/staff/a/squares/settings", data=form)
+    a = course.assignment("squares")
+    assert a["late_percent_per_day"] == 10 and a["late_cap_percent"] == 30 and a["max_submissions"] == 5
+    assert a["hidden_policy"] == "always" and a["due_at"] < time.time()
+    graded = course.with_grade(course.submission(ids["sid"]))
+    assert graded["late_penalty"] == 20  # two started days late at 10% a day: the new policy applies at once
+    entry = course.db.one("SELECT * FROM audit WHERE action = 'assignment_settings'")
+    assert entry is not None and '"late_percent_per_day": 10' in entry["detail"]
+    # bad input: a clear message, nothing changed
+    for bad in ({"cap": "250"}, {"percent_per_day": "lots"}, {"hidden_policy": "sometimes"}, {"due": "tomorrow"}, {}):
+        response = prof.post("/staff/a/squares/settings", data={"csrf": session_csrf(prof), **bad}, headers={"Accept": "application/json"})
+        assert response.status_code == 400 and response.json()["error"], bad
+    assert course.assignment("squares") == a
+    # a blank due date means none: nobody is late
+    prof.post("/staff/a/squares/settings", data={"csrf": session_csrf(prof), "due": ""})
+    assert course.assignment("squares")["due_at"] is None
+    assert course.with_grade(course.submission(ids["sid"]))["late_penalty"] == 0
+    # a TA sees the page but not the form, and cannot post it
+    ta = signed_in(app, course, ids["ta"])
+    assert 'action="/staff/a/squares/settings"' not in ta.get("/staff/a/squares").text

@@ -27,7 +27,7 @@ EXPECTED = {
     "staff": STAFF, "staff_queue": STAFF, "staff_assignment": STAFF, "staff_student": STAFF, "staff_override": STAFF,
     "staff_regrade": STAFF, "staff_regrade_all": STAFF, "staff_extension": STAFF, "staff_export": STAFF, "staff_manual": STAFF,
     "staff_manual_grade": STAFF,
-    "create_assignment": INSTRUCTOR, "publish": INSTRUCTOR, "roster": INSTRUCTOR, "add_ta": INSTRUCTOR,
+    "create_assignment": INSTRUCTOR, "publish": INSTRUCTOR, "assignment_settings": INSTRUCTOR, "roster": INSTRUCTOR, "add_ta": INSTRUCTOR,
 }  # fmt: skip
 
 

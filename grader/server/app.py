@@ -56,6 +56,7 @@ ROUTES: list[tuple[str, Callable, list[str]]] = [
     ("/staff/tas", views.add_ta, ["POST"]),
     ("/staff/a/{slug}", views.staff_assignment, ["GET"]),
     ("/staff/a/{slug}/publish", views.publish, ["POST"]),
+    ("/staff/a/{slug}/settings", views.assignment_settings, ["POST"]),
     ("/staff/a/{slug}/regrade", views.staff_regrade_all, ["POST"]),
     ("/staff/a/{slug}/extension", views.staff_extension, ["POST"]),
     ("/staff/a/{slug}/export/{fmt}", views.staff_export, ["GET"]),

@@ -73,6 +73,7 @@ RULES: dict[str, Rule] = {
     "staff_manual_grade": STAFF_ONLY,
     "create_assignment": INSTRUCTOR,
     "publish": INSTRUCTOR,
+    "assignment_settings": INSTRUCTOR,
     "roster": INSTRUCTOR,
     "add_ta": INSTRUCTOR,
 }

@@ -309,8 +309,12 @@ async def staff_assignment(request: Request):
     rows = [{**c.with_grade(r), "total": totals.get(r["id"])} for r in c.latest(a["slug"])]
     records = [r for r in all_records if r.state == "graded"]
     checks = summarise(records).checks if records else []
+    from .course import HIDDEN_POLICIES
+
+    due_input = dt.datetime.fromtimestamp(a["due_at"], dt.UTC).strftime("%Y-%m-%dT%H:%M") if a["due_at"] else ""
     return page(request, "staff_assignment.html", title=a["title"], a=a, rows=rows, checks=checks, due_text=when(a["due_at"]),
-                policy=policy(a))  # fmt: skip
+                policy=policy(a), instructor=request.state.user["role"] == "instructor", due_input=due_input,
+                hidden_policies=HIDDEN_POLICIES)  # fmt: skip
 
 
 async def staff_student(request: Request):
@@ -448,6 +452,31 @@ async def create_assignment(request: Request):
         str(form.get("hidden_policy") or "after_due"),
     )  # fmt: skip
     return back(request, "/staff", f"assignment {slug} created (not published yet)")
+
+
+async def assignment_settings(request: Request):
+    """The instructor changes the due date (blank: none), late policy, limit or hidden-check policy."""
+    form = await request.form()
+    slug = request.path_params["slug"]
+    c = course(request)
+    if c.assignment(slug) is None:
+        return back(request, "/staff", "no such assignment")
+    changes: dict = {}
+    if "due" in form:
+        changes["due_at"] = parse_due(str(form.get("due", "")))
+    if form.get("percent_per_day") not in (None, ""):
+        changes["late_percent_per_day"] = number(form.get("percent_per_day"), "late % per day")
+    if form.get("cap") not in (None, ""):
+        changes["late_cap_percent"] = number(form.get("cap"), "cap")
+    if "max_submissions" in form:
+        limit = number(form.get("max_submissions"), "submission limit")
+        changes["max_submissions"] = int(limit) if limit else None
+    if form.get("hidden_policy"):
+        changes["hidden_policy"] = str(form.get("hidden_policy"))
+    if not changes:
+        raise LearnError("nothing to change: give a due date, a late policy, a submission limit or a hidden-check policy")
+    c.update_assignment(uid(request), slug, **changes)
+    return back(request, f"/staff/a/{slug}", "settings saved")
 
 
 async def publish(request: Request):
