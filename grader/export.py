@@ -118,7 +118,25 @@ def _fmt(value: float) -> int | float:
 # Gradescope
 
 
-def gradescope_results(record: SubmissionRecord) -> dict:
+def _manual_test(m, number: str) -> dict:
+    """A hand-graded item as a Gradescope test: its points once graded, 0 and "needs grading" before."""
+    graded = m.state == "graded"
+    output = (f"{m.points:g}/{m.max_points:g} points, graded by hand" + (f"\n{m.comment}" if m.comment else "")) if graded else (
+        "needs grading by hand")  # fmt: skip
+    return {
+        "name": f"{m.notebook}: {m.title or m.item} (graded by hand)",
+        "number": number,
+        "score": m.points if graded else 0.0,
+        "max_score": m.max_points,
+        "status": "passed" if graded and m.points == m.max_points else "failed",
+        "output": visible(output),  # the comment is the instructor's, but stays inert like everything else
+        "output_format": "text",
+        "tags": ["manual", "graded" if graded else "pending"],
+        "visibility": "after_published",
+    }
+
+
+def gradescope_results(record: SubmissionRecord, manual: list | None = None) -> dict:
     """Gradescope's results.json for one submission (keys as in Gradescope's autograder spec:
     top-level score, execution_time, output, visibility, stdout_visibility, extra_data, tests;
     per test name, number, score, max_score, status, output, tags, visibility).
@@ -144,12 +162,17 @@ def gradescope_results(record: SubmissionRecord) -> dict:
                     "tags": [t for t in (check.kind, "hidden" if check.hidden else None) if t],
                     "visibility": "after_published" if check.hidden else "visible",
                 })  # fmt: skip
-    lines = [f"{record.assignment}: {record.points:g}/{record.max_points:g} points"]
+    manual = manual or []
+    tests += [_manual_test(m, f"manual.{k}") for k, m in enumerate(manual, 1)]
+    given = sum(m.points or 0.0 for m in manual if m.state == "graded")
+    pending = sum(m.max_points for m in manual if m.state != "graded")
+    lines = [f"{record.assignment}: {record.points + given:g}/{record.max_points + sum(m.max_points for m in manual):g} points"
+             + (f" ({pending:g} still to be graded by hand)" if pending else "")]  # fmt: skip
     lines += [f"- {p}" for p in record.problems]
     if record.error:
         lines.append(f"- {record.error}")
     return {
-        "score": record.points,
+        "score": record.points + given,
         "execution_time": round(record.duration, 2),
         "output": visible("\n".join(lines)),  # problems and errors quote learners' file names
         "output_format": "text",
@@ -167,14 +190,16 @@ def gradescope_results(record: SubmissionRecord) -> dict:
     }
 
 
-def write_gradescope(records: list[SubmissionRecord], out_dir: Path) -> list[Path]:
-    """OUT/<student>/results.json for each student (one assignment per export)."""
+def write_gradescope(records: list[SubmissionRecord], out_dir: Path, manual_rows: dict | None = None) -> list[Path]:
+    """OUT/<student>/results.json for each student (one assignment per export); answers graded by
+    hand are tests of their own (0 and "needs grading" until graded)."""
     _one_assignment(records, "gradescope")
     written = []
     for record in records:
         path = Path(out_dir) / safe_name(record.student) / "results.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(gradescope_results(record), indent=2) + "\n", encoding="utf-8")
+        manual = (manual_rows or {}).get((record.student, record.assignment), [])
+        path.write_text(json.dumps(gradescope_results(record, manual), indent=2) + "\n", encoding="utf-8")
         written.append(path)
     return written
 
@@ -189,10 +214,11 @@ def _one_assignment(records: list[SubmissionRecord], what: str) -> None:
 # JUnit XML
 
 
-def junit_xml(records: list[SubmissionRecord]) -> str:
+def junit_xml(records: list[SubmissionRecord], manual_rows: dict | None = None) -> str:
     """JUnit XML: <testsuites> with one <testsuite> per student's submission and one <testcase>
     per check (classname student.notebook); failed checks get <failure>, errors and timeouts
-    <error>, skipped ones <skipped>. One document for the class, as CI systems ingest one file."""
+    <error>, skipped ones <skipped>. One document for the class, as CI systems ingest one file.
+    Answers graded by hand are test cases too: <skipped> until graded, then their points."""
     root = ET.Element("testsuites", name=xml_text(f"learn grade: {', '.join(sorted({r.assignment for r in records}))}"))
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for record in records:
@@ -220,6 +246,21 @@ def junit_xml(records: list[SubmissionRecord]) -> str:
                 counts["skipped"] += 1
                 ET.SubElement(case, "skipped", message=first)
             ET.SubElement(case, "system-out").text = xml_text(f"{check.points:g}/{check.max_points:g} points")
+        for m in (manual_rows or {}).get((record.student, record.assignment), []):
+            counts["tests"] += 1
+            case = ET.SubElement(suite, "testcase", name=xml_text(f"{m.item} (graded by hand)"),
+                                 classname=xml_text(f"{record.student}.{Path(m.notebook).stem}"), time="0.000")  # fmt: skip
+            if m.state != "graded":
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message="needs grading by hand")
+                continue
+            if (m.points or 0.0) < m.max_points:
+                counts["failures"] += 1
+                ET.SubElement(case, "failure", message=f"{m.points:g}/{m.max_points:g} points", type="manual").text = xml_text(
+                    m.comment or ""
+                )
+            ET.SubElement(case, "system-out").text = xml_text(f"{m.points:g}/{m.max_points:g} points, graded by hand"
+                                                              + (f"\n{m.comment}" if m.comment else ""))  # fmt: skip
         notes = record.problems + ([record.error] if record.error else [])
         if notes:
             ET.SubElement(suite, "system-err").text = xml_text("\n".join(notes))
@@ -245,7 +286,7 @@ def _manual_export(gb: Gradebook, fmt: str, assignment: str | None, students: li
         if not manual.rows(gb, assignment, students):
             raise GradebookError(f"the gradebook {gb.path} holds no answers graded by hand" + (f" for {assignment}" if assignment else ""))
         return manual.export_csv(gb, assignment, students)
-    if fmt in ("feedback", "csv"):
+    if fmt in ("feedback", "csv", "gradescope", "junit"):
         by: dict[tuple[str, str], list] = {}
         for row in manual.rows(gb, assignment, students):
             by.setdefault((row.student, row.assignment), []).append(row)
@@ -288,14 +329,15 @@ def export(gradebook_path: Path, fmt: str, out: Path | None, assignment: str | N
     elif fmt in ("gradescope", "feedback"):
         if out is None:
             if fmt == "gradescope" and len(records) == 1:
-                return json.dumps(gradescope_results(records[0]), indent=2) + "\n", []
+                manual = (extra or {}).get((records[0].student, records[0].assignment), [])
+                return json.dumps(gradescope_results(records[0], manual), indent=2) + "\n", []
             raise LearnError(f"--format {fmt} writes one file per student: give --out DIR" +
                              (" (or --student NAME for one results.json on stdout)" if fmt == "gradescope" else ""))  # fmt: skip
         if out.exists() and not out.is_dir():
             raise LearnError(f"--out {out} must be a folder for --format {fmt}")
-        return None, (write_gradescope(records, out) if fmt == "gradescope" else write_feedback(records, out, extra))
+        return None, (write_gradescope(records, out, extra) if fmt == "gradescope" else write_feedback(records, out, extra))
     else:
-        text = csv_text(records, extra) if fmt == "csv" else junit_xml(records)
+        text = csv_text(records, extra) if fmt == "csv" else junit_xml(records, extra)
     if out is None:
         return text, []
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -391,6 +391,38 @@ def test_grades_are_recorded_and_audited_with_the_previous_value(manual_book, tm
     assert audit(gb)[-1][1:] == ("learn grade", "ann", "ps_errors", "units", "graded", 2.0, "regraded", "needs grading", None, None)
 
 
+def test_gradescope_and_junit_exports_count_hand_graded_items(manual_book, tmp_path):
+    """Pending items: 0 points and "needs grading" (Gradescope), <skipped> (JUnit); graded ones
+    their points and comment; the comment stays inert."""
+    import xml.etree.ElementTree as ET
+
+    from grader.export import gradescope_results, junit_xml
+    from grader.gradebook import SubmissionRecord
+    from grader.manual import import_grades, rows
+
+    gb, _, _ = manual_book
+    import_grades(gb, _grades_file(tmp_path, [("ann", "ps_errors", "units", 1.5, "<b>half</b> right")]), who="ta1")
+    by: dict = {}
+    for row in rows(gb):
+        by.setdefault((row.student, row.assignment), []).append(row)
+    record = SubmissionRecord(1, "ann", "ps_errors", "graded", "failed", 3.0, 3.0, 1.0, None, None, [], None, "", "", "")
+    ann = by[("ann", "ps_errors")]
+    result = gradescope_results(record, ann)
+    hand = [t for t in result["tests"] if "manual" in t["tags"]]
+    assert len(hand) == len(ann) and result["score"] == 3.0 + 1.5
+    units = next(t for t in hand if "graded" in t["tags"])
+    assert units["score"] == 1.5 and units["max_score"] == 2 and "<b>half</b> right" in units["output"]
+    assert all(t["score"] == 0 and "needs grading" in t["output"] for t in hand if t is not units)
+    assert "still to be graded by hand" in result["output"]
+    root = ET.fromstring(junit_xml([record], by))
+    cases = root.findall(".//testcase")
+    assert len(cases) == len(ann)
+    assert len(root.findall(".//testcase/skipped")) == len(ann) - 1
+    failed = root.findall(".//testcase/failure")
+    assert len(failed) == 1 and failed[0].get("message") == "1.5/2 points" and failed[0].text == "<b>half</b> right"
+    assert gradescope_results(record)["score"] == 3.0  # without manual rows: as before
+
+
 def test_a_schema_1_gradebook_gains_the_manual_tables(tmp_path):
     import sqlite3
 
