@@ -106,7 +106,7 @@ def _owner_dead(owner: str | None) -> bool:
         return True
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != socket.gethostname() or not pid_text.isdecimal():
         return False
     pid = int(pid_text)
     if pid == os.getpid():

@@ -459,7 +459,7 @@ def _process_table() -> dict[int, int]:
     table: dict[int, int] = {}
     if os.path.isdir("/proc"):
         for entry in os.listdir("/proc"):
-            if not entry.isdigit():
+            if not entry.isdecimal():
                 continue
             try:
                 with open(f"/proc/{entry}/stat") as f:
@@ -478,7 +478,7 @@ def _process_table() -> dict[int, int]:
             return table
         for line in out.splitlines():
             parts = line.split()
-            if len(parts) >= 3 and parts[0].isdigit() and parts[1].isdigit() and not parts[2].startswith("Z"):
+            if len(parts) >= 3 and parts[0].isdecimal() and parts[1].isdecimal() and not parts[2].startswith("Z"):
                 table[int(parts[0])] = int(parts[1])
     return table
 

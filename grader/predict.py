@@ -222,7 +222,7 @@ def parse_prediction(drill: Drill, raw) -> object:
             raise PredictionError("type a number, True/False, or a (nested) list of them")
         return value
     choices = drill.choices
-    if text.isdigit() and 1 <= int(text) <= len(choices):
+    if text.isdecimal() and 1 <= int(text) <= len(choices):  # isdecimal: "²" is a digit, but int() refuses it
         return choices[int(text) - 1]
     squashed = re.sub(r"\s+", "", text.casefold())
     for option in choices:

@@ -269,7 +269,7 @@ def _is_root() -> bool:
 def _count_tasks(uid: int) -> int:
     total = 0
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdecimal():
             continue
         try:
             if os.stat(f"/proc/{entry}").st_uid == uid:

@@ -198,7 +198,7 @@ def decode(obj, _depth=0, _budget=None):
         return obj["v"]
     if tag == "int":
         v = obj.get("v")
-        if type(v) is str and len(v) < 400 and v.lstrip("-").isdigit():
+        if type(v) is str and len(v) < 400 and v.lstrip("-").isdecimal():
             return int(v)
         if type(v) is not int:
             raise WireError("int value must be an integer")

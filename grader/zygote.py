@@ -271,7 +271,7 @@ def descendants() -> list[int]:
     me = os.getpid()
     found = []
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not entry.isdigit():
+        if not entry.isdecimal():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:

@@ -9,7 +9,7 @@ import sqlite3
 import nbformat
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from grader.cli import cli
@@ -132,6 +132,7 @@ def test_machinery_failure_is_not_the_learners():
     assert not result.graded and not result.correct and "no kernel" in result.message
 
 
+@example("choice", "²")  # isdigit() says yes, int() says no: found by this test in CI
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(["shape", "dtype", "value", "choice", "raises"]),
        st.one_of(st.text(max_size=30), st.integers(), st.floats(allow_nan=True), st.lists(st.integers(), max_size=3), st.none()))  # fmt: skip

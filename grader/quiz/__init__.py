@@ -436,7 +436,7 @@ def _option_index(question: Question, token: str) -> int:
     final "." or ")" - but an option that itself ends in ")" is matched as written first)."""
     written = token.strip()
     trimmed = written.rstrip(".)").strip()
-    if trimmed.isdigit() and 1 <= int(trimmed) <= len(question.options):
+    if trimmed.isdecimal() and 1 <= int(trimmed) <= len(question.options):
         return int(trimmed) - 1
     if len(trimmed) == 1 and trimmed.lower() in _LETTERS[: len(question.options)]:
         return _LETTERS.index(trimmed.lower())

@@ -115,7 +115,7 @@ def guard(name: str, view: Callable) -> Callable:
         if request.method == "POST":
             limits = request.app.state.course.limits
             length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > limits.max_bytes + 2**20:
+            if length and length.isdecimal() and int(length) > limits.max_bytes + 2**20:
                 return JSONResponse({"error": f"the upload is over the limit of {limits.max_bytes / 2**20:.0f} MB"}, status_code=413)
             try:
                 form = await request.form(max_files=limits.max_notebooks + 1, max_part_size=limits.max_bytes)
