@@ -32,7 +32,6 @@ import json
 import math
 import os
 import re
-import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -501,19 +500,12 @@ def _clear_state(pack: str) -> None:
 
 def record(pack: str, rows: list[tuple[Drill, DrillResult]], path=None) -> str | None:
     """Store graded drills in progress.db (table drill_results) and the review queue."""
-    from .progress import _warning, connect
+    from .progress import append_rows
 
     at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     data = [(at, pack, d.id, json.dumps(_plain(r.prediction)), r.actual, int(r.correct)) for d, r in rows if r.graded]
-    if not data:
-        return None
-    try:
-        with connect(path) as conn:
-            conn.executescript(DRILL_SCHEMA)
-            conn.executemany("INSERT INTO drill_results (at, pack, drill, prediction, actual, correct) VALUES (?, ?, ?, ?, ?, ?)", data)
-        return None
-    except (sqlite3.Error, OSError) as exc:
-        return _warning(exc, path)
+    return append_rows(DRILL_SCHEMA, "INSERT INTO drill_results (at, pack, drill, prediction, actual, correct) VALUES (?, ?, ?, ?, ?, ?)",
+                       data, path)  # fmt: skip
 
 
 def _plain(value):

@@ -123,6 +123,20 @@ def _warning(exc: Exception, path: Path | None = None) -> str:
     return f"progress history not updated ({path or db_path()}: {exc}); grading is unaffected"
 
 
+def append_rows(schema: str, insert: str, rows: list[tuple], path: Path | None = None) -> str | None:
+    """Append rows to one of the study loop's own tables (`schema` creates it if missing).
+    Returns a warning instead of raising: a history that cannot be written never fails a grade."""
+    if not rows:
+        return None
+    try:
+        with connect(path) as conn:
+            conn.executescript(schema)
+            conn.executemany(insert, rows)
+        return None
+    except (sqlite3.Error, OSError) as exc:
+        return _warning(exc, path)
+
+
 def record_check(run: RunResult, workdir: str | Path | None = None, path: Path | None = None) -> str | None:
     """Store one `learn check` (one attempt per graded notebook). Returns a warning or None."""
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import sqlite3
 
 from .free import FreeVerdict, final_verdict, grade_free
 
@@ -178,7 +177,7 @@ def render_points(question, feedback, console) -> None:
 
 def record_free(report, path=None) -> str | None:
     """Store both verdicts of every free answer of a report; returns a warning or None."""
-    from ..progress import _warning, connect
+    from ..progress import append_rows
 
     rows = []
     at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -190,16 +189,5 @@ def record_free(report, path=None) -> str | None:
         rows.append((at, report.quiz.id, q.id, str(fb.given or ""), json.dumps(d.get("provisional") or {}),
                      int(bool(d.get("provisional_correct"))), json.dumps(d["confirmed"]) if d.get("confirmed") else None,
                      int(fb.correct)))  # fmt: skip
-    if not rows:
-        return None
-    try:
-        with connect(path) as conn:
-            conn.executescript(FREE_SCHEMA)
-            conn.executemany(
-                "INSERT INTO free_answers (at, quiz, question, answer, provisional, provisional_correct, confirmed, correct)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        return None
-    except (sqlite3.Error, OSError) as exc:
-        return _warning(exc, path)
+    return append_rows(FREE_SCHEMA, "INSERT INTO free_answers (at, quiz, question, answer, provisional, provisional_correct, confirmed,"
+                       " correct) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows, path)  # fmt: skip

@@ -193,9 +193,8 @@ def record_variants(report, path=None) -> str | None:
     """Store the seed of every answered variant (progress.db variant_answers); a warning or None."""
     import datetime as _dt
     import json
-    import sqlite3
 
-    from ..progress import _warning, connect
+    from ..progress import append_rows
 
     at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     rows = []
@@ -204,12 +203,5 @@ def record_variants(report, path=None) -> str | None:
         seed = (fb.detail or {}).get("seed") if fb is not None else None
         if q.params and isinstance(seed, int):
             rows.append((at, report.quiz.id, q.id, seed, json.dumps(fb.given), int(fb.correct)))
-    if not rows:
-        return None
-    try:
-        with connect(path) as conn:
-            conn.executescript(VARIANT_SCHEMA)
-            conn.executemany("INSERT INTO variant_answers (at, quiz, question, seed, answer, correct) VALUES (?, ?, ?, ?, ?, ?)", rows)
-        return None
-    except (sqlite3.Error, OSError) as exc:
-        return _warning(exc, path)
+    return append_rows(VARIANT_SCHEMA, "INSERT INTO variant_answers (at, quiz, question, seed, answer, correct) VALUES (?, ?, ?, ?, ?, ?)",
+                       rows, path)  # fmt: skip
