@@ -362,6 +362,30 @@ def test_pretrained_weights_are_small_and_recognised():
     mixed = (0.25 * unit + (1 - 0.25**2) ** 0.5 * other / other.norm()).reshape(shipped.shape)  # cosine similarity 0.25
     wrecked = checks.judge_backbone({"type": "fastai.learner.Learner", "first_conv": mixed, "n_out": 10}, None, None)
     assert not wrecked.ok and wrecked.mistake is None and "moved far" in wrecked.message
+    assert [tuple(w.shape) for w in checks.pretrained_convs()][0] == tuple(shipped.shape)
+
+
+def test_a_wrecked_pretrained_body_is_not_called_from_scratch():
+    """A fit at base_lr=100 can take the first layer's cosine down to 0.02 - as low as random weights - but the
+    whole body keeps a trace of the pretrained weights (measured 0.066-0.087) that no random body has."""
+    checks = _module_of(_pack()[1])
+    ref = checks.pretrained_convs()
+    torch.manual_seed(0)
+    randoms = [[torch.nn.init.kaiming_normal_(torch.empty_like(r)) for r in ref] for _ in range(100)]
+    assert max(abs(checks.body_similarity(ws)) for ws in randoms) < checks.BODY_KEPT / 2
+
+    def blend(share, r, noise):  # cosine similarity `share` with the shipped layer
+        unit, other = r.flatten() / r.norm(), noise.flatten() - (noise.flatten() @ r.flatten()) / r.norm() ** 2 * r.flatten()
+        return (5 * r.norm() * (share * unit + (1 - share**2) ** 0.5 * other / other.norm())).reshape(r.shape)
+
+    wrecked = [blend(0.02 if i == 0 else 0.08, r, n) for i, (r, n) in enumerate(zip(ref, randoms[0]))]
+    assert checks.similarity(wrecked[0]) < checks.SCRATCH_SIMILARITY and checks.body_similarity(wrecked) > checks.BODY_KEPT
+    got = {"type": "fastai.learner.Learner", "first_conv": wrecked[0], "convs": wrecked, "n_out": 10}
+    verdict = checks.judge_backbone(got, None, None)
+    assert not verdict.ok and verdict.mistake is None and "moved far" in verdict.message and "trace" in verdict.message
+    scratch = checks.judge_backbone({**got, "first_conv": randoms[1][0], "convs": randoms[1]}, None, None)
+    assert scratch.mistake == "from_scratch"
+    assert checks.body_similarity(randoms[0][:2]) is None and checks.body_similarity("nope") is None  # another architecture
     assert checks.similarity(torch.zeros(8, 3, 3, 3)) is None  # another architecture
 
 
