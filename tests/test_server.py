@@ -324,3 +324,128 @@ def test_instructor_changes_due_date_and_late_policy_after_creation(tmp_path, mo
     # a TA sees the page but not the form, and cannot post it
     ta = signed_in(app, course, ids["ta"])
     assert 'action="/staff/a/squares/settings"' not in ta.get("/staff/a/squares").text
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-check page for staff
+
+
+PWN = '<img src=x onerror="alert(1)">'
+
+
+def _graded(course, sid: int, *checks) -> None:
+    """Mark a submission graded with these CheckResults (a fabricated run, no kernels)."""
+    import json
+
+    from grader.results import NotebookResult, RunResult, Status
+
+    nb = NotebookResult("squares.ipynb", "squares", "tiny", Status.FAILED, checks=list(checks),
+                        points=sum(c.points for c in checks), max_points=sum(c.max_points for c in checks))  # fmt: skip
+    run = RunResult([nb])
+    with course.db.transaction() as tx:
+        tx.run("UPDATE submissions SET state = 'graded', status = ?, points = ?, max_points = ?, result_json = ? WHERE id = ?",
+               "failed", run.points, run.max_points, json.dumps(run.to_dict()), sid)  # fmt: skip
+
+
+def test_staff_see_every_students_verdict_on_one_check_grouped_by_mistake(tmp_path, monkeypatch):
+    from grader.results import CaseResult, CheckResult, Status
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path)
+    nb = (tmp_path / "work" / "squares.ipynb").read_bytes()
+    doubled = CaseResult("three", Status.FAILED, "expected 9.0, got 6.0", mistake="doubled")
+    _graded(course, ids["sid"], CheckResult("square", Status.FAILED, 0.0, 2.0, f"{PWN} expected 9.0\nsecond line", cases=[doubled],
+                                            hint="You added x to itself.", kind="known_mistake"))  # fmt: skip
+    _graded(course, course.submit(ids["bo"], "squares", [("squares.ipynb", nb)]), CheckResult("square", Status.PASSED, 2.0, 2.0))
+    with course.db.transaction() as tx:
+        cy = course.add_user(tx, "cy", "student")
+    todo = CheckResult("square", Status.FAILED, 0.0, 2.0, "square is not written yet", kind="not_implemented")
+    _graded(course, course.submit(course.user(cy), "squares", [("squares.ipynb", nb)]), todo)
+    app = build_app(course)
+    prof = signed_in(app, course, ids["instructor"])
+    page = prof.get("/staff/a/squares/check/square")
+    assert page.status_code == 200, page.text
+    text = page.text
+    for name, state in (("ann", "failed"), ("bo", "passed"), ("cy", "todo")):
+        assert f'<a href="/staff/u/{name}">{name}</a></td><td class="{"ok" if state == "passed" else state}">{state}</td>' in text
+    assert "1 passed" in text and "1 failed" in text and "1 todo" in text
+    assert "mistake <strong>doubled</strong>: You added x to itself." in text  # the group, with the mistake's explanation
+    assert "0 / 2" in text and "2 / 2" in text and f'href="/s/{ids["sid"]}"' in text
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; expected 9.0" in text and PWN not in text  # learner text stays inert
+    assert "second line" not in text  # the first line of the message only
+    assert 'href="/staff/a/squares/check/square"' in prof.get("/staff/a/squares").text  # the pass-rate table links here
+    # grouped: the most common problem first, with its count
+    more = CaseResult("three", Status.FAILED, "expected 9.0, got 6.0", mistake="doubled")
+    _graded(course, course.submit(course.user(cy), "squares", [("squares.ipynb", nb)]),
+            CheckResult("square", Status.FAILED, 0.0, 2.0, "wrong", cases=[more], hint="You added x to itself."))  # fmt: skip
+    groups = prof.get("/staff/a/squares/check/square").text.split('id="groups"')[1].split("</table>")[0]
+    assert "<td>2</td><td>mistake <strong>doubled</strong>" in groups and "ann, cy" in groups
+    # another student's verdicts are staff's only; a TA may look
+    ann = signed_in(app, course, ids["ann"])
+    refused = ann.get("/staff/a/squares/check/square")
+    assert refused.status_code == 403 and "bo" not in refused.text and "doubled" not in refused.text
+    assert "bo" in signed_in(app, course, ids["ta"]).get("/staff/a/squares/check/square").text
+    # unknown check (HTML in its name) or assignment: a 404 that says so, escaped
+    missing = prof.get("/staff/a/squares/check/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
+    assert missing.status_code == 404 and "no graded check &#39;&lt;img src=x onerror=alert(1)&gt;&#39;" in missing.text
+    assert "<img src=x" not in missing.text
+    nowhere = prof.get("/staff/a/nope/check/square")
+    assert nowhere.status_code == 404 and "no such assignment" in nowhere.text
+
+
+def test_check_rows_name_the_mistake_and_a_missing_check_is_todo():
+    from grader.server.course import check_row, check_summary
+
+    assert check_row(None)["state"] == "todo"
+    row = check_row({"status": "timeout", "message": "", "as_written": {"mistake": "off_by_one"}, "points": 0, "max_points": 1})
+    assert row["state"] == "error" and row["mistake"] == "off_by_one" and row["message"] == ""
+    counts, groups = check_summary([{**row, "student": "a"}, {**check_row(None), "student": "b"}])
+    assert counts == {"passed": 0, "failed": 0, "error": 1, "todo": 1}
+    assert [(g["label"], g["named"], g["students"]) for g in groups] == [
+        ("not in this submission", False, ["b"]),
+        ("off_by_one", True, ["a"]),
+    ]
+
+
+MISTAKE_CHECKS = """
+from grader.checks import Case, Mistake, check
+
+def square_doubled(x):
+    return x + x
+
+@check("square", mistakes=[Mistake("doubled", "You added x to itself: multiply it by itself.", square_doubled)])
+def square_cases(rng):
+    yield Case.call(3.0, label="three")
+    yield Case.call(rng.randn(4), random=True)
+
+@check("cube")
+def cube_cases(rng):
+    yield Case.call(2.0, label="two")
+"""
+
+
+@pytest.mark.slow
+def test_the_check_page_shows_a_really_graded_mistake(tmp_path, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from tests import test_grade
+
+    monkeypatch.setattr(test_grade, "TINY_CHECKS", MISTAKE_CHECKS)  # the tiny pack, with a named mistake for square
+    app, course, ids = _server(tmp_path, monkeypatch)
+    with TestClient(app):
+        ann, bo = signed_in(app, course, ids["ann"]), signed_in(app, course, ids["bo"])
+        wait_graded(ann, ids["sid"])
+        wrong = upload(ann, "squares", write_nb(tmp_path / "w" / "squares.ipynb", "import torch", *WRONG))
+        good = upload(bo, "squares", tmp_path / "work" / "squares.ipynb")
+        for client, response in ((ann, wrong), (bo, good)):
+            assert wait_graded(client, int(response.headers["location"].rsplit("/", 1)[1]))["state"] == "graded"
+        prof = signed_in(app, course, ids["instructor"])
+        text = prof.get("/staff/a/squares/check/square").text
+        row = text.split('<a href="/staff/u/ann">ann</a>')[1].split("</tr>")[0]
+        assert '<td class="failed">failed</td>' in row and "0 / 2" in row and "<td>doubled</td>" in row
+        assert '<td class="ok">passed</td>\n<td>2 / 2</td>' in text.split('<a href="/staff/u/bo">bo</a>')[1].split("</tr>")[0]
+        assert "mistake <strong>doubled</strong>: You added x to itself: multiply it by itself." in text
+        assert "1 passed" in text and "1 failed" in text

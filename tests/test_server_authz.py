@@ -24,11 +24,14 @@ EXPECTED = {
     "signout": SIGNED_IN, "me": SIGNED_IN, "password": SIGNED_IN, "cli_token": SIGNED_IN, "assignment": SIGNED_IN,
     "submit": SIGNED_IN, "api_submit": SIGNED_IN,
     "submission": OWNER, "submission_status": OWNER, "submission_report": OWNER,
-    "staff": STAFF, "staff_queue": STAFF, "staff_assignment": STAFF, "staff_student": STAFF, "staff_override": STAFF,
+    "staff": STAFF, "staff_queue": STAFF, "staff_assignment": STAFF, "staff_check": STAFF, "staff_student": STAFF, "staff_override": STAFF,
     "staff_regrade": STAFF, "staff_regrade_all": STAFF, "staff_extension": STAFF, "staff_export": STAFF, "staff_manual": STAFF,
     "staff_manual_grade": STAFF,
     "create_assignment": INSTRUCTOR, "publish": INSTRUCTOR, "assignment_settings": INSTRUCTOR, "roster": INSTRUCTOR, "add_ta": INSTRUCTOR,
 }  # fmt: skip
+
+
+UNGRADED_404 = {"submission_report"}  # ann's submission is not graded in the walk: no feedback yet
 
 
 @pytest.fixture
@@ -43,7 +46,16 @@ def setup(tmp_path, monkeypatch, db_url):
 
 
 def _path(route, ids) -> str:
-    values = {"slug": ids["slug"], "sid": ids["sid"], "mid": ids["mid"], "token": "not-a-token", "name": "ann", "fmt": "csv"}
+    # real objects, so that an allowed GET finds what it asks for
+    values = {
+        "slug": ids["slug"],
+        "sid": ids["sid"],
+        "mid": ids["mid"],
+        "token": "not-a-token",
+        "name": "ann",
+        "fmt": "csv",
+        "check": "square",
+    }
     return route.path_format.format(**{k: values[k] for k in route.param_convertors})
 
 
@@ -66,6 +78,8 @@ def test_every_route_allows_exactly_the_expected_roles(setup):
                 assert response.status_code < 500, (route.path, role, response.text)
                 if response.headers.get("x-learn-denied") != "1":
                     allowed.add(role)
+                    if method == "GET" and route.name not in UNGRADED_404:  # the path's objects are real: found
+                        assert response.status_code != 404, (route.path, role, response.text)
             assert allowed == EXPECTED[route.name], f"{method} {route.path}: allowed {sorted(allowed)}"
     assert seen == set(EXPECTED), f"routes expected but not in the app: {set(EXPECTED) - seen}"
 

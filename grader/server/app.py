@@ -61,6 +61,7 @@ ROUTES: list[tuple[str, Callable, list[str]]] = [
     ("/staff/a/{slug}/extension", views.staff_extension, ["POST"]),
     ("/staff/a/{slug}/export/{fmt}", views.staff_export, ["GET"]),
     ("/staff/a/{slug}/manual", views.staff_manual, ["GET"]),
+    ("/staff/a/{slug}/check/{check}", views.staff_check, ["GET"]),
     ("/staff/manual/{mid:int}", views.staff_manual_grade, ["POST"]),
     ("/staff/u/{name}", views.staff_student, ["GET"]),
     ("/staff/s/{sid:int}/override", views.staff_override, ["POST"]),

@@ -63,6 +63,7 @@ RULES: dict[str, Rule] = {
     "staff": STAFF_ONLY,
     "staff_queue": STAFF_ONLY,
     "staff_assignment": STAFF_ONLY,
+    "staff_check": STAFF_ONLY,
     "staff_student": STAFF_ONLY,
     "staff_override": STAFF_ONLY,
     "staff_regrade": STAFF_ONLY,

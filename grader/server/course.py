@@ -29,7 +29,7 @@ from ..errors import LearnError, UploadError
 from .auth import SETUP_LINK_S, SIGNIN_LINK_S, hash_password, hash_token, new_token
 from .db import Database
 
-__all__ = ["Course", "Limits", "UploadError", "late_penalty"]
+__all__ = ["Course", "Limits", "UploadError", "late_penalty", "check_row", "check_summary"]
 
 DAY = 86400.0
 HIDDEN_POLICIES = ("after_due", "always", "never")
@@ -68,6 +68,45 @@ def late_penalty(submitted_at: float, due_at: float | None, percent_per_day: flo
         return 0.0
     days = math.ceil((submitted_at - due_at) / DAY)
     return min(cap, days * percent_per_day)
+
+
+def check_state(check: dict) -> str:
+    """passed, failed, error (an exception or a timeout), todo (not written yet) or skipped."""
+    status = check.get("status")
+    if status == "passed":
+        return "passed"
+    if check.get("kind") == "not_implemented":
+        return "todo"
+    return {"error": "error", "timeout": "error", "skipped": "skipped"}.get(status, "failed")
+
+
+def check_row(check: dict | None) -> dict:
+    """What the staff's per-check page shows of one student's verdict (a CheckResult as JSON):
+    state, points, the named mistake (a case's, else the as-written verdict's), the message's
+    first line and the hint (a recognised mistake's explanation)."""
+    if check is None:
+        return {"state": "todo", "points": None, "max_points": None, "mistake": None, "message": "not in this submission", "hint": None}
+    verdicts = [*check.get("cases", []), check.get("as_written") or {}, check.get("isolated") or {}]
+    mistake = next((v["mistake"] for v in verdicts if v.get("mistake")), None)
+    lines = (check.get("message") or "").strip().splitlines()
+    return {"state": check_state(check), "points": check.get("points"), "max_points": check.get("max_points"), "mistake": mistake,
+            "message": lines[0] if lines else "", "hint": check.get("hint")}  # fmt: skip
+
+
+def check_summary(rows: list[dict]) -> tuple[dict[str, int], list[dict]]:
+    """(students by state, the problems grouped: a named mistake, else the message's first line,
+    most common first), for the top of the per-check page."""
+    counts = {s: 0 for s in ("passed", "failed", "error", "todo", "skipped")}
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        counts[r["state"]] += 1
+        if r["state"] == "passed":
+            continue
+        key = ("mistake", r["mistake"]) if r["mistake"] else ("message", r["message"] or r["state"])
+        group = groups.setdefault(key, {"label": key[1], "named": key[0] == "mistake", "hint": r["hint"], "students": []})
+        group["students"].append(r["student"])
+    ordered = sorted(groups.values(), key=lambda g: (-len(g["students"]), g["label"]))
+    return {k: v for k, v in counts.items() if v or k in ("passed", "failed")}, ordered
 
 
 class Course:
@@ -437,6 +476,25 @@ class Course:
             out.append(SubmissionRecord(row["id"], row["student"], slug, state, row["status"], final,
                                         possible, run.duration if run else 0.0, row["error"], None, problems,
                                         None, row["content_hash"], "", "", checks, row["result_json"]))  # fmt: skip
+        return out
+
+    def latest_graded(self, slug: str) -> list[dict]:
+        """Each student's latest graded submission of an assignment (id, student, result_json)."""
+        return self.db.all(
+            "SELECT s.id, s.result_json, u.name AS student FROM submissions s JOIN users u ON u.id = s.user_id "
+            "JOIN assignments a ON a.id = s.assignment_id WHERE a.slug = ? AND s.id = (SELECT MAX(s2.id) FROM submissions s2 "
+            "WHERE s2.user_id = s.user_id AND s2.assignment_id = s.assignment_id AND s2.state = 'graded') ORDER BY u.name",
+            slug,
+        )
+
+    def check_rows(self, slug: str, name: str) -> list[dict]:
+        """One row per student for the graded check `name` (see check_row), from each student's
+        latest graded submission; a submission without that check is `todo` (not submitted)."""
+        out = []
+        for sub in self.latest_graded(slug):
+            run = json.loads(sub["result_json"] or "{}")
+            found = next((c for nb in run.get("notebooks", []) for c in nb.get("checks", []) if c.get("name") == name), None)
+            out.append({"student": sub["student"], "sid": sub["id"], **check_row(found)})
         return out
 
     def regrade(self, actor: int, sids: list[int]) -> int:

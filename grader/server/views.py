@@ -317,6 +317,24 @@ async def staff_assignment(request: Request):
                 hidden_policies=HIDDEN_POLICIES)  # fmt: skip
 
 
+async def staff_check(request: Request):
+    """One graded check of an assignment: every student's verdict on it (latest graded submission),
+    counts by state and the problems grouped (a named mistake, else the message's first line)."""
+    from .course import check_summary
+
+    c, slug, name = course(request), request.path_params["slug"], request.path_params["check"]
+    a = c.assignment(slug)
+    if a is None:
+        return page(request, "base.html", 404, title="Not found", flash="no such assignment")
+    spec = c.lesson(a["pack"]).checks.get(name)
+    if spec is None:
+        return page(request, "base.html", 404, title="Not found", flash=f"assignment {slug} has no graded check {name!r}")
+    rows = c.check_rows(slug, name)
+    counts, groups = check_summary(rows)
+    return page(request, "staff_check.html", title=f"{slug}: {name}", a=a, name=name, spec=spec, rows=rows, counts=counts,
+                groups=groups)  # fmt: skip
+
+
 async def staff_student(request: Request):
     c = course(request)
     u = c.user_by_name(request.path_params["name"])
