@@ -449,3 +449,46 @@ def test_the_check_page_shows_a_really_graded_mistake(tmp_path, monkeypatch):
         assert '<td class="ok">passed</td>\n<td>2 / 2</td>' in text.split('<a href="/staff/u/bo">bo</a>')[1].split("</tr>")[0]
         assert "mistake <strong>doubled</strong>: You added x to itself: multiply it by itself." in text
         assert "1 passed" in text and "1 failed" in text
+
+
+def test_gradescope_and_junit_exports_hold_the_hand_graded_items_given_in_the_server(tmp_path, monkeypatch):
+    import json
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    from grader.results import CheckResult, Status
+    from grader.server import views
+    from grader.server.app import build_app
+    from grader.server.auth import RateLimiter
+
+    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
+    course, ids = make_course(tmp_path)
+    course.db.run("UPDATE manual_items SET item = 'explain' WHERE id = ?", ids["mid"])  # the pack's [manual.explain], 2 points
+    _graded(course, ids["sid"], CheckResult("square", Status.PASSED, 2.0, 2.0), CheckResult("cube", Status.FAILED, 0.0, 1.0, "no"))
+    prof = signed_in(build_app(course), course, ids["instructor"])
+
+    def exported():
+        archive = zipfile.ZipFile(io.BytesIO(prof.get("/staff/a/squares/export/gradescope").content))
+        results = json.loads(archive.read("ann/results.json"))
+        manual = [t for t in results["tests"] if "manual" in t["tags"]]
+        suite = ET.fromstring(prof.get("/staff/a/squares/export/junit").text).find("testsuite[@name='ann']")
+        case = suite.find("testcase[@name='explain (graded by hand)']")
+        total = {r["student"]: r for r in csv.DictReader(io.StringIO(prof.get("/staff/a/squares/export/csv").text))}["ann"]["total"]
+        return results, manual, suite, case, total
+
+    results, manual, suite, case, total = exported()
+    assert len(manual) == 1 and manual[0]["score"] == 0 and manual[0]["max_score"] == 2 and manual[0]["output"] == "needs grading by hand"
+    assert manual[0]["name"] == "squares.ipynb: Why does squaring keep the sign away? (graded by hand)"
+    assert results["score"] == 2 and "2/5 points (2 still to be graded by hand)" in results["output"] and total == "2"
+    assert case.find("skipped").get("message") == "needs grading by hand" and suite.get("skipped") == "1" and suite.get("tests") == "3"
+    form = {"csrf": session_csrf(prof), "points": "1.5", "comment": "a good <b>start</b>"}
+    assert prof.post(f"/staff/manual/{ids['mid']}", data=form).status_code == 303
+    results, manual, suite, case, total = exported()
+    assert manual[0]["score"] == 1.5 and manual[0]["output"] == "1.5/2 points, graded by hand\na good <b>start</b>"
+    assert manual[0]["tags"] == ["manual", "graded"] and results["score"] == 3.5 and total == "3.5"  # counted once, as in the CSV
+    assert case.find("skipped") is None and case.find("failure").get("message") == "1.5/2 points"
+    assert "a good <b>start</b>" in case.find("system-out").text and suite.get("skipped") == "0"
+    # an override replaces checks and hand-graded points together, in every export
+    prof.post(f"/staff/s/{ids['sid']}/override", data={"csrf": session_csrf(prof), "points": "4", "reason": "regraded by hand"})
+    results, manual, suite, case, total = exported()
+    assert results["score"] == 4 and total == "4" and manual[0]["score"] == 1.5

@@ -62,6 +62,12 @@ def manual_answers(lesson, folder: Path) -> list[tuple[str, str, float]]:
     return out
 
 
+def _iso(ts: float | None) -> str | None:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds") if ts else None
+
+
 def late_penalty(submitted_at: float, due_at: float | None, percent_per_day: float, cap: float) -> float:
     """Percent taken off: `percent_per_day` for each started day after the due date, at most `cap`."""
     if due_at is None or submitted_at <= due_at or percent_per_day <= 0:
@@ -447,10 +453,12 @@ class Course:
             slug,
         )
 
-    def records(self, slug: str) -> list:
+    def records(self, slug: str, split_manual: bool = False) -> list:
         """The latest submissions as grader.gradebook.SubmissionRecord (for export.py and dashboard.py);
         points are the final score: checks less the late penalty, plus hand-graded answers, or
-        the latest override (which replaces both)."""
+        the latest override (which replaces both). With `split_manual`, points and maximum leave
+        the hand-graded items out (the final score less the points given by hand), for the
+        exports that list those items on their own (manual_rows)."""
         from ..gradebook import CheckRow, SubmissionRecord
         from ..results import RunResult
 
@@ -473,6 +481,8 @@ class Course:
                 problems.append(f"{manual['open']} answer(s) not graded by hand yet")
             final = (graded["final"] or 0.0) + (0.0 if graded["override"] else float(manual["points"]))
             possible = (row["max_points"] or 0.0) + float(manual["max_points"])
+            if split_manual:
+                final, possible = round(final - float(manual["points"]), 2), possible - float(manual["max_points"])
             out.append(SubmissionRecord(row["id"], row["student"], slug, state, row["status"], final,
                                         possible, run.duration if run else 0.0, row["error"], None, problems,
                                         None, row["content_hash"], "", "", checks, row["result_json"]))  # fmt: skip
@@ -495,6 +505,27 @@ class Course:
             run = json.loads(sub["result_json"] or "{}")
             found = next((c for nb in run.get("notebooks", []) for c in nb.get("checks", []) if c.get("name") == name), None)
             out.append({"student": sub["student"], "sid": sub["id"], **check_row(found)})
+        return out
+
+    def manual_rows(self, slug: str) -> dict[tuple[str, str], list]:
+        """The hand-graded items of an assignment as grader.manual.ManualRow, by (student, slug):
+        what grader.export's Gradescope and JUnit exports take as `manual_rows` (title, notebook and
+        kind from the pack's [manual.NAME])."""
+        from ..manual import GRADED, NEEDS, ManualRow
+
+        a = self.assignment(slug)
+        specs = (getattr(self.lesson(a["pack"]), "manual", None) or {}) if a else {}
+        items = self.db.all("SELECT m.*, u.name AS student, g.name AS grader FROM manual_items m JOIN users u ON u.id = m.user_id "
+                            "LEFT JOIN users g ON g.id = m.graded_by JOIN assignments a ON a.id = m.assignment_id "
+                            "WHERE a.slug = ? ORDER BY u.name, m.id", slug)  # fmt: skip
+        out: dict[tuple[str, str], list] = {}
+        for m in items:
+            spec = specs.get(m["item"])
+            graded = m["points"] is not None
+            out.setdefault((m["student"], slug), []).append(ManualRow(
+                m["student"], slug, m["item"], spec.title if spec else m["item"], spec.notebook if spec else "", spec.kind if spec else "",
+                float(m["max_points"]), GRADED if graded else NEEDS, m["points"], m["comment"] or None, m["answer"], True,
+                m["grader"], _iso(m["graded_at"])))  # fmt: skip
         return out
 
     def regrade(self, actor: int, sids: list[int]) -> int:

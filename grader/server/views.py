@@ -403,7 +403,8 @@ async def staff_export(request: Request):
     c, slug, fmt = course(request), request.path_params["slug"], request.path_params["fmt"]
     if c.assignment(slug) is None:
         return page(request, "base.html", 404, title="Not found", flash="no such assignment")
-    records = c.records(slug)
+    split = fmt in ("junit", "gradescope")  # these list the hand-graded items on their own (grader.export)
+    records, manual = c.records(slug, split_manual=split), c.manual_rows(slug) if split else {}
     name = f"{slug}-{time.strftime('%Y%m%d')}"
     if fmt == "csv":
         return Response(
@@ -413,12 +414,13 @@ async def staff_export(request: Request):
         return Response(canvas_csv(records), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}-canvas.csv"'})  # fmt: skip
     if fmt == "junit":
-        return Response(export.junit_xml(records), media_type="application/xml")
+        return Response(export.junit_xml(records, manual), media_type="application/xml")
     if fmt == "gradescope":
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as archive:
             for r in records:
-                archive.writestr(f"{export.safe_name(r.student)}/results.json", json.dumps(export.gradescope_results(r), indent=2))
+                results = export.gradescope_results(r, manual.get((r.student, r.assignment), []))
+                archive.writestr(f"{export.safe_name(r.student)}/results.json", json.dumps(results, indent=2))
         return Response(buf.getvalue(), media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{name}-gradescope.zip"'})  # fmt: skip
     if fmt == "dashboard":
