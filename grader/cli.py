@@ -794,7 +794,17 @@ def submit(server_url, token, no_wait, assignment, notebooks):
     sys.exit(EXIT_OK if full else EXIT_FAILED)
 
 
+def _skip_slow_imports() -> None:
+    """nbformat imports jsonschema, which imports rfc3987_syntax if installed: it builds a Lark grammar
+    for IRIs at import time (about 1 s here, on every `learn` command). nbformat's schemas use no
+    "format" keyword, so validation is unchanged without it. Only in this process, which is ours
+    alone (learner code runs in kernels, never here); a library user's process is left as it is."""
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # `import rfc3987_syntax` raises ImportError: jsonschema skips "iri"
+
+
 def main():
+    _skip_slow_imports()
     cli(prog_name="learn")
 
 
