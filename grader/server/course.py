@@ -444,12 +444,13 @@ class Course:
                    tx.new_id("overrides"), sid, points, reason.strip(), actor, time.time())  # fmt: skip
             self.audit(tx, actor, "override", {"submission": sid, "points": points, "reason": reason.strip()})
 
-    def latest(self, slug: str) -> list[dict]:
-        """Each student's latest submission of an assignment."""
+    def latest(self, slug: str, graded: bool = False) -> list[dict]:
+        """Each student's latest submission of an assignment (`graded`: their latest graded one)."""
+        only_graded = " AND s2.state = 'graded'" if graded else ""
         return self.db.all(
             "SELECT s.*, u.name AS student, a.slug AS assignment FROM submissions s JOIN users u ON u.id = s.user_id "
             "JOIN assignments a ON a.id = s.assignment_id WHERE a.slug = ? AND s.id = (SELECT MAX(s2.id) FROM submissions s2 "
-            "WHERE s2.user_id = s.user_id AND s2.assignment_id = s.assignment_id) ORDER BY u.name",
+            f"WHERE s2.user_id = s.user_id AND s2.assignment_id = s.assignment_id{only_graded}) ORDER BY u.name",
             slug,
         )
 
@@ -488,20 +489,11 @@ class Course:
                                         None, row["content_hash"], "", "", checks, row["result_json"]))  # fmt: skip
         return out
 
-    def latest_graded(self, slug: str) -> list[dict]:
-        """Each student's latest graded submission of an assignment (id, student, result_json)."""
-        return self.db.all(
-            "SELECT s.id, s.result_json, u.name AS student FROM submissions s JOIN users u ON u.id = s.user_id "
-            "JOIN assignments a ON a.id = s.assignment_id WHERE a.slug = ? AND s.id = (SELECT MAX(s2.id) FROM submissions s2 "
-            "WHERE s2.user_id = s.user_id AND s2.assignment_id = s.assignment_id AND s2.state = 'graded') ORDER BY u.name",
-            slug,
-        )
-
     def check_rows(self, slug: str, name: str) -> list[dict]:
         """One row per student for the graded check `name` (see check_row), from each student's
         latest graded submission; a submission without that check is `todo` (not submitted)."""
         out = []
-        for sub in self.latest_graded(slug):
+        for sub in self.latest(slug, graded=True):
             run = json.loads(sub["result_json"] or "{}")
             found = next((c for nb in run.get("notebooks", []) for c in nb.get("checks", []) if c.get("name") == name), None)
             out.append({"student": sub["student"], "sid": sub["id"], **check_row(found)})

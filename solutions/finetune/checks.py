@@ -62,16 +62,14 @@ def holdout() -> tuple[torch.Tensor, list[str]]:
         return torch.from_numpy(data["images"].copy()), [str(int(v)) for v in data["labels"]]
 
 
-@functools.lru_cache(maxsize=1)
 def pretrained_first_conv() -> torch.Tensor:
     """The first convolution's weights as shipped in glyph_cnn.pth (our own file: weights only)."""
-    state = torch.load(HERE / "glyph_cnn.pth", map_location="cpu", weights_only=True)
-    return state["0.0.weight"].float()
+    return pretrained_convs()[0]
 
 
 @functools.lru_cache(maxsize=1)
 def pretrained_convs() -> tuple[torch.Tensor, ...]:
-    """Every convolution's weights as shipped, in the network's order (the 4-d weight tensors)."""
+    """Every convolution's weights as shipped in glyph_cnn.pth, in the network's order (the 4-d weight tensors)."""
     state = torch.load(HERE / "glyph_cnn.pth", map_location="cpu", weights_only=True)
     return tuple(v.float() for k, v in state.items() if k.endswith(".weight") and v.dim() == 4)
 
