@@ -47,6 +47,8 @@ __all__ = [
     "vectorised",
     "loop_case",
     "count_lines_probe",
+    "refuses",
+    "must_refuse",
     "line_plot",
     "probe_source",
     "Tolerance",
@@ -159,6 +161,7 @@ class Check:
     callables: tuple[str, ...] | None = None
     mistakes: list[Mistake] = field(default_factory=list)
     series: Callable[[list, list, list], dict] | None = None  # (got values, expected values, cases) -> plot data
+    changes_inputs: bool = False  # True: the function may change the tensors it is given (else that fails the case)
 
     def required_names(self) -> list[str]:
         return list(self.requires if self.requires is not None else (self.name,))
@@ -249,6 +252,37 @@ def loop_case(name: str, small: tuple, big: tuple, *, advice: str = "", what: st
     return Case.call(name, tuple(small), tuple(big), setup, probe=count_lines_probe, judge=vectorised(advice, what, slack), **options)
 
 
+def refusal_probe(ns, name, args, kwargs):
+    """Probe (runs in the kernel): call ns[name] with inputs it must refuse; what happened."""
+    try:
+        value = ns[name](*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as exc:
+        return {"raised": type(exc).__name__, "message": str(exc)[:200]}
+    shape = getattr(value, "shape", None)
+    return {"returned": type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")}
+
+
+def must_refuse(why: str) -> Callable:
+    """Judge of a `refuses` case: any exception passes; returning a value fails with `why`."""
+
+    def judge(got, expected, tol):
+        if type(got) is dict and type(got.get("raised")) is str:
+            return Verdict.passed()
+        returned = got.get("returned") if type(got) is dict else None
+        return Verdict(False, f"{why} It returned {returned or 'a value'} instead of raising an error.", kind="no_refusal", mistake="no_refusal")
+
+    return judge
+
+
+def refuses(name: str, *args, why: str, **options) -> Case:
+    """A case the function must refuse (raise any exception): inputs the text says are invalid.
+    `why` is what the learner reads when it returns a value instead."""
+    kwargs = {k: options.pop(k) for k in list(options) if k not in _CASE_OPTIONS}
+    return Case.call(name, tuple(args), kwargs, probe=refusal_probe, judge=must_refuse(why), reference=False, **options)
+
+
 def line_plot(title: str, x, lines: dict[str, Any], points: tuple | None = None, xlabel: str = "", ylabel: str = "") -> dict:
     """Plot data for the HTML report: named lines over x, optionally with scattered data points."""
 
@@ -272,8 +306,12 @@ def line_plot(title: str, x, lines: dict[str, Any], points: tuple | None = None,
     }
 
 
-def check(name: str, *, requires=None, callables=None, mistakes=(), series=None) -> Callable:
-    """Decorator: turn a case generator `fn(rng)` into the Check for manifest entry `name`."""
+def check(name: str, *, requires=None, callables=None, mistakes=(), series=None, changes_inputs: bool = False) -> Callable:
+    """Decorator: turn a case generator `fn(rng)` into the Check for manifest entry `name`.
+
+    Every call is also watched for changes to the tensors it is given: a function that changes
+    its inputs in place (`x.mul_(m)`, `amounts[mask] = ...` without a copy) fails the case, unless
+    `changes_inputs=True` (an optimiser's step, say)."""
 
     def wrap(fn: Callable[[CaseRng], Iterable[Case]]) -> Check:
         return Check(
@@ -283,6 +321,7 @@ def check(name: str, *, requires=None, callables=None, mistakes=(), series=None)
             callables=tuple(callables) if callables is not None else None,
             mistakes=[m.bound_to(name) for m in mistakes],
             series=series,
+            changes_inputs=changes_inputs,
         )
 
     return wrap

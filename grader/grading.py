@@ -150,6 +150,16 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
     except wire.WireError as exc:
         msg = f"`{spec.name}` returned a value the grader cannot read: {exc}"
         return CaseResult(status=Status.ERROR, message=msg, duration=duration, kind="unreadable", **base), None, None, expected
+    if learner.get("changed") and not check.changes_inputs:
+        named = next((m for m in check.mistakes if m.name == "changes_input"), None)
+        inputs = " and ".join(f"`{p}`" for p in learner["changed"][:3])
+        message = (f"`{spec.name}` changed its input {inputs} in place: after the call, the caller's tensor holds other values. "
+                   "Build the result as a new tensor and leave the inputs as they were (no in-place operation such as "
+                   "`.mul_()`, `+=` or an item assignment on an input).")  # fmt: skip
+        if named is not None:
+            message = f"{named.message}\n{message}"
+        return (CaseResult(status=Status.FAILED, message=message, duration=duration, kind="changes_input", mistake="changes_input", **base),
+                None, got, expected)  # fmt: skip
     judge = pc.case.judge or compare
     try:
         verdict: Verdict = judge(got, expected, pc.tol)

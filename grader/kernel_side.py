@@ -369,6 +369,58 @@ class _alarm:
         return False
 
 
+def _parameter_names(probe, ns):
+    """Names of the graded function's parameters, for a plain call of it (else none)."""
+    import inspect
+
+    if probe.get("entry") != "call_graded":
+        return []
+    try:
+        return list(inspect.signature(ns[probe["check"]]).parameters)
+    except Exception:
+        return []
+
+
+def _snapshot(args, kwargs, names):
+    """Copies of the tensors among a call's inputs, to see afterwards whether the call changed them."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return []
+    found = []
+
+    def walk(value, path, depth):
+        if isinstance(value, torch.Tensor):
+            found.append((path, value, value.detach().clone()))
+        elif depth < 3 and isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                walk(item, f"{path}[{i}]", depth + 1)
+        elif depth < 3 and isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}[{key!r}]", depth + 1)
+
+    for i, arg in enumerate(args):
+        walk(arg, names[i] if i < len(names) else f"argument {i + 1}", 0)
+    for key, arg in kwargs.items():
+        walk(arg, key, 0)
+    return found
+
+
+def _changed(snapshot):
+    """The inputs whose values (or shape, or dtype) differ from their copies: changed in place."""
+    out = []
+    for path, tensor, copy in snapshot:
+        try:
+            same = tensor.shape == copy.shape and tensor.dtype == copy.dtype
+            same = same and bool(((tensor == copy) | ((tensor != tensor) & (copy != copy))).all())
+        except Exception:
+            same = False
+        if not same:
+            out.append(path)
+    return out
+
+
 def _blob(value, blobs):
     """An encoded argument, or the shared copy it refers to (harness._share_blobs)."""
     if isinstance(value, dict) and len(value) == 1 and "$learn_blob" in value:
@@ -420,9 +472,13 @@ def _run_probe(probe, ns, blobs=None):
         kwargs = decode(_blob(probe["kwargs"], blobs))
         if probe.get("seed") is not None:
             _learn_seed(probe["seed"])
+        before = _snapshot(args, kwargs, _parameter_names(probe, ns))
         with _alarm(probe.get("timeout", 10)):
             value = fn(env, *args, **kwargs)
         result.update(status="ok", value=encode(value, 0, [PROBE_BUDGET]))
+        changed = _changed(before)
+        if changed:
+            result["changed"] = changed
     except _Need as need:
         result.update(status="need", request=need.request)
     except _RelayFailed as exc:
