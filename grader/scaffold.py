@@ -124,12 +124,12 @@ def affine_cases(rng):
                     probe=probe_inputs_unchanged, judge=CHANGED_INPUT)  # fmt: skip
 '''
 
-_FUNCTION_CELL = '''\
+_FUNCTION_CELL = """\
 def affine(x, w, b):
     "The batch x (n, k) times the weights w (k, m), plus the bias b (m,): an (n, m) tensor."
     #| begin solution
     return x @ w + b
-    #| end solution'''
+    #| end solution"""
 
 _TRY_CELL = """\
 x = torch.tensor([[1.0, -2.0, 3.0], [0.5, 0.0, -1.0]])
@@ -142,12 +142,16 @@ def _notebook(pack: str, title: str, notebook: str) -> nbformat.NotebookNode:
     md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
     nb = nbformat.v4.new_notebook(
         cells=[
-            md(f"# {title}\n\nA linear layer sends a batch of inputs through one matrix product and adds a bias. "
-               "Write it for a whole batch at once."),  # fmt: skip
+            md(
+                f"# {title}\n\nA linear layer sends a batch of inputs through one matrix product and adds a bias. "
+                "Write it for a whole batch at once."
+            ),  # fmt: skip
             code("import torch"),
-            md("## An affine map\n\n`x` holds `n` inputs of `k` numbers each, `w` maps `k` numbers to `m`, and `b` "
-               "adds one number to each of the `m` outputs. Return the `(n, m)` result; leave the tensors you are "
-               "given unchanged."),  # fmt: skip
+            md(
+                "## An affine map\n\n`x` holds `n` inputs of `k` numbers each, `w` maps `k` numbers to `m`, and `b` "
+                "adds one number to each of the `m` outputs. Return the `(n, m)` result; leave the tensors you are "
+                "given unchanged."
+            ),  # fmt: skip
             code(_FUNCTION_CELL),
             md("Try it on a batch of two inputs:"),
             code(_TRY_CELL),

@@ -88,7 +88,9 @@ def test_scaffold_self_test_and_mutants(tmp_path, runner):
     assigned = runner.invoke(cli, ["assign", str(made.root), "--out", str(tmp_path / "out")])
     assert assigned.exit_code == 0, assigned.output
     solution = made.root / "mypack.ipynb"
-    notebooks = {name: variant(solution, tmp_path / name / "mypack.ipynb", replace={"affine": affine(body)}) for name, body in MUTANTS.items()}
+    notebooks = {
+        name: variant(solution, tmp_path / name / "mypack.ipynb", replace={"affine": affine(body)}) for name, body in MUTANTS.items()
+    }
     notebooks["reference"] = solution
 
     async def grade(seed):
