@@ -774,7 +774,7 @@ def review(answers_path, limit):
 @click.option("--db", "db_url", default=None, metavar="URL",
               help="postgresql://... for PostgreSQL (default: SQLite in COURSE_DIR/course.db).")  # fmt: skip
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Grade on this Dask cluster instead of a local pool.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (put TLS in front: README).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (put TLS in front: see the course server docs).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Submissions graded at once (local pool; default 2).")
 @click.option("--https-only", is_flag=True, help="Send the session cookie over HTTPS only (behind a TLS proxy).")
