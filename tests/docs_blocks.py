@@ -233,10 +233,11 @@ class PageRun:
             self.env["LEARN_ALLOW_UNSANDBOXED"] = "1"
 
     def shell(self, line: str, timeout: float) -> tuple[int, str]:
+        started = time.monotonic()
         proc = subprocess.run(["bash", "-c", line], cwd=self.work, env=self.env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout)  # fmt: skip
         output = proc.stdout + proc.stderr
-        self.log.append(f"$ {line}\n[exit {proc.returncode}]\n{output[-3000:]}")
+        self.log.append(f"$ {line}\n[exit {proc.returncode}, {time.monotonic() - started:.1f}s]\n{output[-3000:]}")
         return proc.returncode, output
 
     def background(self, line: str, seconds: float, url: str | None) -> str | None:
