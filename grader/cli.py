@@ -163,6 +163,28 @@ def generate(lessons: tuple[str, ...], out: Path | None, check_only: bool):
         click.echo("exercises are up to date")
 
 
+@cli.command("new")
+@click.argument("pack", metavar="PACK")
+@click.option("--dir", "dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the pack (default: ./PACK); it must not exist or be empty.")  # fmt: skip
+@click.option("--title", default=None, help="The lesson's title (default: 'PACK: an affine map').")
+@handle_errors
+def new(pack: str, dest: Path | None, title: str | None):
+    """Start a lesson pack that passes its own self-test: lesson.toml, checks.py, a solution notebook.
+
+    The example (an affine map, graded with fixed and random cases, a probe and a named mistake)
+    is there to be replaced by your lesson; `learn assign DIR` proves the checks at every step.
+    """
+    from .scaffold import new_pack
+
+    made = new_pack(pack, dest, title=title)
+    click.echo(f"created lesson pack {made.lesson.id} in {made.root}/")
+    for path in made.files:
+        click.echo(f"  {path}")
+    click.echo(f"Next: `learn assign {made.root}` proves its checks (they pass on the solution and fail on the student version);")
+    click.echo("then replace the example with your lesson: see the authoring guide of the documentation.")
+
+
 # ---------------------------------------------------------------------------------------------
 # checking
 
@@ -752,7 +774,7 @@ def review(answers_path, limit):
 @click.option("--db", "db_url", default=None, metavar="URL",
               help="postgresql://... for PostgreSQL (default: SQLite in COURSE_DIR/course.db).")  # fmt: skip
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Grade on this Dask cluster instead of a local pool.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (put TLS in front: README).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (put TLS in front: see the course server docs).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Submissions graded at once (local pool; default 2).")
 @click.option("--https-only", is_flag=True, help="Send the session cookie over HTTPS only (behind a TLS proxy).")

@@ -8,7 +8,7 @@ import pytest
 
 from grader.cli import cli
 
-from .conftest import ARTIFACTS, open_page, solution, variant
+from .conftest import keep_screenshot, open_page, solution, variant
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -66,8 +66,7 @@ def test_report_in_chromium(pages, browser):  # pages first: playwright runs an 
         assert PWN in page.locator(".problem").first.inner_text()  # shown as text, not run
         assert events["dialogs"] == [] and events["console"] == [], events
         assert all(url.startswith("file://") for url in events["requests"]), events["requests"]
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        keep_screenshot(page, "report")
     finally:
         page.close()
 
@@ -86,8 +85,7 @@ def test_progress_page_in_chromium(pages, browser):
         assert images_loaded(page)
         assert events["dialogs"] == [] and events["console"] == [], events
         assert all(url.startswith("file://") for url in events["requests"]), events["requests"]
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "progress.png"), full_page=True)
+        keep_screenshot(page, "progress", docs_name="progress")
     finally:
         page.close()
 
@@ -133,7 +131,6 @@ def test_report_is_compact_in_chromium(issue_report, browser):
         folded = page.locator("details#check-fit_quad details.passing-cases")
         assert folded.count() == 0 or folded.get_attribute("open") is None
         assert events["console"] == [] and events["dialogs"] == [], events
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "report-compact.png"), full_page=True)
+        keep_screenshot(page, "report-compact", docs_name="report")
     finally:
         page.close()

@@ -537,12 +537,11 @@ def test_interactive_code_answers_run_in_kernels(runner, home):
     assert f"Final score: {n - 1}/{n}" in result.output
 
 
-def test_readme_answers_example_is_right():
+def test_docs_answers_example_is_right():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Chapter 4 and the quiz")[1]
-    example = section.split("```yaml")[1].split("```")[0]
+    page = (Path(__file__).resolve().parent.parent / "docs" / "learners" / "study.md").read_text()
+    example = page.split('```yaml title="answers.yaml"')[1].split("```")[0]
     quiz = find_quiz("chapter4")
     for qid, raw in yaml.safe_load(example).items():
         q = quiz.question(qid)
