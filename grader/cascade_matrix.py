@@ -123,22 +123,24 @@ async def cascade_matrix(
                 jobs.append((spec, helper, kind, path))
     failures, seen = [], {}
     timing = []
-    grader_pool_timeouts = cell_timeouts or {}
-    async with Grader(pool=pool, lessons={lesson.id: lesson}, seed=1, use_reference_cache=False,
-                      cell_timeout=max(grader_pool_timeouts.values(), default=None)) as grader:  # fmt: skip
-        running = asyncio.Semaphore(pool.size)  # timed one at a time per slot: the time is the notebook's own
+    cell_timeouts = cell_timeouts or {}
+    # one grader per notebook: its cells get a limit well above the solution's own (a hanging
+    # helper called at the top level of the notebook then costs seconds, not the pack's minute)
+    graders = {spec.file: Grader(pool=pool, lessons={lesson.id: lesson}, seed=1, use_reference_cache=False,
+                                 cell_timeout=cell_timeouts.get(spec.file)) for spec in specs}  # fmt: skip
+    running = asyncio.Semaphore(pool.size)  # timed one at a time per slot: the time is the notebook's own
 
-        async def one(spec, helper, kind, path):
-            async with running:
-                started = time.monotonic()
-                result = await grader.grade(path, lesson.id, spec.file)
-                took = time.monotonic() - started
-            timing.append({"notebook": f"{helper}-{kind}", "seconds": round(took, 1), "limit": _limit(spec, lesson, result)})
-            echo(f"  cascade: {spec.file} with `{helper}` {kind}: {took:.1f}s")
-            return spec, helper, kind, result
+    async def one(spec, helper, kind, path):
+        async with running:
+            started = time.monotonic()
+            result = await graders[spec.file].grade(path, lesson.id, spec.file)
+            took = time.monotonic() - started
+        timing.append({"notebook": f"{helper}-{kind}", "seconds": round(took, 1), "limit": _limit(spec, lesson, result)})
+        echo(f"  cascade: {spec.file} with `{helper}` {kind}: {took:.1f}s")
+        return spec, helper, kind, result
 
-        for spec, helper, kind, result in await asyncio.gather(*(one(*j) for j in jobs)):
-            seen[(spec.file, helper, kind)] = result
+    for spec, helper, kind, result in await asyncio.gather(*(one(*j) for j in jobs)):
+        seen[(spec.file, helper, kind)] = result
     held = 0
     for file, helper, caller in pairs:
         why_not = []

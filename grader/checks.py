@@ -399,7 +399,9 @@ def must_refuse(why: str) -> Callable:
         if type(got) is dict and type(got.get("raised")) is str:
             return Verdict.passed()
         returned = got.get("returned") if type(got) is dict else None
-        return Verdict(False, f"{why} It returned {returned or 'a value'} instead of raising an error.", kind="no_refusal", mistake="no_refusal")
+        return Verdict(
+            False, f"{why} It returned {returned or 'a value'} instead of raising an error.", kind="no_refusal", mistake="no_refusal"
+        )
 
     return judge
 

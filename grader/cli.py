@@ -280,6 +280,50 @@ def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jo
 
 
 @cli.command()
+@click.argument("pack", metavar="PACK_OR_FOLDER")
+@click.option("--only", multiple=True, metavar="NAME", help="Only these graded functions (repeatable).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the full report as JSON.")
+@click.option("--seeds", type=click.IntRange(1, 1000), default=50, show_default=True,
+              help="Seeds on which the reference must pass and every named mistake be caught.")  # fmt: skip
+@click.option("--mutant-seeds", type=click.IntRange(1, 50), default=3, show_default=True,
+              help="Seeds on which each mutant must be caught to count as killed.")  # fmt: skip
+@click.option("--no-cascade", is_flag=True, help="Skip the cascade matrix (real notebooks with a wrong, raising or hanging helper).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.95, show_default=True, help="Exit 1 below this mutation score.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to run at once.")
+@handle_errors
+def mutants(pack, only, json_path, seeds, mutant_seeds, no_cascade, min_score, jobs):
+    """Measure how good a pack's checks are: grade wrong versions of its solution.
+
+    PACK_OR_FOLDER is a lesson id, a lesson-pack folder, or solution notebooks with markers (ours or
+    nbgrader's). Prints, per graded function, how many mutants (small changes of the solution: an
+    operator swapped, a statement left out, a reduction over the wrong axis ...) and named mistakes
+    its check catches, and lists the ones it cannot tell from the solution; the cascade matrix
+    (does every caller keep its points when a helper is wrong?); and whether the reference passes
+    and every named mistake is caught on each of --seeds seeds. Exit 0 when the score reaches
+    --min-score, every cascade pair holds and nothing slips on any seed; 1 otherwise; 2 bad input.
+    """
+    import tempfile
+
+    from .mutants import Options, format_table, gate, load_pack, run_mutants, write_json
+
+    with tempfile.TemporaryDirectory(prefix="learn-mutants-") as staging:
+        lesson = load_pack(pack, Path(staging))
+        if not lesson.checks:
+            raise LearnError(f"{lesson.id} has no checks: nothing to measure")
+        opts = Options(only=list(only) or None, seeds=seeds, mutant_seeds=mutant_seeds, cascade=not no_cascade, jobs=jobs)
+        click.echo(f"{lesson.id}: grading mutants of {len(opts.only or lesson.checks)} graded function(s) ...", err=True)
+        report = run_mutants(lesson, opts, echo=lambda line: click.echo(line, err=True))
+    click.echo(format_table(report))
+    if json_path is not None:
+        write_json(report, json_path)
+        click.echo(f"wrote {json_path}")
+    problems = gate(report, min_score)
+    for problem in problems:
+        _err(problem)
+    sys.exit(EXIT_FAILED if problems else EXIT_OK)
+
+
+@cli.command()
 @click.argument("submissions", type=click.Path(exists=True, path_type=Path), metavar="SUBMISSIONS")
 @click.option("--assignment", default=None, metavar="A",
               help="Lesson id, lesson-pack folder or `learn assign` folder (default: guessed from the notebook names).")  # fmt: skip

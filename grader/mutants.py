@@ -44,12 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LessonPackError
+from .generate import has_solution_markers
 from .lessons import CheckSpec, Lesson, NotebookSpec
-from .mutate import NOT_APPLICABLE, Mutant, Target, find_target, mutants_of
+from .mutate import NOT_APPLICABLE, Mutant, Target, find_target, mutants_of, solution_lines
 from .notebook import code_cells, definitions, load_notebook
 from .results import CheckResult, Status
 
-__all__ = ["Options", "Report", "run_mutants", "EQUIVALENT_FILE", "format_table"]
+__all__ = ["Options", "Report", "run_mutants", "load_pack", "gate", "EQUIVALENT_FILE", "format_table", "write_json"]
 
 EQUIVALENT_FILE = "mutants.toml"
 ROUND_SIZE = 250  # probes per harness cell
@@ -193,14 +194,21 @@ def _mutant_variant(m: Mutant) -> Variant:
     return Variant(m.target, m.id, m.op, m.description, [{"target": m.defines, "source": m.source, "name": m.defines}])
 
 
-def variants_for(
-    lesson: Lesson, spec: NotebookSpec, checks: list[CheckSpec], nb
-) -> tuple[dict[str, list[Variant]], dict[str, Target], list[str]]:
-    """Named mistakes and AST mutants of each check of one notebook; the targets; checks with no
-    definition to mutate."""
+@dataclass
+class Unit:
+    """What is mutated (a graded definition) and which checks must catch its mutants: its own
+    check, or - for a pack whose checks are test cells (nbgrader) - every check of the notebook."""
+
+    name: str
+    judges: list[str]
+    variants: list[Variant]
+
+
+def units_for(lesson: Lesson, checks: list[CheckSpec], nb) -> tuple[list[Unit], list[str]]:
+    """The units of one notebook, and the checks with no definition of their own to mutate."""
     code = lesson.check_code()
     cells = code_cells(nb)
-    out, targets, untargeted = {}, {}, []
+    units, untargeted, targeted = [], [], set()
     for cspec in checks:
         check = code[cspec.name]
         named = [
@@ -211,12 +219,47 @@ def variants_for(
         target = find_target(cells, cspec.name, tuple(n for n in check.required_names() if n != cspec.name))
         mutants = []
         if target is not None:
-            targets[cspec.name] = target
+            targeted.add(target.defines)
             mutants = [_mutant_variant(m) for m in mutants_of(target)]
         else:
             untargeted.append(cspec.name)
-        out[cspec.name] = named + mutants
-    return out, targets, untargeted
+        if named or mutants:
+            units.append(Unit(cspec.name, [cspec.name], named + mutants))
+    if untargeted and all(not code[c].required_names() for c in untargeted):
+        # test-cell checks (a converted nbgrader assignment): the learner's definitions in the
+        # solution cells are what the test cells test, all of them together
+        for target in _solution_definitions(cells, targeted):
+            variants = [_mutant_variant(m) for m in mutants_of(target)]
+            if variants:
+                units.append(Unit(target.name, list(untargeted), variants))
+        untargeted = []
+    return units, untargeted
+
+
+def _solution_definitions(cells, skip: set[str]) -> list[Target]:
+    """Top-level definitions with lines inside solution markers, in notebook order."""
+    import ast
+
+    from .notebook import python_only
+
+    out = []
+    for index, source in cells:
+        lines = solution_lines(source)
+        if not has_solution_markers(source):
+            continue
+        try:
+            tree = ast.parse(python_only(source))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        for node in tree.body:
+            names = [node.name] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else []
+            body_lines = set(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+            for name in names:
+                if name not in skip and body_lines & lines:
+                    target = find_target([(index, source)], name)
+                    if target is not None:
+                        out.append(target)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +305,6 @@ def _failed(result: CheckResult) -> bool:
 
 
 async def _notebook(pool, lesson: Lesson, spec: NotebookSpec, opts: Options, equivalent: dict, report: Report, echo) -> None:
-    from .checks import Case  # noqa: F401 - the pack's checks.py needs grader.checks importable
     from .execute import open_session
     from .grading import JudgeContext, judge_check, kernel_job
     from .plan import plan, probe_spec
@@ -272,14 +314,14 @@ async def _notebook(pool, lesson: Lesson, spec: NotebookSpec, opts: Options, equ
         return
     started = time.monotonic()
     nb = load_notebook(lesson.solution_path(spec))
-    variants, _, untargeted = variants_for(lesson, spec, checks, nb)
+    units, untargeted = units_for(lesson, checks, nb)
     report.untargeted += untargeted
     code = lesson.check_code()
+    by_name = {c.name: c for c in checks}
     seeds = list(range(1, opts.seeds + 1))
     mutant_seeds = seeds[: max(1, opts.mutant_seeds)]
     job = kernel_job(nb, spec.file, lesson, spec, [])
-    # per check, per variant id: {seed: CheckResult}
-    verdicts: dict[str, dict[str, dict[int, CheckResult]]] = {c.name: {} for c in checks}
+    verdicts: dict[str, dict[str, dict[int, CheckResult | None]]] = {u.name: {} for u in units}  # unit -> variant -> seed -> verdict
     reference_ok: dict[str, dict[int, CheckResult]] = {c.name: {} for c in checks}
     async with open_session(pool, job) as session:
         bad = [c for c in session.outcome.cells if c.status != "ok"]
@@ -294,80 +336,82 @@ async def _notebook(pool, lesson: Lesson, spec: NotebookSpec, opts: Options, equ
         ctx = JudgeContext(lesson.solution_path(spec), definitions(nb), {}, session.outcome)
         for seed in seeds:
             p = plan(lesson, spec, seed, [c.name for c in checks])
+            bases = {c.name: [(pc, probe_spec(pc, code[c.name], c)) for pc in p.cases[c.name]] for c in checks}
             probes = p.probes(reference=True)
-            for cspec in checks:
-                check = code[cspec.name]
-                for pc in p.cases[cspec.name]:
-                    base = probe_spec(pc, check, cspec)
-                    probes.append({**base, "id": f"{pc.id}@reference"})
-                    for v in variants[cspec.name]:
-                        if v.named or seed in mutant_seeds:
-                            probes.append({**base, "id": f"{pc.id}@{v.id}", "replace": v.replace})
+            probes += [{**base, "id": f"{pc.id}@reference"} for c in checks for pc, base in bases[c.name]]
+            for unit in units:
+                for v in unit.variants:
+                    if v.named or seed in mutant_seeds:
+                        probes += [{**base, "id": f"{pc.id}@{v.id}", "replace": v.replace} for c in unit.judges for pc, base in bases[c]]
             raw = await runner.run(probes)
-            for cspec in checks:
-                check, cases = code[cspec.name], p.cases[cspec.name]
 
-                def judged(suffix: str, cspec=cspec, check=check, cases=cases, raw=raw) -> CheckResult:
-                    learner = {pc.id: raw[f"{pc.id}@{suffix}"] for pc in cases}
-                    return judge_check(cspec, check, cases, learner, raw, ctx)
+            def judged(name: str, suffix: str, raw=raw, p=p) -> CheckResult:
+                cases = p.cases[name]
+                learner = {pc.id: raw[f"{pc.id}@{suffix}"] for pc in cases}
+                return judge_check(by_name[name], code[name], cases, learner, raw, ctx)
 
-                reference_ok[cspec.name][seed] = judged("reference")
-                for v in variants[cspec.name]:
+            for c in checks:
+                reference_ok[c.name][seed] = judged(c.name, "reference")
+            for unit in units:
+                for v in unit.variants:
                     if not (v.named or seed in mutant_seeds):
                         continue
-                    if any(_not_applicable(raw[f"{pc.id}@{v.id}"]) for pc in cases):
-                        verdicts[cspec.name].setdefault(v.id, {})[seed] = None
+                    results = [raw[f"{pc.id}@{v.id}"] for c in unit.judges for pc in p.cases[c]]
+                    if any(_not_applicable(r) for r in results):
+                        verdicts[unit.name].setdefault(v.id, {})[seed] = None
                         continue
-                    verdicts[cspec.name].setdefault(v.id, {})[seed] = judged(v.id)
-                    for pc in cases:
-                        r = raw[f"{pc.id}@{v.id}"]
-                        if r.get("status") == "exception" and r.get("origin") == "probe":
-                            report.probe_errors.append({"function": cspec.name, "mutant": v.id, "case": pc.label,
-                                                        "error": f"{r.get('ename')}: {str(r.get('evalue'))[:200]}"})  # fmt: skip
+                    outcomes = [judged(c, v.id) for c in unit.judges]
+                    verdicts[unit.name].setdefault(v.id, {})[seed] = next((r for r in outcomes if _failed(r)), outcomes[0])
+                    for c in unit.judges:
+                        for pc in p.cases[c]:
+                            r = raw[f"{pc.id}@{v.id}"]
+                            if r.get("status") == "exception" and r.get("origin") == "probe":
+                                report.probe_errors.append({"function": unit.name, "mutant": v.id, "case": pc.label,
+                                                            "error": f"{r.get('ename')}: {str(r.get('evalue'))[:200]}"})  # fmt: skip
             echo(f"  {spec.file}: seed {seed} done ({len(runner.results)} distinct probes so far)")
-    for cspec in checks:
-        _summarise(cspec, variants[cspec.name], verdicts[cspec.name], reference_ok[cspec.name], equivalent, report, spec)
+    for c in checks:
+        ref_fail = sorted(s for s, r in reference_ok[c.name].items() if _failed(r))
+        if ref_fail:
+            first = reference_ok[c.name][ref_fail[0]]
+            report.missed.append({"function": c.name, "mistake": "(the reference itself fails)", "seeds": ref_fail,
+                                  "message": first.message.split("\n")[0][:200]})  # fmt: skip
+    for unit in units:
+        skipped = all(all(r.status is Status.SKIPPED for r in reference_ok[c].values()) for c in unit.judges)
+        why = next(iter(reference_ok[unit.judges[0]].values())).message or "skipped on this machine" if skipped else ""
+        _summarise(unit, verdicts[unit.name], why, equivalent, report, spec)
     report.timings[spec.file] = round(time.monotonic() - started, 1)
 
 
-def _summarise(cspec, variants, verdicts, reference_ok, equivalent, report: Report, spec) -> None:
-    fn = FunctionReport(cspec.name, spec.file)
-    ref_fail = sorted(s for s, r in reference_ok.items() if _failed(r))
-    if all(r.status is Status.SKIPPED for r in reference_ok.values()):
-        fn.skipped = next(iter(reference_ok.values())).message or "skipped on this machine"
-    if ref_fail:
-        first = reference_ok[ref_fail[0]]
-        report.missed.append({"function": cspec.name, "mistake": "(the reference itself fails)", "seeds": ref_fail,
-                              "message": first.message.split("\n")[0][:200]})  # fmt: skip
-    for v in variants:
+def _summarise(unit: Unit, verdicts: dict, skipped: str, equivalent: dict, report: Report, spec: NotebookSpec) -> None:
+    fn = FunctionReport(unit.name, spec.file, skipped=skipped)
+    for v in unit.variants:
         by_seed = verdicts.get(v.id, {})
         out = Outcome(v)
-        if any(r is None for r in by_seed.values()):
+        if any(r is None for r in by_seed.values()) or skipped:
             out.state = "not_applicable"
-        else:
-            survived = sorted(s for s, r in by_seed.items() if not _failed(r))
-            out.survived_seeds = survived
-            if v.named:
-                if survived:
-                    report.missed.append({"function": cspec.name, "mistake": v.id.split(":", 1)[1], "seeds": survived})
-                name = v.id.split(":", 1)[1]
-                misnamed = sorted(s for s, r in by_seed.items() if _failed(r) and not any(c.mistake == name for c in r.cases))
-                if misnamed:
-                    out.recognised = False
-                    r = by_seed[misnamed[0]]
-                    got = next((c.mistake for c in r.cases if c.mistake), None)
-                    report.misnamed.append({"function": cspec.name, "mistake": name, "seeds": misnamed[:10], "n_seeds": len(misnamed),
-                                            "told_as": got, "message": r.message.split("\n")[0][:200]})  # fmt: skip
-            if fn.skipped:
-                out.state = "not_applicable"
-            elif (cspec.name, v.id) in equivalent:
-                out.state, out.reason = "equivalent", equivalent[(cspec.name, v.id)]
-                if not survived:
-                    report.stale_equivalent.append({"function": cspec.name, "mutant": v.id, "why": "listed as equivalent but killed"})
-            elif survived:
-                out.state = "survived"
-            first = next((r for r in by_seed.values() if r is not None), None)
-            out.first_message = first.message.split("\n")[0][:200] if first is not None else ""
+            fn.outcomes.append(out)
+            continue
+        survived = sorted(s for s, r in by_seed.items() if not _failed(r))
+        out.survived_seeds = survived
+        if v.named:
+            name = v.id.split(":", 1)[1]
+            if survived:
+                report.missed.append({"function": unit.name, "mistake": name, "seeds": survived})
+            misnamed = sorted(s for s, r in by_seed.items() if _failed(r) and not any(c.mistake == name for c in r.cases))
+            if misnamed:
+                out.recognised = False
+                r = by_seed[misnamed[0]]
+                got = next((c.mistake for c in r.cases if c.mistake), None)
+                report.misnamed.append({"function": unit.name, "mistake": name, "seeds": misnamed[:10], "n_seeds": len(misnamed),
+                                        "told_as": got, "message": r.message.split("\n")[0][:200]})  # fmt: skip
+        if (unit.name, v.id) in equivalent:
+            out.state, out.reason = "equivalent", equivalent[(unit.name, v.id)]
+            if not survived:
+                report.stale_equivalent.append({"function": unit.name, "mutant": v.id, "why": "listed as equivalent but killed"})
+        elif survived:
+            out.state = "survived"
+        first = next((r for r in by_seed.values() if r is not None), None)
+        out.first_message = first.message.split("\n")[0][:200] if first is not None else ""
         fn.outcomes.append(out)
     report.functions.append(fn)
 
@@ -399,6 +443,40 @@ async def _run(lesson: Lesson, opts: Options, echo) -> Report:
     report.functions.sort(key=lambda f: order.get(f.name, 0))
     report.timings["total"] = round(time.monotonic() - started, 1)
     return report
+
+
+def load_pack(source: str, staging: Path) -> Lesson:
+    """The pack named by a lesson id, a pack folder (lesson.toml), or solution notebooks with
+    markers (ours or nbgrader's: converted as `learn assign` does, into `staging`)."""
+    from .assign import stage
+    from .lessons import all_lessons, load_lesson
+
+    path = Path(source)
+    if path.is_dir() and (path / "lesson.toml").is_file():
+        return load_lesson(path)
+    lessons = all_lessons()
+    if source in lessons and "/" not in source:
+        return lessons[source]
+    if not path.exists():
+        from .errors import UnknownLessonError
+
+        raise UnknownLessonError(source, list(lessons))
+    return stage([source], staging, None)
+
+
+def gate(report: Report, min_score: float = 0.95) -> list[str]:
+    """Why this report falls short of what CI asks of every bundled pack (empty: it does not)."""
+    out = []
+    if report.score < min_score:
+        out.append(f"mutation score {report.score:.3f} < {min_score}")
+    c = report.cascade
+    if c.get("held", 0) != c.get("pairs", 0):
+        out.append(f"cascade: {c.get('held')} of {c.get('pairs')} pairs held")
+    if report.missed:
+        out.append(f"{len(report.missed)} named mistake(s) or reference checks slip on some seeds")
+    if report.probe_errors:
+        out.append(f"{len(report.probe_errors)} probe error(s): a check's own code crashed on a wrong value")
+    return out
 
 
 def run_mutants(lesson: Lesson, opts: Options | None = None, echo: Callable[[str], None] = lambda s: None) -> Report:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from .notebook import python_only
 
-__all__ = ["Mutant", "Target", "find_target", "mutants_of", "NOT_APPLICABLE", "raising", "hanging"]
+__all__ = ["Mutant", "Target", "find_target", "mutants_of", "solution_lines", "NOT_APPLICABLE", "raising", "hanging"]
 
 NOT_APPLICABLE = "learn: mutant not applicable"
 
