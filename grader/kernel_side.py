@@ -333,6 +333,9 @@ def _origin(exc):
 
     library = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix}) + ("<frozen",)
     own = [f.filename for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(library)]
+    learner = [name for name in own if not name.startswith("<learn") or name == "<learn mistake>"]
+    if learner:  # the learner's code was running (it may have called something the probe gave it)
+        return "learner"
     if own and own[-1] == "<learn probe>":
         return "probe"
     return "harness" if own and own[-1].startswith("<learn harness") else "learner"

@@ -179,9 +179,19 @@ def judge_basic_optim(got, expected, tol):
     return compare(got, expected, tol)
 
 
+def judge_validate_epoch(got, expected, tol):
+    """Values as the reference's, and rounded to 4 decimals as the docstring says."""
+    if type(got) is float and got == got and got != round(got, 4):
+        return Verdict(False, f"validate_epoch returned {got!r}: the accuracy should be rounded to 4 decimals", kind="values")
+    return compare(got, expected, tol)
+
+
 def judge_simple_net(got, expected, tol):
     if type(got) is dict and got.get("module") is False:
         return Verdict(False, f"simple_net is a {got.get('type')}; make it a model object: nn.Sequential(nn.Linear(28*28, 30), nn.ReLU(), nn.Linear(30, 1))", kind="wrong_type")  # fmt: skip
+    if type(got) is dict and got.get("forward_error"):
+        return Verdict(False, f"simple_net cannot process a batch of shape (5, 784) ({got['forward_error']}): each layer must take "
+                       "as many inputs as the layer before it gives out, from 784 pixels down to 1 output", kind="shape")  # fmt: skip
     verdict = compare(got, expected, tol)
     if verdict.ok or verdict.diff is None:
         return verdict
@@ -336,12 +346,12 @@ def probe_simple_net(ns, xb):
         raise NotImplementedError("simple_net is still an empty nn.Sequential")
     if not isinstance(net, nn.Module):
         return {"module": False, "type": type(net).__name__}
-    return {
-        "module": True,
-        "layers": [type(m).__name__ for m in net.children()],
-        "n_params": sum(p.numel() for p in net.parameters()),
-        "out_shape": list(net(xb).shape),
-    }
+    out = {"module": True, "layers": [type(m).__name__ for m in net.children()], "n_params": sum(p.numel() for p in net.parameters())}
+    try:
+        out["out_shape"] = list(net(xb).shape)
+    except Exception as exc:  # the layers do not fit together: reported, judged in the grader
+        out["forward_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return out
 
 
 def probe_simple_net_trains(ns, train_x, train_y, valid_x, epochs, lr, batch_size, seed):
@@ -378,6 +388,8 @@ def probe_simple_net_trains(ns, train_x, train_y, valid_x, epochs, lr, batch_siz
                         p.grad = None
             with torch.no_grad():
                 history.append(net(valid_x).flatten())
+    except (RuntimeError, ValueError, TypeError) as exc:  # layers that do not fit together: the model is what is wrong
+        return {"error": f"simple_net could not be trained on batches of shape (n, 784): {type(exc).__name__}: {str(exc)[:200]}"}
     finally:
         torch.set_num_threads(threads)
     return {"preds": history[-1], "history": torch.stack(history)}
@@ -437,6 +449,12 @@ def validate_epoch_last_batch(model):
     for xb, yb in valid_dl:  # noqa: F821
         acc = batch_accuracy(model(xb), yb)  # noqa: F821
     return round(acc.item(), 4)
+
+
+def linear1_relu(xb):
+    import torch
+
+    return torch.relu(xb @ weights + bias)  # noqa: F821
 
 
 def linear1_no_bias(xb):
@@ -622,6 +640,9 @@ def is_3_cases(rng):
     yield Case.call(mean3, mean7, images(d["valid7"][0]), probe=probe_is_3, judge=judge, label="a single 7", show="is_3(valid_sevens[0])")
     yield Case.call(rng.rand(28, 28), rng.rand(28, 28), rng.rand(6, 28, 28), probe=probe_is_3, judge=judge, random=True,
                     label="other ideals", show="is_3(x) with new values of mean3 and mean7")  # fmt: skip
+    same = rng.rand(28, 28)
+    yield Case.call(same, same.clone(), rng.rand(4, 28, 28), probe=probe_is_3, judge=judge, random=True, label="a tie",
+                    show="is_3(x) when mean3 and mean7 are the same image: no image is closer to the ideal 3")  # fmt: skip
     ideals = {"mean3": rng.rand(8, 8), "mean7": rng.rand(8, 8)}
     yield loop_case("is_3", (rng.rand(2, 8, 8),), (rng.rand(200, 8, 8),), setup=ideals, advice=IS_3_FIX, what="batches",
                     label="no loop over the batch", show="is_3 on batches of 2 and of 200 images")  # fmt: skip
@@ -646,12 +667,21 @@ def init_params_cases(rng):
             "You multiplied element by element and summed into a flat vector; the matrix product xb @ weights keeps one column.",
             linear1_elementwise,
         ),
+        Mistake(
+            "relu_output",
+            "Your linear1 cuts negative outputs to 0 (a ReLU): a linear model's output can be any number; "
+            "negative means 'a 7' to the loss.",
+            linear1_relu,
+        ),  # fmt: skip
     ],
 )
 def linear1_cases(rng):
     yield Case.call(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[0.5], [-1.0], [2.0]]), torch.tensor([0.25]),
                     probe=probe_linear1, label="one input, three pixels", show="linear1(tensor([[1., 2., 3.]])) with weights [[0.5], [-1.], [2.]] and bias [0.25]")  # fmt: skip
-    yield Case.call(rng.rand(6, 784), rng.randn(784, 1), rng.randn(1), probe=probe_linear1, random=True,
+    xb, w = rng.rand(6, 784), rng.randn(784, 1, scale=0.1)
+    raw = xb @ w
+    bias = -(raw.min() + raw.max()).reshape(1) / 2  # outputs on both sides of 0, by half their range, for every seed
+    yield Case.call(xb, w, bias, probe=probe_linear1, random=True,
                     label="a batch of 6 images", show="linear1(xb) for a batch of 6, with new weights and bias")  # fmt: skip
 
 
@@ -776,6 +806,8 @@ def train_epoch_cases(rng):
 )
 def batch_accuracy_cases(rng):
     yield Case.call(torch.tensor([[0.9], [0.4], [-2.0], [0.2]]), torch.tensor([[1], [0], [1], [0]]), label="four predictions")
+    yield Case.call(torch.tensor([[0.0], [0.0], [-3.0]]), torch.tensor([[1], [1], [0]]), label="outputs on the threshold",
+                    show="batch_accuracy(tensor([[0.], [0.], [-3.]]), tensor([[1], [1], [0]])): sigmoid(0) is exactly 0.5, not above it")  # fmt: skip
     for n in (16, 40):
         yield Case.call(rng.randn(n, 1), _targets(rng, n, 1), random=True, label=f"a batch of {n}")
 
@@ -791,12 +823,17 @@ def batch_accuracy_cases(rng):
 )
 def validate_epoch_cases(rng):
     for n_batches in (3, 5):
-        valid = [_batch(rng, 8, 10) for _ in range(n_batches)]
-        train = [_batch(rng, 8, 10) for _ in range(2)]
-        yield Case.call(
-            [x for x, _ in valid], [y for _, y in valid], [x for x, _ in train], [y for _, y in train], rng.randn(10, 1), rng.randn(1),
-            probe=probe_validate_epoch, random=True, label=f"{n_batches} validation batches",
-            show=f"validate_epoch(model) with a valid_dl of {n_batches} batches of 8",
+        w, b = rng.randn(10, 1), rng.randn(1)
+        xs = [rng.rand(7, 10) for _ in range(n_batches)]  # batches of 7: accuracies with more than 4 decimals
+        right = [((x @ w + b) > 0).long() for x in xs]
+        # labels at random, but the last batch all right and the first all wrong, so that the mean over
+        # the batches is never the last batch's accuracy; the training batches (a decoy) all wrong
+        ys = [1 - right[0]] + [_targets(rng, 7, 1) for _ in xs[1:-1]] + [right[-1]]
+        train_xs = [rng.rand(7, 10) for _ in range(2)]
+        train_ys = [1 - ((x @ w + b) > 0).long() for x in train_xs]
+        yield Case.call(xs, ys, train_xs, train_ys, w, b,
+            probe=probe_validate_epoch, judge=judge_validate_epoch, random=True, label=f"{n_batches} validation batches",
+            show=f"validate_epoch(model) with a valid_dl of {n_batches} batches of 7",
         )  # fmt: skip
 
 
