@@ -125,37 +125,55 @@ def _valid_request(text: str | None, deps: list[str]) -> bool:
     return isinstance(request, dict) and request.get("name") in deps and isinstance(request.get("stages"), list)
 
 
+def _numbered(folder: Path, prefix: str) -> list[str]:
+    """Names of finished relay files in a kernel's folder (temporary files start with a dot)."""
+    try:
+        return sorted(n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".json"))
+    except OSError:
+        return []
+
+
 async def _live_case(learner, reference, probe: dict, target: str) -> dict:
     """Run one isolated case: the learner's probe asks for helper values through files, which are
-    carried to the reference kernel (answering in the same probe's setting) and back."""
+    carried to the reference kernel (answering in the same probe's setting) and back; call-backs
+    (the reference calling a model the learner's code passed) travel the other way."""
     deps, timeout = probe["isolate"]["deps"], float(probe.get("timeout") or 10)
     here, there = _fresh_folder(learner), _fresh_folder(reference)
     ask = {k: v for k, v in probe.items() if k != "isolate"}
     ask.update(requires=[], callables=[], timeout=timeout + 10, respond={"target": target, "live": RELAY_DIR, "requests": []})
     answering = asyncio.ensure_future(reference.probe([ask], budget=timeout + 30))
     asking = asyncio.ensure_future(learner.probe([probe], budget=timeout + 15))
-    sent = answered = 0
+    outstanding: set[str] = set()  # request numbers carried to the reference and not answered yet
     try:
         while not asking.done():
             moved = False
-            request = _take(here / f"req-{sent + 1}.json")
-            if request is not None:
-                sent += 1
+            for name in _numbered(here, "req-"):  # learner -> reference: requests
+                request = _take(here / name)
+                if request is None:
+                    continue
                 moved = True
+                number = name[4:-5]
                 if _valid_request(request, deps):
-                    _put(there, f"req-{sent}.json", request)
+                    outstanding.add(number)
+                    _put(there, name, request)
                 else:  # not a request the shims make: nothing is forwarded
-                    answered += 1
-                    _put(here, f"ans-{sent}.json", json.dumps({"error": "an invalid relay request"}))
-            answer = _take(there / f"ans-{answered + 1}.json")
-            if answer is not None:
-                answered += 1
+                    _put(here, f"ans-{number}.json", json.dumps({"error": "an invalid relay request"}))
+            for name in _numbered(here, "cbans-"):  # learner -> reference: what a call-back returned
+                text = _take(here / name)
+                if text is not None:
+                    moved = True
+                    _put(there, name, text)
+            for name in _numbered(there, "cb-") + _numbered(there, "ans-"):  # reference -> learner
+                text = _take(there / name)
+                if text is not None:
+                    moved = True
+                    outstanding.discard(name[4:-5] if name.startswith("ans-") else "")
+                    _put(here, name, text)
+            if answering.done() and outstanding:
+                for number in sorted(outstanding):
+                    _put(here, f"ans-{number}.json", json.dumps({"error": "the reference kernel stopped answering"}))
+                outstanding.clear()
                 moved = True
-                _put(here, f"ans-{answered}.json", answer)
-            elif answering.done() and sent > answered:
-                answered += 1
-                moved = True
-                _put(here, f"ans-{answered}.json", json.dumps({"error": "the reference kernel stopped answering"}))
             await asyncio.sleep(0 if moved else 0.001)
         (there / "done").touch()
         with contextlib.suppress(asyncio.TimeoutError, Exception):

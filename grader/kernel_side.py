@@ -117,10 +117,53 @@ class _RelayFailed(BaseException):
     """The reference could not answer a relayed call (or the channel broke): no verdict."""
 
 
+def _write_json(folder, name, data):
+    import json
+    import os
+
+    tmp = os.path.join(folder, f".{name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, os.path.join(folder, name))
+
+
+def _wait_json(folder, name, stop=None, serve=None):
+    """Wait for a file the grader carries here, then take it. `serve()` runs while waiting (it
+    answers call-backs); `stop` names a file that ends the wait (raises _Answered)."""
+    import json
+    import os
+    import time
+
+    path, pause = os.path.join(folder, name), 0.0002
+    while not os.path.exists(path):
+        if serve is not None and serve():
+            pause = 0.0002
+            continue
+        if stop is not None and os.path.exists(os.path.join(folder, stop)):
+            raise _Answered(None)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.005)
+    with open(path) as f:
+        data = json.load(f)
+    os.unlink(path)
+    return data
+
+
+class _Callable:
+    """Marks a function the learner's code passed to a relayed helper (a model, say): the reference
+    calls it back through the relay (`_LiveChannel.ask`)."""
+
+    def __init__(self, k):
+        self.k = k
+
+
 class _LiveChannel:
-    """A relay in one probe: a request is a file the grader carries to the reference kernel,
-    and the answer comes back the same way (`grader.cascade.relay`). The wait is bounded by the
-    probe's own time limit (SIGALRM interrupts the sleep)."""
+    """A relay in one probe: a request is a file the grader carries to the reference kernel, and
+    the answer comes back the same way (`grader.cascade.relay`). While it waits, the learner's side
+    answers call-backs: the reference calling a function the learner's code passed (a model), whose
+    outputs keep their autograd graph here; the answer then says which gradients to send back into
+    them (`backward`), so the learner's parameters get the reference's gradients. The wait is
+    bounded by the probe's own time limit (SIGALRM interrupts the sleep)."""
 
     def __init__(self, folder):
         import os
@@ -129,50 +172,57 @@ class _LiveChannel:
         self.n = 0
         os.makedirs(folder, exist_ok=True)
 
-    def ask(self, request):
-        import json
+    def ask(self, request, functions=()):
         import os
-        import time
 
         self.n += 1
-        path = os.path.join(self.folder, f"req-{self.n}.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(request, f)
-        os.replace(path + ".tmp", path)
-        answer_path = os.path.join(self.folder, f"ans-{self.n}.json")
-        pause = 0.0002
-        while not os.path.exists(answer_path):
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.005)
-        with open(answer_path) as f:
-            answer = json.load(f)
-        os.unlink(answer_path)
+        n, outputs = self.n, {}
+
+        def serve():
+            done = False
+            for name in sorted(os.listdir(self.folder)):
+                if name.startswith(f"cb-{n}-") and name.endswith(".json"):
+                    call = _wait_json(self.folder, name)
+                    try:
+                        out = functions[call["k"]](*decode(call["args"]), **decode(call["kwargs"]))
+                        outputs[call["m"]] = out
+                        reply = {"value": encode(out.detach() if hasattr(out, "detach") else out, 0, [PROBE_BUDGET])}
+                    except Exception as exc:  # told to the reference, which cannot answer then
+                        reply = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                    _write_json(self.folder, f"cbans-{n}-{call['m']}.json", reply)
+                    done = True
+            return done
+
+        _write_json(self.folder, f"req-{n}.json", request)
+        answer = _wait_json(self.folder, f"ans-{n}.json", serve=serve if functions else None)
         if answer.get("error"):
             raise _RelayFailed(answer["error"])
-        return answer["answer"]
+        out = answer["answer"]
+        for m, gradient in decode(answer.get("backward") or encode([])):
+            if m in outputs and getattr(outputs[m], "requires_grad", False):
+                outputs[m].backward(gradient)
+        return out
 
 
 def _serve(ns, folder):
     """Reference side of a live relay: answer each request file with the reference's value, in the
     probe's setting, until the grader says done."""
-    import json
     import os
     import time
 
     n, pause = 0, 0.0002
     while True:
-        path = os.path.join(folder, f"req-{n + 1}.json")
-        if os.path.exists(path):
+        if os.path.exists(os.path.join(folder, f"req-{n + 1}.json")):
             n += 1
-            with open(path) as f:
-                request = json.load(f)
+            request = _wait_json(folder, f"req-{n}.json")
             try:
-                out = {"answer": encode(_answer(ns[request["name"]], request), 0, [PROBE_BUDGET])}
+                answer, backward = _answer(ns[request["name"]], request, _callbacks(folder, n))
+                out = {"answer": encode(answer, 0, [PROBE_BUDGET]), "backward": encode(backward, 0, [PROBE_BUDGET])}
+            except _Answered:
+                raise
             except Exception as exc:  # the grader reports it; nobody is blamed
                 out = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-            with open(os.path.join(folder, f"ans-{n}.tmp"), "w") as f:
-                json.dump(out, f)
-            os.replace(os.path.join(folder, f"ans-{n}.tmp"), os.path.join(folder, f"ans-{n}.json"))
+            _write_json(folder, f"ans-{n}.json", out)
             pause = 0.0002
         elif os.path.exists(os.path.join(folder, "done")):
             raise _Answered(n)
@@ -181,13 +231,51 @@ def _serve(ns, folder):
             pause = min(pause * 1.5, 0.005)
 
 
+def _callbacks(folder, n):
+    """For request n: make_proxy(k) -> a function that calls the learner's k-th function back
+    through the relay; its outputs become leaves whose gradients go back in the answer."""
+    leaves = []
+
+    def make_proxy(k):
+        def proxy(*args, **kwargs):
+            import sys
+
+            m = len(leaves) + 1
+            _write_json(folder, f"cb-{n}-{m}.json", {"k": k, "m": m, "args": encode(args, 0, [PROBE_BUDGET]),
+                                                     "kwargs": encode(kwargs, 0, [PROBE_BUDGET])})  # fmt: skip
+            reply = _wait_json(folder, f"cbans-{n}-{m}.json", stop="done")
+            if reply.get("error"):
+                raise RuntimeError(f"the learner's function raised: {reply['error']}")
+            value = decode(reply["value"])
+            torch = sys.modules.get("torch")
+            if torch is not None and isinstance(value, torch.Tensor) and value.is_floating_point() and torch.is_grad_enabled():
+                value = value.detach().requires_grad_(True)
+            leaves.append((m, value))
+            return value
+
+        return proxy
+
+    make_proxy.leaves = leaves
+    return make_proxy
+
+
 def _relay_shim(name, table, own, channel=None):
     """Stands in for graded function `name`: answers with the reference's value for these inputs
     (sent by the grader in `table`), carrying the reference's gradient, or asks for it. Where the
     reference returns a function, the shim returns a stand-in function whose calls are relayed
-    too; where it returns nothing (a helper run for its side effects), the learner's own answers."""
+    too. A function among the inputs (a model) is called back by the reference through the relay;
+    without such inputs, a helper that returns nothing (run for its side effects) is the learner's own."""
 
     def call(stages):
+        functions = _functions_in(stages)
+        if functions:
+            if channel is None:
+                raise _Need({"name": name, "key": "", "stages": [], "grad": False})
+            marked = _marked(stages, functions)
+            _, blob = _relay_key(name, marked, False)
+            request = {"name": name, "key": "", "stages": blob[1], "grad": False, "functions": len(functions)}
+            answer = decode(channel.ask(request, functions))
+            return answer.get("value")
         grad = _wants_grad(stages)
         key, blob = _relay_key(name, stages, grad)
         if key not in table:
@@ -222,6 +310,27 @@ def _relay_shim(name, table, own, channel=None):
     return shim
 
 
+def _is_function(value):
+    import sys
+
+    torch = sys.modules.get("torch")
+    return callable(value) and not isinstance(value, type) and not (torch is not None and isinstance(value, torch.Tensor))
+
+
+def _functions_in(stages):
+    return [v for v in _flat_inputs(stages) if _is_function(v)]
+
+
+def _marked(stages, functions):
+    """The stages with each function replaced by its index (the reference calls it back by index)."""
+    index = {id(f): k for k, f in enumerate(functions)}
+
+    def mark(v):
+        return {"$learn_function": index[id(v)]} if _is_function(v) else v
+
+    return [(tuple(mark(a) for a in args), {k: mark(v) for k, v in kwargs.items()}) for args, kwargs in stages]
+
+
 def _with_gradient(value, inputs, jacobians):
     """value, made differentiable: d value / d input = the reference's Jacobian for that input."""
     import torch
@@ -245,12 +354,33 @@ def _answer_kind(value):
     return None
 
 
-def _answer(fn, request):
-    """The reference's value of fn for a relayed request (a chain of calls), with Jacobians with
-    respect to every tensor input when gradients are wanted."""
+def _answer(fn, request, callbacks=None):
+    """(answer, backward): the reference's value of fn for a relayed request (a chain of calls),
+    with Jacobians with respect to every tensor input when gradients are wanted. A request that
+    passes functions (a model) calls them back through the relay (`callbacks`); `backward` then
+    holds the gradients of their outputs, [(call number, gradient)], for the learner's side."""
     import torch
 
     stages = [(list(decode(a)), decode(k)) for a, k in request["stages"]]
+    if request.get("functions"):
+        if callbacks is None:
+            raise RuntimeError("a relayed call passes functions, but there is no channel to call them back")
+
+        def unmark(v):
+            return callbacks(v["$learn_function"]) if isinstance(v, dict) and set(v) == {"$learn_function"} else v
+
+        value = fn
+        for args, kwargs in stages:
+            value = value(*[unmark(a) for a in args], **{k: unmark(v) for k, v in kwargs.items()})
+        backward = [[m, leaf.grad] for m, leaf in callbacks.leaves if isinstance(leaf, torch.Tensor) and leaf.grad is not None]
+        plain = value.detach() if isinstance(value, torch.Tensor) else value
+        return {"value": plain}, backward
+    return _plain_answer(fn, stages, request), []
+
+
+def _plain_answer(fn, stages, request):
+    import torch
+
     shape = [(len(args), sorted(kwargs)) for args, kwargs in stages]
 
     def run(flat):
@@ -449,7 +579,7 @@ def _run_probe(probe, ns, blobs=None):
             def responder(*args, **kwargs):
                 if respond.get("live"):
                     _serve(ns, respond["live"])
-                raise _Answered([_answer(ns[r["name"]], r) for r in respond["requests"]])
+                raise _Answered([_answer(ns[r["name"]], r)[0] for r in respond["requests"]])
 
             undos.append(_install(ns, {respond["target"]: responder}))
         missing = [name for name in probe.get("requires", []) if name not in ns]
