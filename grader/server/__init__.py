@@ -47,8 +47,11 @@ def _port_free(host: str, port: int) -> None:
 
 
 def serve(course_dir: Path, *, db: str | None = None, scheduler: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          jobs: int | None = None, allow_unsandboxed: bool = False, https_only: bool = False, echo=print, warn=None) -> None:  # fmt: skip
-    """Run the course server until interrupted."""
+          jobs: int | None = None, allow_unsandboxed: bool = False, https_only: bool = False, forwarded_allow_ips: str | None = None,
+          echo=print, warn=None) -> None:  # fmt: skip
+    """Run the course server until interrupted. `forwarded_allow_ips`: the proxies (comma-separated
+    addresses, or *) whose X-Forwarded-For/-Proto are believed - the client address that sign-in
+    limits count, and https; default: uvicorn's (127.0.0.1, or $FORWARDED_ALLOW_IPS)."""
     try:
         import argon2  # noqa: F401
         import python_multipart  # noqa: F401
@@ -69,4 +72,4 @@ def serve(course_dir: Path, *, db: str | None = None, scheduler: str | None = No
         echo(f"First start: open this link once to create the instructor account (valid 24 hours):\n  {base}/signin/{link}")
     echo(f"learn serve: {course.root} on {base} (database: {'PostgreSQL' if course.db.postgres else course.db.path})")
     app = build_app(course, worker=worker, https_only=https_only)
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips)
