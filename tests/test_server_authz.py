@@ -77,6 +77,8 @@ def test_every_route_allows_exactly_the_expected_roles(setup):
                 else:
                     response = client.post(_path(route, ids), data={"csrf": session_csrf(client)}, headers=headers)
                 assert response.status_code < 500, (route.path, role, response.text)
+                assert response.headers["x-frame-options"] == "SAMEORIGIN", (route.path, role)  # no page can be framed by another site
+                assert "frame-ancestors 'self'" in response.headers["content-security-policy"], (route.path, role)
                 if response.headers.get("x-learn-denied") != "1":
                     allowed.add(role)
                     if method == "GET" and route.name not in UNGRADED_404:  # the path's objects are real: found

@@ -28,6 +28,7 @@ import anyio
 from itsdangerous import URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -110,15 +111,17 @@ def _denied(request: Request, status: int, message: str) -> Response:
     return HTMLResponse(f"<!doctype html><title>{status}</title><p>{message}</p>", status_code=status, headers=DENIED)
 
 
-def _problem(request: Request, status: int, message: str) -> Response:
-    """A refusal that is not about who you are (too large, unreadable): JSON or a short page."""
+def _problem(request: Request, status: int, message: str, close: bool = False) -> Response:
+    """A refusal that is not about who you are (too large, unreadable): JSON or a short page.
+    `close`: end the connection after it (uvicorn then reads no more of the request's body)."""
     import html
 
+    headers = {"Connection": "close"} if close else None
     if _wants_json(request):
-        return JSONResponse({"error": message}, status_code=status)
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
     back = html.escape(request.headers.get("referer") or "/", quote=True)
     return HTMLResponse(f'<!doctype html><title>{status}</title><p id="flash">{html.escape(message)}</p><p><a href="{back}">Back</a></p>',
-                        status_code=status)  # fmt: skip
+                        status_code=status, headers=headers)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,11 +248,12 @@ async def _read_form(request: Request) -> Response | None:
     try:
         request.state.form = await request.form(max_files=limits.max_notebooks, max_part_size=SMALL_BODY)
     except BodyTooLarge as exc:
-        return _problem(request, 413, str(exc))
-    except MultiPartException as exc:
-        if "Too many files" in str(exc):
+        return _problem(request, 413, str(exc), close=True)  # the rest of the body is never read
+    except (MultiPartException, HTTPException) as exc:  # Starlette turns the parser's errors into HTTPException(400)
+        text = str(getattr(exc, "detail", "") or exc)
+        if "Too many files" in text:
             return _problem(request, 413, f"too many files in one upload: at most {limits.max_notebooks} (notebooks, or one zip of them)")
-        return _problem(request, 400, f"unreadable form: {exc}")
+        return _problem(request, 400, f"unreadable form: {text}")
     except Exception as exc:  # garbage instead of a form
         return _problem(request, 400, f"unreadable form: {type(exc).__name__}")
     return None

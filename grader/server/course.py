@@ -130,13 +130,13 @@ def _size(data) -> int:
     return data.tell()
 
 
-TIMEOUT_PREFIX = "timeout"  # records' problems that grader.dashboard puts on the attention list
-
-
 def timeouts(result: dict) -> list[str]:
     """Problems to show staff for a result (RunResult as JSON): notebooks stopped by their time
     budget and cells stopped by the cell time limit - a notebook can pass its checks and still
-    have a cell that never finished."""
+    have a cell that never finished. They start with grader.dashboard.TIMEOUT_PREFIX: the
+    dashboard's attention list shows them."""
+    from ..dashboard import TIMEOUT_PREFIX
+
     out = []
     for nb in result.get("notebooks", []):
         name = Path(nb.get("path") or "").name or nb.get("exercise") or "?"

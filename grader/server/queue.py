@@ -13,8 +13,9 @@
                 report onto the submission; a job whose lease someone else took over writes nothing
 
 Fair order: round-robin over students. A job's rank is how many of its student's jobs are ahead
-of it (in flight, or queued earlier); the lowest rank goes first, then the oldest. A student
-with Limits.jobs_per_student jobs in flight waits. So one student's four infinite loops hold
+of it (in flight, or queued earlier); the lowest rank goes first, then the student whose last
+job finished longest ago, then the oldest job. A student with Limits.jobs_per_student jobs in
+flight waits. So one student's four infinite loops hold
 at most one slot, and another student's first submission is next in line: it waits at most
 one job's time budget, whatever the first student queued.
 
@@ -41,13 +42,17 @@ __all__ = ["QueueWorker", "LEASE_S", "MAX_ATTEMPTS", "fair_order"]
 
 LEASE_S = 60.0
 MAX_ATTEMPTS = 3
+SERVED_S = 3600.0  # round-robin remembers whose job finished last for this long
 log = logging.getLogger("learn.serve")
 
 
-def fair_order(rows: list[dict], now: float, per_student: int, me: str | None = None) -> list[dict]:
+def fair_order(rows: list[dict], now: float, per_student: int, me: str | None = None, served: dict | None = None) -> list[dict]:
     """The jobs that may be claimed now, in fair order (module docstring). `rows`: the queued
-    and leased jobs, oldest first. A lease that is current and whose owner lives counts as in
-    flight; one that ran out (or whose owner is gone) can be taken over, first in line."""
+    and leased jobs, oldest first; `served`: when each student's last job finished. A lease
+    that is current and whose owner lives counts as in flight; one that ran out (or whose owner
+    is gone) can be taken over, first in line. Order: fewest of the student's jobs ahead, then
+    the student served longest ago (round-robin), then the oldest job."""
+    served = served or {}
     in_flight: dict = {}
     takeable = []
     for row in rows:
@@ -61,10 +66,11 @@ def fair_order(rows: list[dict], now: float, per_student: int, me: str | None = 
     ahead = dict(in_flight)
     ranked = []
     for row in takeable:  # oldest first: a student's k-th waiting job has k-1 of theirs ahead
-        ranked.append((ahead.get(row["user_id"], 0), 0 if row["state"] == "leased" else 1, row["id"], row))
-        ahead[row["user_id"]] = ahead.get(row["user_id"], 0) + 1
-    ranked.sort(key=lambda r: r[:3])
-    return [r[3] for r in ranked if in_flight.get(r[3]["user_id"], 0) < max(1, per_student)]
+        user = row["user_id"]
+        ranked.append((ahead.get(user, 0), 0 if row["state"] == "leased" else 1, served.get(user, 0.0), row["id"], row))
+        ahead[user] = ahead.get(user, 0) + 1
+    ranked.sort(key=lambda r: r[:4])
+    return [r[4] for r in ranked if in_flight.get(r[4]["user_id"], 0) < max(1, per_student)]
 
 
 class QueueWorker:
@@ -178,7 +184,11 @@ class QueueWorker:
         now = time.time()
         with self.db.transaction() as tx:
             rows = tx.all("SELECT id, lease_owner, lease_until, state, user_id FROM jobs WHERE state IN ('queued', 'leased') ORDER BY id")
-            for row in fair_order(rows, now, self.course.limits.jobs_per_student, self.owner):
+            if not rows:
+                return None
+            served = {r["user_id"]: r["last"] for r in tx.all("SELECT user_id, MAX(finished_at) AS last FROM jobs WHERE state = 'done' "
+                                                                "AND finished_at > ? GROUP BY user_id", now - SERVED_S)}  # fmt: skip
+            for row in fair_order(rows, now, self.course.limits.jobs_per_student, self.owner, served):
                 take = "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ? AND "
                 if row["state"] == "queued":
                     took = tx.run(take + "state = 'queued'", self.owner, now + LEASE_S, row["id"])

@@ -173,9 +173,9 @@ def signin_link(request: Request):
     if user is not None:  # a valid link always works: no limit applies to it
         return _sign_in(request, user)
     throttle, address = request.app.state.throttle, _address(request)
-    throttle.fail(None, address)
     if throttle.address_blocked(address):
         return page(request, "signin.html", 429, title="Sign in", flash="too many failed sign-ins from this address: wait 15 minutes")
+    throttle.fail(None, address)
     return page(request, "signin.html", 403, title="Sign in", flash="this sign-in link is unknown, used up or expired: ask for a new one")
 
 
