@@ -103,7 +103,9 @@ def csv_text(records: list[SubmissionRecord], manual_rows: dict | None = None) -
         if all(s == "not submitted" for s in statuses):  # the course server lists every student, these with 0
             row["status"] = "not submitted"
         else:
-            row["status"] = "error" if {"error", "not graded"} & set(statuses) else "failed" if {"failed", "not submitted"} & set(statuses) else "ok"
+            row["status"] = (
+                "error" if {"error", "not graded"} & set(statuses) else "failed" if {"failed", "not submitted"} & set(statuses) else "ok"
+            )
         row["percent"] = _fmt(100.0 * row["total"] / row["possible"]) if row["possible"] else ""
         row["total"], row["possible"] = _fmt(row["total"]), _fmt(row["possible"])
         row["auto"], row["manual"], row["pending"] = _fmt(row["auto"]), _fmt(row["manual"]), _fmt(row["pending"])
