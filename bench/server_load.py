@@ -16,9 +16,12 @@
                the same class, same run (the load average is printed with the figures)
 
     python bench/server_load.py [N] [--jobs 2] [--window 300] [--readers R] [--think 0] [--kill K] [--sleep 0] [--port 0]
-                                [--db postgresql://...]
+                                [--pack lesson3] [--db postgresql://...] [--max-healthz-p95-ms MS] [--max-report-p95-ms MS]
 
-Prints a JSON summary; exits 1 when a submission is lost, duplicated or not graded.
+Prints a JSON summary; exits 1 when a submission is lost, duplicated or not graded, a reader
+failed, or a p95 is over its --max-...-p95-ms. With --kill and --readers, requests refused while
+the server is down are counted (unavailable_during_restart), not failures: the readers go on
+with the sessions they had.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import http.client
 import http.cookiejar
 import json
 import math
@@ -198,10 +202,12 @@ def signed_in_client(base: str, link: str):
 
 class Readers:
     """R signed-in students: each polls its submission every second until graded, then reads its
-    report in a loop (`think` seconds apart); a prober times /healthz every 0.1 s. All until stop."""
+    report in a loop (`think` seconds apart); a prober times /healthz every 0.1 s. All until stop.
+    With `restarts` (the --kill run) a refused or broken connection is counted, not an error:
+    the reader tries again half a second later - with the session it had (they are server-side)."""
 
-    def __init__(self, base: str, students: dict, count: int, think: float):
-        self.base, self.students, self.think = base, students, think
+    def __init__(self, base: str, students: dict, count: int, think: float, restarts: bool = False):
+        self.base, self.students, self.think, self.restarts = base, students, think, restarts
         self.wanted = set(list(students)[:count])
         self.sids: dict[str, int] = {}
         self.ready = threading.Condition()
@@ -209,6 +215,7 @@ class Readers:
         self.report_ms: list[float] = []
         self.healthz_ms: list[float] = []
         self.errors: list[str] = []
+        self.unavailable = 0  # requests refused or cut while the server was down (restarts only)
         self.threads = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in self.wanted]
         self.threads.append(threading.Thread(target=self._probe, daemon=True))
 
@@ -228,6 +235,18 @@ class Readers:
         for t in self.threads:
             t.join(60)
 
+    def _retry(self, step):
+        """step(), again after a pause while the server is down (restarts only)."""
+        while not self.stop.is_set():
+            try:
+                return step()
+            except (OSError, http.client.HTTPException):
+                if not self.restarts:
+                    raise
+                self.unavailable += 1
+                self.stop.wait(0.5)
+        return None
+
     def _timed(self, opener, url: str) -> float:
         t = time.perf_counter()
         with opener.open(url, timeout=60) as response:
@@ -239,10 +258,17 @@ class Readers:
         while not self.stop.is_set():
             try:
                 self.healthz_ms.append(self._timed(opener, f"{self.base}/healthz"))
-            except OSError as exc:
-                self.errors.append(f"healthz: {exc}")
-                self.healthz_ms.append(60_000.0)
+            except (OSError, http.client.HTTPException) as exc:
+                if self.restarts:
+                    self.unavailable += 1
+                else:
+                    self.errors.append(f"healthz: {exc}")
+                    self.healthz_ms.append(60_000.0)
             self.stop.wait(0.1)
+
+    def _state(self, opener, sid: int) -> str:
+        with opener.open(f"{self.base}/api/s/{sid}", timeout=60) as response:
+            return json.loads(response.read())["state"]
 
     def _read(self, name: str) -> None:
         try:
@@ -250,14 +276,16 @@ class Readers:
                 self.ready.wait_for(lambda: name in self.sids or self.stop.is_set())
             if self.stop.is_set():
                 return
-            sid, opener = self.sids[name], signed_in_client(self.base, self.students[name]["link"])
+            sid = self.sids[name]
+            opener = self._retry(lambda: signed_in_client(self.base, self.students[name]["link"]))
             while not self.stop.is_set():  # the submission page polls like this
-                with opener.open(f"{self.base}/api/s/{sid}", timeout=60) as response:
-                    if json.loads(response.read())["state"] in ("graded", "failed"):
-                        break
+                if self._retry(lambda: self._state(opener, sid)) in ("graded", "failed"):
+                    break
                 self.stop.wait(1.0)
             while not self.stop.is_set():
-                self.report_ms.append(self._timed(opener, f"{self.base}/s/{sid}/report"))
+                took = self._retry(lambda: self._timed(opener, f"{self.base}/s/{sid}/report"))
+                if took is not None:
+                    self.report_ms.append(took)
                 if self.think:
                     self.stop.wait(self.think)
         except Exception as exc:  # noqa: BLE001 - counted and reported, never silent
@@ -270,7 +298,7 @@ def graded(db) -> dict[int, dict]:
 
 def run(n: int = 20, jobs: int = 2, window: float = 10.0, kill_after: int | None = None, sleep: float = 0.0, port: int = 0,
         compare: bool = True, timeout: float = 1800, db_url: str | None = None, readers: int = 0, think: float = 0.0,
-        pack: str | None = None) -> dict:  # fmt: skip
+        pack: str | None = None, max_healthz: float | None = None, max_report: float | None = None) -> dict:  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="learn-load-"))
     try:
         env = build(work, n, sleep, db_url, pack)
@@ -296,7 +324,7 @@ def run(n: int = 20, jobs: int = 2, window: float = 10.0, kill_after: int | None
         killed, lost_check = False, {}
         deadline = time.monotonic() + timeout
         load_before = os.getloadavg()
-        reading = Readers(base, env["students"], min(readers, n), think) if readers else None
+        reading = Readers(base, env["students"], min(readers, n), think, restarts=kill_after is not None) if readers else None
         if reading is not None:
             reading.start()
         try:
@@ -337,6 +365,7 @@ def run(n: int = 20, jobs: int = 2, window: float = 10.0, kill_after: int | None
                 "report_max_ms": ms(max(reading.report_ms, default=None)), "healthz_probes": len(reading.healthz_ms),
                 "healthz_p50_ms": ms(percentile(reading.healthz_ms, 0.5)), "healthz_p95_ms": ms(percentile(reading.healthz_ms, 0.95)),
                 "healthz_max_ms": ms(max(reading.healthz_ms, default=None)), "reader_errors": reading.errors[:10],
+                "unavailable_during_restart": reading.unavailable,
             })  # fmt: skip
         if compare:
             t = time.monotonic()
@@ -350,6 +379,10 @@ def run(n: int = 20, jobs: int = 2, window: float = 10.0, kill_after: int | None
         result["ok"] = result["submitted"] == result["in_database"] == result["graded"] == n and not result["graded_more_than_once"]
         if reading is not None:
             result["ok"] = result["ok"] and not reading.errors
+            late = [f"{key} {result[key]} > {limit}" for key, limit in (("healthz_p95_ms", max_healthz), ("report_p95_ms", max_report))
+                    if limit is not None and (result[key] is None or result[key] > limit)]  # fmt: skip
+            result["over_limits"] = late
+            result["ok"] = result["ok"] and not late
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -368,6 +401,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=300.0, help="seconds over which the students submit")
     parser.add_argument("--readers", type=int, default=0, metavar="R", help="signed-in students reading their reports in a loop")
     parser.add_argument("--think", type=float, default=0.0, metavar="S", help="seconds a reader waits between reads (default: none)")
+    parser.add_argument("--max-healthz-p95-ms", type=float, default=None, metavar="MS", help="not ok (exit 1) above this")
+    parser.add_argument("--max-report-p95-ms", type=float, default=None, metavar="MS", help="not ok (exit 1) above this")
     parser.add_argument("--kill", type=int, default=None, metavar="K", help="kill -9 the server after K are graded, then restart")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds each notebook sleeps (a slower class)")
     parser.add_argument("--pack", default=None, metavar="ID", help="a bundled pack (e.g. lesson3): its solutions, full-size reports")
@@ -376,7 +411,8 @@ def main() -> None:
     parser.add_argument("--db", default=None, metavar="URL", help="postgresql://... (default: SQLite in the course folder)")
     args = parser.parse_args()
     result = run(args.n, args.jobs, args.window, args.kill, args.sleep, args.port, compare=not args.no_compare, db_url=args.db,
-                 readers=args.readers, think=args.think, pack=args.pack)  # fmt: skip
+                 readers=args.readers, think=args.think, pack=args.pack, max_healthz=args.max_healthz_p95_ms,
+                 max_report=args.max_report_p95_ms)  # fmt: skip
     print(json.dumps(result, indent=2))
     sys.exit(0 if result["ok"] else 1)
 
