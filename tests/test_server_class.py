@@ -315,6 +315,30 @@ def test_a_partial_upload_is_confirmed_first_and_completed_from_the_latest_copy(
     assert accepted.status_code == 201, accepted.text
 
 
+def test_learn_submit_warns_of_missing_notebooks_before_they_are_taken_from_the_latest_copy(tmp_path, runner):
+    from grader.cli import cli
+
+    course, ids = make_course(tmp_path)
+    pack = tmp_path / "two"
+    pack.mkdir()
+    (pack / "lesson.toml").write_text(TWO_TOML)
+    (pack / "checks.py").write_text(TINY_CHECKS)
+    write_nb(pack / "squares.ipynb", GOOD[0])
+    write_nb(pack / "cubes.ipynb", GOOD[1])
+    course.publish(ids["instructor"]["id"], course.create_assignment(ids["instructor"]["id"], str(pack), "two"), True)
+    first = course.submit(
+        ids["bo"], "two", [("squares.ipynb", notebook(tmp_path, "squares.ipynb")), ("cubes.ipynb", notebook(tmp_path, "cubes.ipynb"))]
+    )
+    token, only = course.new_api_token(ids["bo"]["id"]), tmp_path / "nb" / "squares.ipynb"
+    with running(app_of(course)) as base:
+        args = ["submit", "--server", base, "--token", token, "--no-wait", "two", str(only)]
+        warned = runner.invoke(cli, args)
+        assert warned.exit_code == 2 and f"cubes.ipynb (graded from your submission #{first}" in warned.output, warned.output
+        assert "add --partial to submit anyway" in warned.output
+        done = runner.invoke(cli, [*args, "--partial"])
+        assert done.exit_code == 0 and "submitted as #" in done.output, done.output
+
+
 def test_students_see_what_their_grade_is_made_of(tmp_path):
     course, ids = make_course(tmp_path)
     the_packs_item(course, ids)

@@ -1,13 +1,16 @@
 """`learn serve`: the course server - web submissions graded by the same engine as `learn grade`.
 
-    browser / `learn submit` ──HTTP──► app (Starlette; guard = auth.RULES) ──► course (accounts,
-    assignments, submissions, grades) ──► db (SQLite WAL in COURSE_DIR, or PostgreSQL; versioned SQL)
+    browser / `learn submit` ──HTTP──► app (Starlette; guard = auth.RULES; every view in a worker
+    thread, only /healthz on the event loop) ──► course (accounts, assignments, submissions,
+    grades) ──► db (SQLite WAL in COURSE_DIR, or PostgreSQL; versioned SQL)
                                                       ▲
-    queue.QueueWorker (thread) ── lease jobs ─────────┘──► executor (local warm pool / Dask) ──► RunResult
+    queue.QueueWorker (thread) ── lease jobs fairly ──┘──► executor (local warm pool / Dask) ──► RunResult
+                                                      └──► render (the report, once per grade)
 
-Modules: app (routes, guard, lifespan), auth (route table, tokens, passwords, rate limits),
-course (the data), db (the thin database layer and migrations), queue (the durable job queue),
-views (pages and JSON), client (`learn submit`).
+Modules: app (routes, guard, middleware, lifespan), auth (route table, tokens, passwords,
+sign-in back-off), course (the data), uploads (what is kept of an upload), render (reports off
+the event loop, bounded), db (the thin database layer and migrations), queue (the durable, fair
+job queue), views (pages and JSON), client (`learn submit`).
 """
 
 from __future__ import annotations
