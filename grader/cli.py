@@ -825,20 +825,32 @@ def review(answers_path, limit):
 @click.option("--forwarded-allow-ips", default=None, metavar="ADDRESSES",
               help="The proxy in front (comma-separated addresses, or '*'): its X-Forwarded-For is the client address that sign-in "
                    "limits count. Default: 127.0.0.1 (or $FORWARDED_ALLOW_IPS).")  # fmt: skip
+@click.option("--student-quota", type=click.FloatRange(1), default=None, metavar="MB",
+              help="What one student's submissions may keep on disk (default 200 MB).")  # fmt: skip
+@click.option("--signin-link", "signin_for", default=None, metavar="NAME",
+              help="Print a fresh sign-in link for the account NAME (the instructor's too: a lost password) and exit.")  # fmt: skip
 @click.option("--allow-unsandboxed", is_flag=True,
               help="Serve even without bubblewrap (no filesystem or network isolation; also LEARN_ALLOW_UNSANDBOXED=1).")  # fmt: skip
 @handle_errors
-def serve(course_dir, db_url, scheduler, host, port, jobs, https_only, forwarded_allow_ips, allow_unsandboxed):
+def serve(course_dir, db_url, scheduler, host, port, jobs, https_only, forwarded_allow_ips, student_quota, signin_for, allow_unsandboxed):
     """Run the course server: students upload notebooks and get feedback in seconds.
 
     COURSE_DIR holds the uploads, the session key and (by default) the SQLite database; it is
-    created if missing. At first start a one-time link to create the instructor account is
-    printed. Refuses to start without bubblewrap unless --allow-unsandboxed (exit 2).
+    created if missing, readable by its owner only. At first start a one-time link to create the
+    instructor account is printed; --signin-link NAME prints a new one for any account later.
+    Refuses to start without bubblewrap unless --allow-unsandboxed (exit 2).
     """
     from .server import serve as run_server
+    from .server import signin_link
 
+    if signin_for:
+        path = signin_link(course_dir, signin_for, db_url)
+        click.echo(f"A sign-in link for {signin_for} (valid two weeks; the earlier one no longer works):\n  http://{host}:{port}{path}")
+        click.echo("(behind a proxy, put your server's address in front of the path instead)")
+        return
     run_server(course_dir, db=db_url, scheduler=scheduler, host=host, port=port, jobs=jobs, allow_unsandboxed=allow_unsandboxed,
-               https_only=https_only, forwarded_allow_ips=forwarded_allow_ips, echo=click.echo, warn=lambda line: _err(line))  # fmt: skip
+               https_only=https_only, forwarded_allow_ips=forwarded_allow_ips, student_quota_mb=student_quota, echo=click.echo,
+               warn=lambda line: _err(line))  # fmt: skip
 
 
 @cli.command()

@@ -26,6 +26,14 @@ from tests.server_util import csrf, grade_now, make_course, running, session_csr
 from tests.test_grade import GOOD, TINY_CHECKS, write_nb
 
 
+def free_port() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 def app_of(course):
     from grader.server.app import build_app
 
@@ -488,6 +496,25 @@ def test_cli_tokens_are_kept_on_the_server_only_listed_and_revocable(tmp_path):
     assert ann.get("/api/a/squares", headers=auth(desktop)).status_code == 200
 
 
+def test_whoever_runs_the_server_can_let_a_locked_out_instructor_in_and_set_the_quota(tmp_path, monkeypatch, runner):
+    import uvicorn
+
+    import grader.server
+    from grader.cli import cli
+    from grader.server.course import Course
+
+    course, ids = make_course(tmp_path)
+    printed = runner.invoke(cli, ["serve", str(course.root), "--signin-link", "instructor"])
+    assert printed.exit_code == 0 and course.redeem(printed.output.split("/signin/")[1].split()[0])["role"] == "instructor"
+    unknown = runner.invoke(cli, ["serve", str(course.root), "--signin-link", "nobody"])
+    assert unknown.exit_code == 2 and "no account named 'nobody'" in unknown.output
+    opened = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(grader.server, "prepare", lambda *a, **k: (opened.append(Course.open(tmp_path / "c")) or opened[-1], None))
+    assert runner.invoke(cli, ["serve", str(tmp_path / "c"), "--port", free_port(), "--student-quota", "50"]).exit_code == 0
+    assert opened[0].limits.quota_bytes == 50 * 2**20
+
+
 def test_forwarded_allow_ips_reaches_uvicorn_and_names_the_client(tmp_path, monkeypatch, runner):
     import uvicorn
 
@@ -498,7 +525,7 @@ def test_forwarded_allow_ips_reaches_uvicorn_and_names_the_client(tmp_path, monk
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
     monkeypatch.setattr(grader.server, "prepare", lambda *a, **k: (Course.open(tmp_path / "c"), None))
-    result = runner.invoke(cli, ["serve", str(tmp_path / "c"), "--port", "8123", "--forwarded-allow-ips", "10.1.2.3"])
+    result = runner.invoke(cli, ["serve", str(tmp_path / "c"), "--port", free_port(), "--forwarded-allow-ips", "10.1.2.3"])
     assert result.exit_code == 0, result.output
     assert seen["forwarded_allow_ips"] == "10.1.2.3" and seen["proxy_headers"] is True
     # behind a trusted proxy (127.0.0.1, uvicorn's default) the throttle counts the forwarded addresses

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["serve", "prepare"]
+__all__ = ["serve", "prepare", "signin_link"]
 
 
 def prepare(course_dir: Path, db: str | None = None, scheduler: str | None = None, jobs: int | None = None,
@@ -49,12 +49,23 @@ def _port_free(host: str, port: int) -> None:
         raise LearnError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+def signin_link(course_dir: Path, name: str, db: str | None = None) -> str:
+    """A fresh sign-in link (the path /signin/TOKEN) for any account of the course, the
+    instructor's included: for whoever runs the server, when a password is lost. The earlier
+    link of that account stops working; audited."""
+    from .course import Course
+
+    course = Course.open(Path(course_dir), db)
+    return f"/signin/{course.new_signin_link(None, name, any_role=True)}"
+
+
 def serve(course_dir: Path, *, db: str | None = None, scheduler: str | None = None, host: str = "127.0.0.1", port: int = 8000,
           jobs: int | None = None, allow_unsandboxed: bool = False, https_only: bool = False, forwarded_allow_ips: str | None = None,
-          echo=print, warn=None) -> None:  # fmt: skip
+          student_quota_mb: float | None = None, echo=print, warn=None) -> None:  # fmt: skip
     """Run the course server until interrupted. `forwarded_allow_ips`: the proxies (comma-separated
     addresses, or *) whose X-Forwarded-For/-Proto are believed - the client address that sign-in
-    limits count, and https; default: uvicorn's (127.0.0.1, or $FORWARDED_ALLOW_IPS)."""
+    limits count, and https; default: uvicorn's (127.0.0.1, or $FORWARDED_ALLOW_IPS).
+    `student_quota_mb`: what one student's submissions may keep on disk (Limits.quota_bytes)."""
     try:
         import argon2  # noqa: F401
         import python_multipart  # noqa: F401
@@ -69,6 +80,8 @@ def serve(course_dir: Path, *, db: str | None = None, scheduler: str | None = No
 
     _port_free(host, port)
     course, worker = prepare(course_dir, db, scheduler, jobs, allow_unsandboxed, warn)
+    if student_quota_mb:
+        course.limits.quota_bytes = int(student_quota_mb * 2**20)
     link = course.first_start_link()
     base = f"http://{host}:{port}"
     if link:

@@ -366,12 +366,14 @@ class Course:
             self.audit(tx, actor, "activate" if active else "deactivate", {"name": name})
         return {**user, "active": int(active)}
 
-    def new_signin_link(self, actor: int, name: str) -> str:
-        """A fresh sign-in link for an active student or TA (the earlier one stops working)."""
+    def new_signin_link(self, actor: int | None, name: str, any_role: bool = False) -> str:
+        """A fresh sign-in link for an active student or TA (the earlier one stops working);
+        `any_role`: the instructor's too (`learn serve COURSE_DIR --signin-link NAME`, for
+        whoever runs the server: a lost password)."""
         with self.db.transaction() as tx:
             user = tx.one("SELECT * FROM users WHERE name = ?", name)
-            if user is None or user["role"] not in ("student", "ta"):
-                raise LearnError(f"no student or TA named {name!r}")
+            if user is None or user["role"] not in (("student", "ta", "instructor") if any_role else ("student", "ta")):
+                raise LearnError(f"no {'account' if any_role else 'student or TA'} named {name!r}")
             if not user["active"]:
                 raise LearnError(f"{name} is deactivated: reactivate the account first")
             self.audit(tx, actor, "new_link", {"name": name})
@@ -577,7 +579,8 @@ class Course:
             used = self.usage(user["id"])
             if used + kept.bytes + extra > self.limits.quota_bytes:
                 raise TooLarge(f"your submissions keep {size_text(used)} of your {size_text(self.limits.quota_bytes)} quota on "
-                                  f"the server and this one needs {size_text(kept.bytes + extra)}: ask the course staff")  # fmt: skip
+                                  f"the server and this one needs {size_text(kept.bytes + extra)}: ask the course staff "
+                               "(learn serve --student-quota)")  # fmt: skip
             return Upload(user, a["slug"], staging, kept.notes, kept.bytes + extra, copies)
         except BaseException:
             discard(staging)
