@@ -822,42 +822,61 @@ def review(answers_path, limit):
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Submissions graded at once (local pool; default 2).")
 @click.option("--https-only", is_flag=True, help="Send the session cookie over HTTPS only (behind a TLS proxy).")
+@click.option("--forwarded-allow-ips", default=None, metavar="ADDRESSES",
+              help="The proxy in front (comma-separated addresses, or '*'): its X-Forwarded-For is the client address that sign-in "
+                   "limits count. Default: 127.0.0.1 (or $FORWARDED_ALLOW_IPS).")  # fmt: skip
+@click.option("--student-quota", type=click.FloatRange(1), default=None, metavar="MB",
+              help="What one student's submissions may keep on disk (default 200 MB).")  # fmt: skip
+@click.option("--signin-link", "signin_for", default=None, metavar="NAME",
+              help="Print a fresh sign-in link for the account NAME (the instructor's too: a lost password) and exit.")  # fmt: skip
 @click.option("--allow-unsandboxed", is_flag=True,
               help="Serve even without bubblewrap (no filesystem or network isolation; also LEARN_ALLOW_UNSANDBOXED=1).")  # fmt: skip
 @handle_errors
-def serve(course_dir, db_url, scheduler, host, port, jobs, https_only, allow_unsandboxed):
+def serve(course_dir, db_url, scheduler, host, port, jobs, https_only, forwarded_allow_ips, student_quota, signin_for, allow_unsandboxed):
     """Run the course server: students upload notebooks and get feedback in seconds.
 
     COURSE_DIR holds the uploads, the session key and (by default) the SQLite database; it is
-    created if missing. At first start a one-time link to create the instructor account is
-    printed. Refuses to start without bubblewrap unless --allow-unsandboxed (exit 2).
+    created if missing, readable by its owner only. At first start a one-time link to create the
+    instructor account is printed; --signin-link NAME prints a new one for any account later.
+    Refuses to start without bubblewrap unless --allow-unsandboxed (exit 2).
     """
     from .server import serve as run_server
+    from .server import signin_link
 
+    if signin_for:
+        path = signin_link(course_dir, signin_for, db_url)
+        click.echo(f"A sign-in link for {signin_for} (valid two weeks; the earlier one no longer works):\n  http://{host}:{port}{path}")
+        click.echo("(behind a proxy, put your server's address in front of the path instead)")
+        return
     run_server(course_dir, db=db_url, scheduler=scheduler, host=host, port=port, jobs=jobs, allow_unsandboxed=allow_unsandboxed,
-               https_only=https_only, echo=click.echo, warn=lambda line: _err(line))  # fmt: skip
+               https_only=https_only, forwarded_allow_ips=forwarded_allow_ips, student_quota_mb=student_quota, echo=click.echo,
+               warn=lambda line: _err(line))  # fmt: skip
 
 
 @cli.command()
 @click.option("--server", "server_url", required=True, metavar="URL", help="The course server, e.g. https://learn.example.edu.")
 @click.option("--token", default=None, envvar="LEARN_TOKEN", help="Your personal token (or set LEARN_TOKEN).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for the grade.")
+@click.option("--partial", is_flag=True, help="Submit even if some of the assignment's notebooks are not among NOTEBOOKS: "
+              "each missing one is graded from your latest copy on the server.")  # fmt: skip
 @click.argument("assignment")
 @click.argument("notebooks", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @handle_errors
-def submit(server_url, token, no_wait, assignment, notebooks):
+def submit(server_url, token, no_wait, partial, assignment, notebooks):
     """Submit NOTEBOOKS (or a zip) for ASSIGNMENT to a course server and wait for the grade.
 
-    Exit status: 0 graded with full marks, 1 graded with points missing (or grading failed), 2
-    refused (bad token, limits, no such assignment).
+    The server's limits are checked before uploading, and a refusal says the server's reason.
+    Exit status: 0 graded with full marks (of what is graded so far), 1 graded with points
+    missing (or grading failed), 2 refused (bad token, limits, notebooks missing without
+    --partial, no such assignment).
     """
     from .server.client import submit as send
 
-    status = send(server_url, assignment, list(notebooks), token or "", wait=not no_wait, echo=click.echo)
+    status = send(server_url, assignment, list(notebooks), token or "", wait=not no_wait, partial=partial, echo=click.echo)
     if no_wait:
         sys.exit(EXIT_OK)
-    full = status.get("state") == "graded" and status.get("final") is not None and status["final"] >= (status.get("max_points") or 0)
-    sys.exit(EXIT_OK if full else EXIT_FAILED)
+    final, possible = status.get("final"), (status.get("possible") or status.get("max_points") or 0) - (status.get("manual_pending") or 0)
+    sys.exit(EXIT_OK if status.get("state") == "graded" and final is not None and final >= possible else EXIT_FAILED)
 
 
 def _skip_slow_imports() -> None:
