@@ -531,18 +531,32 @@ def raising(target: Target) -> Mutant:
     return _body_swap(target, f"raise RuntimeError('{target.name} is broken on purpose (learn mutants)')", "raises")
 
 
+# Never returns when a check calls it, directly or through another function (a probe is on the
+# stack); the notebook's own cells run it as the solution does. A function that loops forever on the
+# checker's inputs only: the grading's own handling of it is what is measured, not how long each of
+# the notebook's cells waits for its time limit (grading.py's tests cover a helper that hangs everywhere).
+_HANG_WHEN_CHECKED = """import sys as _sys
+_frame = _sys._getframe()
+while _frame is not None:
+    if _frame.f_code.co_filename == '<learn probe>':
+        while True:
+            pass
+    _frame = _frame.f_back"""
+
+
 def hanging(target: Target) -> Mutant:
-    """A version of the target that never returns (for the cascade matrix)."""
-    return _body_swap(target, "while True:\n    pass", "hangs")
+    """A version of the target that never returns when the checks call it (for the cascade matrix)."""
+    return _body_swap(target, _HANG_WHEN_CHECKED, "hangs", keep=True)
 
 
-def _body_swap(target: Target, body: str, op: str) -> Mutant:
+def _body_swap(target: Target, body: str, op: str, keep: bool = False) -> Mutant:
+    """The target with its body replaced by `body` (`keep`: put in front of the body, after the docstring)."""
     node = copy.deepcopy(target.node)
     scope = node
     if target.scope is not target.node:
         scope = next(m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and m.name == target.scope.name)
     if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
         raise ValueError(f"{target.name} is not a function")
-    scope.body = ast.parse(body).body
+    scope.body = ast.parse(body).body + (scope.body if keep else [])
     source = ast.unparse(node)
     return Mutant(target.name, op, 0, "(the body)", op, source, target.defines)
