@@ -65,6 +65,16 @@ def solution_only(lesson_id: str, notebook: str) -> frozenset:
     return frozenset(solution - sequences(_notebook_text(lesson.exercise_path(spec), code_only=False)))
 
 
+def leaks_in_pack(message: str, lesson: Lesson) -> list[str]:
+    """`leaks` for a message of a pack whose notebook is not known: code of any solution notebook of the
+    pack that no exercise notebook of it shows."""
+    notebooks = [spec.file for spec in lesson.notebooks]
+    hidden = frozenset().union(*(solution_only(lesson.id, nb) for nb in notebooks))
+    for nb in notebooks:
+        hidden -= sequences(_notebook_text(lesson.exercise_path(lesson.notebook(nb)), code_only=False))
+    return sorted(" ".join(g) for g in sequences(message) & hidden)
+
+
 def leaks(message: str, lesson: Lesson, notebook: str, learner_code: str = "") -> list[str]:
     """The reference code sequences in `message` that the learner neither wrote nor was shown."""
     hidden = solution_only(lesson.id, notebook) - sequences(learner_code)
@@ -90,12 +100,16 @@ def _kernel_side(tree: ast.Module) -> set[str]:
 
 
 def messages(path) -> list[tuple[int, str]]:
-    """(line, text) of every string a checks.py may show a learner: judge and Mistake messages, advice,
-    explanations - not docstrings, dictionary keys, labels or the code that runs inside kernels."""
+    """(line, text) of every string a checks.py may show a learner whatever the learner wrote: judge messages,
+    advice, explanations of misconceptions a judge names - not the message of a Mistake with an implementation
+    (whose learner code is known), docstrings, dictionary keys, labels or the code that runs inside kernels."""
     tree = ast.parse(Path(path).read_text())
     skip: set[int] = set()
     kernel = _kernel_side(tree)
     for node in ast.walk(tree):
+        is_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        if is_call and node.func.id == "Mistake" and (len(node.args) > 2 or any(k.arg == "replace" for k in node.keywords)):
+            skip.update(id(n) for arg in node.args[1:2] for n in ast.walk(arg))  # judged with the learner's code: test_teaching
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in kernel:
             skip.update(id(n) for n in ast.walk(node))
         if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Module)) and node.body:

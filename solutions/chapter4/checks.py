@@ -450,6 +450,14 @@ def linear1_no_bias(xb):
     return xb @ weights  # noqa: F821
 
 
+def linear1_weights_first(xb):
+    return weights @ xb + bias  # noqa: F821
+
+
+def batch_accuracy_item(xb, yb):
+    return ((xb.sigmoid() > 0.5) == yb).float().mean().item()
+
+
 def sigmoid_sign(x):
     import torch
 
@@ -674,6 +682,12 @@ def init_params_cases(rng):
     mistakes=[
         Mistake("no_bias", "The bias is missing: each of your outputs is off by exactly the bias.", linear1_no_bias),
         Mistake(
+            "weights_first",
+            "Your matrix product is the wrong way round, weights first: a batch of one image of three pixels gives a 3x3 table "
+            "instead of one output. The batch, one row per image, comes first.",
+            linear1_weights_first,
+        ),
+        Mistake(
             "elementwise",
             "You multiplied element by element and summed into a flat vector of shape (n,); a matrix product keeps one column, (n, 1).",
             linear1_elementwise,
@@ -817,6 +831,12 @@ def train_epoch_cases(rng):
             "no_sigmoid",
             "Your threshold does not match the raw outputs: they were compared with 0.5 as if they were probabilities, but no sigmoid was applied.",
             batch_accuracy_no_sigmoid,
+        ),
+        Mistake(
+            "item",
+            "Your batch_accuracy returns a plain Python number (.item()) where a tensor is wanted: validate_epoch stacks the "
+            "batch accuracies into one tensor, which needs tensors.",
+            batch_accuracy_item,
         ),
         Mistake(
             "count",

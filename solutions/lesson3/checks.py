@@ -356,6 +356,14 @@ def linear_no_bias(x, w, b):
     return x @ w
 
 
+def linear_weights_first(x, w, b):
+    return w @ x + b
+
+
+def mse_item(preds, acts):
+    return ((preds - acts) ** 2).mean().item()
+
+
 def prep_money_log(amounts):
     import torch
 
@@ -455,6 +463,11 @@ def add_noise_cases(rng):
             "unsquared",
             "The differences are averaged without squaring them, so positive and negative errors cancel out: your loss can be 0, or even negative, for a bad fit.",
             mse_unsquared,
+        ),
+        Mistake(
+            "item",
+            "Your mse returns a plain Python number (.item()) where a tensor is wanted: backward() needs the loss as a tensor to differentiate it.",
+            mse_item,
         ),
         Mistake(
             "abs",
@@ -749,6 +762,12 @@ def matmul_einsum_cases(rng):
     "linear",
     mistakes=[
         Mistake("no_bias", "The bias is missing: each of your outputs is off by exactly its bias.", linear_no_bias),
+        Mistake(
+            "weights_first",
+            "Your matrix product is the wrong way round, weights first: one example with two features gives a 2x2 table instead "
+            "of one output. The batch, one row per example, comes first.",
+            linear_weights_first,
+        ),
         Mistake(
             "summed_batch",
             "You added up the rows: your result is one row for the whole batch, where a linear layer keeps one row of outputs per example.",
