@@ -29,6 +29,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
+from . import live
 from .errors import ExecutionError
 from .harness import MIME, PROGRESS_FILE, harness_cell_source, new_nonce, probe_in_flight
 from .kernels import KernelPool, Limits, Slot
@@ -51,6 +52,7 @@ class KernelJob:
     profile: str = "torch"
     limits: Limits = field(default_factory=Limits)
     max_restarts: int = 3
+    label: str = ""  # what live progress calls this run (default: the notebook's name)
 
 
 @dataclass
@@ -353,10 +355,12 @@ class _Run:
     async def run_cells(self, threads: int) -> float:
         deadline = time.monotonic() + self.job.notebook_timeout
         alive = True
+        code = [i for i, c in enumerate(self.job.notebook.cells) if c.cell_type == "code" and c.source.strip()]
         for index, cell in enumerate(self.job.notebook.cells):
             if cell.cell_type != "code" or not cell.source.strip():
                 continue
             remaining = deadline - time.monotonic()
+            live.cell(self.job, code.index(index) + 1, len(code), min(self.job.cell_timeout, max(0.0, remaining)))
             if not alive or remaining <= 0:
                 reason = "notebook time limit reached" if remaining <= 0 else "the kernel could not be restarted"
                 self.out.cells.append(CellRun(index=index, status="skipped", evalue=reason))
@@ -378,6 +382,7 @@ class _Run:
         deadline = time.monotonic() + self.job.probe_budget
         started = time.monotonic()
         nonce = new_nonce()
+        live.checking(self.job, len(pending))
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -423,6 +428,7 @@ async def run_job(pool: KernelPool, job: KernelJob) -> JobOutcome:
         slot.prepare_job()
         run = _Run(slot, job, pool.box.mode)
         threads = pool.threads_per_kernel
+        live.started(job)
         try:
             await run.start_kernel(threads)
             await run.run_cells(threads)
@@ -431,6 +437,7 @@ async def run_job(pool: KernelPool, job: KernelJob) -> JobOutcome:
                     await run.replace_kernel(threads, time.monotonic() + job.notebook_timeout)
                 await run.run_probes(threads)
         finally:
+            live.finished(job)
             await run.stop_kernel()
         run.out.duration = time.monotonic() - started
         return run.out
@@ -465,11 +472,13 @@ async def open_session(pool: KernelPool, job: KernelJob):
         slot.prepare_job()
         run = _Run(slot, job, pool.box.mode)
         threads = pool.threads_per_kernel
+        live.started(job)
         try:
             await run.start_kernel(threads)
             await run.run_cells(threads)
             yield KernelSession(run, threads)
         finally:
+            live.finished(job)
             await run.stop_kernel()
 
 
