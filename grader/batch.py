@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, manual
+from .assignments import default_seed
 from .errors import ExecutionError, LearnError, LessonPackError, SandboxRequiredError, UnknownLessonError
 from .executor import (  # noqa: F401 - grade_notebooks, finish_notebook, stand_in, isolation_report: their old home
     Executor,
@@ -118,24 +119,10 @@ def guess_assignment(names: set[str]) -> Lesson:
     return scores[0][1]
 
 
-def default_seed(lesson: Lesson) -> int:
-    """The seed of an assignment unless one is given: derived from the pack, so `learn assign`'s
-    self-test and every `learn grade` of it share cached reference results."""
-    return int(hashlib.sha256(f"{lesson.id}:{lesson.fingerprint()}".encode()).hexdigest()[:8], 16) % 10**6 + 1
-
-
 def assignment_fingerprint(lesson: Lesson, seed: int, cell_timeout: float | None, timeout: float | None) -> str:
     """What a grade depends on besides the submission: the pack, the inputs, the limits, the policy."""
     data = [lesson.fingerprint(), seed, cell_timeout, timeout, POLICY_VERSION]
     return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
-
-
-def lesson_grader(lesson: Lesson, **options):
-    """A `grading.Grader` (the engine of `learn check`) that knows exactly one lesson: the
-    assignment, wherever its pack lives (bundled, installed, or a `learn assign` folder)."""
-    from .grading import Grader
-
-    return Grader(lessons={lesson.id: lesson}, **options)
 
 
 # ---------------------------------------------------------------------------------------------

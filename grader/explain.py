@@ -23,13 +23,16 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Frame", "exception", "missing", "unknown_name", "cell_problem", "syntax_line", "EXCEPTION_KINDS", "last_learner_frame"]
+__all__ = ["Frame", "exception", "missing", "unknown_name", "cell_problem", "syntax_line", "EXCEPTION_KINDS", "NAMED_KINDS",
+           "last_learner_frame"]  # fmt: skip
 
 # kinds of a case whose function raised (the views show its traceback next to it)
 EXCEPTION_KINDS = frozenset({
     "exception", "not_implemented", "python_on_tensor", "ambiguous_bool", "no_grad_update", "grad_none", "no_grad_fn",
     "backward_twice", "item_not_tensor", "matmul_order", "shapes", "unknown_name",
 })  # fmt: skip
+
+NAMED_KINDS = EXCEPTION_KINDS - {"exception", "not_implemented"}  # an exception recognised here: its explanation is the verdict
 
 _FRAME = re.compile(r"^\s*(?:Cell )?cell (?P<cell>\d+)(?:, line (?P<line>\d+))?(?:, in (?P<func>[^\s(]+))?")
 _ARROW = re.compile(r"^-*>\s*(?:\d+\s)?(?P<code>.*)$")
@@ -196,13 +199,18 @@ def exception(name: str, ename: str, evalue: str, traceback: list[str] | None, c
     NameError is explained by `unknown_name` (it needs the notebook's cells); the others by the recognisers,
     in order: the first that matches names the mistake. Python's own line follows the explanation."""
     frame = last_learner_frame(traceback)
+    # the function the error is in: the graded one, or one it calls (then say whose call it was)
+    inner = frame.func if frame and frame.func and frame.func != name and frame.func.isidentifier() else None
+    subject, via = (inner, f" (`{name}` calls it)") if inner else (name, "")
     m = re.match(r"name '(\w+)' is not defined", evalue or "")
     if ename == "NameError" and m:
-        return "unknown_name", unknown_name(name, m.group(1), frame, ctx) + f"\n({ename}: {evalue})"
+        return "unknown_name", unknown_name(subject, m.group(1), frame, ctx) + via + f"\n({ename}: {evalue})"
     for recognise in RECOGNISERS:
-        found = recognise(name, ename, evalue or "", frame)
+        found = recognise(subject, ename, evalue or "", frame)
         if found:
             kind, message = found
+            if via:
+                message = message.replace(f"`{subject}`", f"`{subject}`{via}", 1)
             return kind, f"{message}\n(Python said: {ename}: {evalue})"
     return None
 

@@ -26,7 +26,8 @@ from . import explain
 from .results import CaseResult, CellProblem, CheckResult, NotebookResult, Status
 from .tracebacks import fold, scrub_paths
 
-__all__ = ["CheckView", "NotebookView", "notebook_view", "check_view", "most_informative", "raised_case", "DIFF_LINES"]
+__all__ = ["CheckView", "NotebookView", "notebook_view", "check_view", "most_informative", "raised_case", "group_problems", "problem_line",
+           "DIFF_LINES"]  # fmt: skip
 
 DIFF_LINES = (
     "values differ",
@@ -50,6 +51,7 @@ class CheckView:
     problems: list[CellProblem] = field(default_factory=list)
     hint: str | None = None
     next_step: str = ""
+    same_as: dict[int, list[int]] = field(default_factory=dict)  # a problem's cell -> other cells that failed the same way
 
     @property
     def failing(self) -> bool:
@@ -65,6 +67,7 @@ class NotebookView:
     nb: NotebookResult
     checks: list[CheckView]
     other_problems: list[CellProblem]
+    same_as: dict[int, list[int]] = field(default_factory=dict)  # among the other problems
 
 
 def most_informative(check: CheckResult) -> CaseResult | None:
@@ -135,19 +138,46 @@ def _functions_in(problem: CellProblem) -> set[str]:
     return {m.group(1) for line in problem.traceback or [] for m in [re.search(r", in (\w+)", line)] if m}
 
 
+def group_problems(problems: list[CellProblem]) -> tuple[list[CellProblem], dict[int, list[int]]]:
+    """Cells that failed the same way (one broken function used in five cells) are shown once: the first
+    of each kind, and the cells that repeat it."""
+    first: dict[tuple, CellProblem] = {}
+    same: dict[int, list[int]] = {}
+    for p in problems:
+        key = (p.kind, p.ename, p.evalue)
+        if key in first and p.kind != "output_limit":
+            same.setdefault(first[key].cell, []).append(p.cell)
+        else:
+            first[key] = p
+    return list(first.values()), same
+
+
 def check_view(check: CheckResult, problems: list[CellProblem] = ()) -> CheckView:
-    view = CheckView(check, problems=list(problems))
+    shown, same = group_problems(list(problems))
+    view = CheckView(check, problems=shown, same_as=same)
     failing = view.failing
     view.focus = most_informative(check) if failing else None
     view.verdict = _verdict(check, view.focus)
     view.focus_message = _focus_message(view.focus, view.verdict, check.hidden)
+    inner = None
     if check.traceback and not check.hidden:
         view.raised = raised_case(check)
         view.traceback = fold(check.traceback)
+        frame = explain.last_learner_frame(view.traceback)
+        inner = frame.func if frame and frame.func and frame.func != check.name else None
+        if view.raised is view.focus and view.traceback:  # the traceback's last line says what Python said
+            view.focus_message = "\n".join(
+                ln for ln in view.focus_message.splitlines() if not ln.startswith(("(Python said: ", "(NameError: "))
+            )
     if failing and check.kind != "not_implemented":
         mistake_named = view.focus is not None and view.focus.mistake and check.hint and view.verdict.find(check.hint[:40]) != -1
-        view.hint = None if mistake_named else check.hint
-        view.next_step = f"More help, one step at a time: `learn hint {check.name}` (and `learn solution {check.name}`, last)."
+        # a recognised exception (no_grad, math.exp, ...) is explained by the verdict; hint 1 is about another mistake
+        mistake_named = mistake_named or (view.focus is not None and view.focus.kind in explain.NAMED_KINDS)
+        view.hint = None if mistake_named or inner else check.hint  # a hint about this function would point the wrong way
+        if inner:
+            view.next_step = f"Fix `{inner}` first: the error is inside it. Then `learn check` again."
+        else:
+            view.next_step = f"More help, one step at a time: `learn hint {check.name}` (and `learn solution {check.name}`, last)."
     return view
 
 
@@ -164,8 +194,8 @@ def notebook_view(nb: NotebookResult) -> NotebookView:
         if owner:
             claimed[problem.cell] = owner
     views = [check_view(c, [p for p in nb.cell_problems if claimed.get(p.cell) == c.name]) for c in nb.checks]
-    others = [p for p in nb.cell_problems if p.cell not in claimed]
-    return NotebookView(nb, views, others)
+    others, same = group_problems([p for p in nb.cell_problems if p.cell not in claimed])
+    return NotebookView(nb, views, others, same)
 
 
 def problem_line(problem: CellProblem) -> str:

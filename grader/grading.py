@@ -104,7 +104,7 @@ def _show_value(value) -> str:
     from .compare import torch  # imported only if some value is a tensor
 
     if type(value) is torch.Tensor:
-        if value.numel() <= 6:
+        if value.numel() <= 12:
             body = repr(_round(value.tolist()))
             return f"tensor({body})"
         return f"tensor<{fmt_shape(value.shape)}, {str(value.dtype).replace('torch.', '')}>"
@@ -389,7 +389,7 @@ def cell_problems(nb, outcome: JobOutcome) -> list[CellProblem]:
                 kind=kind,
                 ename=run.ename,
                 evalue=evalue,
-                traceback=_rewrite_cells(run.traceback, {run.execution_count: run.index} if run.execution_count else {}),
+                traceback=_rewrite_cells(run.traceback, {r.execution_count: r.index for r in outcome.cells if r.execution_count}),
                 source=head,
                 duration=run.duration,
             )

@@ -86,7 +86,9 @@ def _failure_details(view: CheckView) -> list:
         out.append(Text(f"   where it happened in your code{where}:", style="dim"))
         out.extend(Text("     " + line, style="dim") for line in view.traceback[-10:])
     for problem in view.problems:
-        out.append(Text(f"   cell {problem.cell}: {problem_line(problem)[:300]}", style="yellow"))
+        more = view.same_as.get(problem.cell, [])
+        also = f" (and cell{'s' * (len(more) > 1)} {', '.join(map(str, more))}, the same way)" if more else ""
+        out.append(Text(f"   cell {problem.cell}{also}: {problem_line(problem)[:300]}", style="yellow"))
     if view.hint:
         out.append(Text.assemble(("   hint: ", "bold magenta"), (view.hint, "magenta")))
     if view.next_step:
@@ -99,14 +101,16 @@ def _blame_note(check: CheckResult) -> list:
     return [Text.assemble(("✔ " + check.name, "bold green"), ("  " + (check.title or ""), "dim")), Text("   " + check.blame)]
 
 
-def _other_problems(problems: list) -> list:
+def _other_problems(problems: list, same_as: dict[int, list[int]]) -> list:
     """Cells no graded function explains: after the functions, one line each (the HTML report has the rest)."""
     if not problems:
         return []
     out: list = [Text("other problems while running the notebook:", style="bold yellow")]
     for p in problems:
         first = p.source.splitlines()[0] if p.source else ""
-        out.append(Text(f"   cell {p.cell} ({p.kind.replace('_', ' ')}): {problem_line(p)[:300]}", style="yellow"))
+        more = same_as.get(p.cell, [])
+        also = f" (and cell{'s' * (len(more) > 1)} {', '.join(map(str, more))}, the same way)" if more else ""
+        out.append(Text(f"   cell {p.cell}{also} ({p.kind.replace('_', ' ')}): {problem_line(p)[:300]}", style="yellow"))
         if first:
             out.append(Text(f"     > {first[:100]}", style="dim"))
     return out
@@ -136,7 +140,7 @@ def render_notebook(nb: NotebookResult, verbose: bool = False) -> Group:
             parts.extend(_blame_note(check))
     if view.other_problems:
         parts.append(Text(""))
-        parts.extend(_other_problems(view.other_problems))
+        parts.extend(_other_problems(view.other_problems, view.same_as))
     if todo:
         names = ", ".join(c.name for c in todo)
         parts.append(Text(""))

@@ -28,6 +28,7 @@ _BANNER = re.compile(r"^\s*(?:[\w.]+\s{2,})?Traceback \(most recent call last\):
 _PACKAGES = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^\s/\\:\"',()]+)*[/\\](?:site|dist)-packages[/\\]")
 _STDLIB = re.compile(r"[/\\]lib[/\\]python\d+(?:\.\d+)?[/\\](?!(?:site|dist)-packages)")
 FOLDED = re.compile(r"^… \d+ frames? inside ")
+_MARKED = re.compile(r"^\s*-+>\s+")  # IPython's arrow at the line that raised: "----> 5     loss = ..."
 
 
 def scrub_paths(text: str) -> str:
@@ -101,6 +102,9 @@ def fold(lines: list[str] | None) -> list[str]:
             run.clear()
 
     for kind, name, body in blocks:
+        if kind == "learner":  # IPython shows lines around the one that raised: keep that one (marked ---->)
+            marked = ["    " + _MARKED.sub("", ln).split(maxsplit=1)[-1].strip() for ln in body[1:] if _MARKED.match(ln)]
+            body = [body[0], *marked] if marked else body
         if kind == "library":
             run.append(name)
         elif kind == "folded":

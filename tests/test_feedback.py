@@ -215,3 +215,33 @@ def test_the_terminal_reads_top_down_with_the_learners_frames_only():
     assert text.index("✘ calc_grad") < text.index("cell 14: RuntimeError") < text.index("other problems") < text.index("cell 30")
     assert "frames inside torch" in text and "loss.backward()" in text
     assert "expected [[19, 22], [43, 50]], got [[5, 6], [7, 8]]" in text
+
+
+def test_an_error_inside_a_helper_names_the_helper_and_sends_the_learner_there():
+    tb = ["cell 60, line 5, in train_epoch", "    calc_grad(xb, yb, model)", "cell 42, line 4, in sigmoid",
+          "    return 1 / (1 + math.exp(-x))", "ValueError: only one element tensors can be converted to Python scalars"]  # fmt: skip
+    kind, message = explain.exception("train_epoch", "ValueError", tb[-1].split(": ", 1)[1], tb, _ctx())
+    assert kind == "python_on_tensor" and message.startswith("`sigmoid` (`train_epoch` calls it) hands a whole tensor")
+    check = CheckResult("train_epoch", Status.ERROR, 0, 3, kind=kind, traceback=tb, hint="One epoch is one pass ...",
+                        cases=[CaseResult("ten batches", Status.ERROR, kind=kind, message=message)])  # fmt: skip
+    view = check_view(check)
+    assert view.hint is None and view.next_step.startswith("Fix `sigmoid` first")  # not a hint about train_epoch
+
+
+def test_cells_failing_the_same_way_are_shown_once():
+    same = [CellProblem(n, Status.ERROR, "exception", ename="ValueError", evalue="only one element tensors",
+                        traceback=[f"cell {n}, line 1", "    sigmoid(x)", "cell 42, line 4, in sigmoid", "    math.exp(-x)",
+                                   "ValueError: only one element tensors"]) for n in (43, 54, 64)]  # fmt: skip
+    nb = _chapter4()
+    nb.checks.append(CheckResult("sigmoid", Status.ERROR, 0, 1, kind="python_on_tensor", message="`sigmoid` hands ... (cell 42, line 4)",
+                                 cases=[CaseResult("a", Status.ERROR, kind="python_on_tensor", message="m")]))  # fmt: skip
+    nb.cell_problems += same
+    view = {v.check.name: v for v in notebook_view(nb).checks}["sigmoid"]
+    assert [p.cell for p in view.problems] == [43] and view.same_as == {43: [54, 64]}
+    assert "Cells 54, 64 fail the same way." in render_report(RunResult([nb], seed=1))
+
+
+def test_ipython_context_lines_are_cut_to_the_line_that_raised():
+    folded = fold(IPYTHON_TB)
+    assert folded[:4] == ["cell 14, line 2", "    calc_grad(xb, yb, linear1)", "cell 11, line 4, in calc_grad(xb, yb, model)",
+                          "    loss.backward()"]  # fmt: skip

@@ -25,7 +25,8 @@ kernel), the values compared in this process with `grader.compare.compare`.
 The package, one job per module:
 
     model      the quiz file: Question, Quiz, parse_quiz, find_quiz
-    answers    typed answers: parse_input, check_answer, Feedback
+    feedback   what checking an answer gives back: Feedback, QuizInputError
+    answers    typed answers: parse_input, check_answer
     code       code answers in kernels: grade_code, CodeRunner
     report     graded answers files: parse_answers, grade_answers, QuizReport, record
     terminal   what a terminal shows and reads: ask, print_feedback, render_report
@@ -36,8 +37,9 @@ The package, one job per module:
 from __future__ import annotations
 
 from ..errors import QuizAnswersError, UnknownQuizError
-from .answers import Feedback, QuizInputError, check_answer, parse_input
+from .answers import check_answer, parse_input
 from .code import CodeRunner, grade_code
+from .feedback import Feedback, QuizInputError
 from .model import Question, Quiz, bundled_quizzes, find_quiz, load_quiz, parse_quiz
 from .report import QuizReport, grade_answers, parse_answers, record
 from .session import run_interactive

@@ -12,25 +12,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
+from .feedback import Feedback, QuizInputError
 from .model import Question, fmt_number, is_number
 
 __all__ = ["Feedback", "QuizInputError", "parse_input", "check_answer", "jsonable"]
-
-
-class QuizInputError(ValueError):
-    """Typed input that is not an answer of the right form (the learner is asked again)."""
-
-
-@dataclass
-class Feedback:
-    correct: bool
-    message: str
-    given: object = None
-    duration: float = 0.0
-    graded: bool = True  # False: the answer could not be graded (e.g. kernels unavailable)
-    detail: dict | None = None  # free: {"provisional": {kp: {found, matched}}, "confirmed": {kp: bool} | None}
 
 
 def _squash(text: str) -> str:

@@ -16,7 +16,7 @@ import threading
 import time
 
 from ..errors import LearnError, QuizFormatError
-from .answers import Feedback
+from .feedback import Feedback
 from .model import Question, compiles
 
 __all__ = ["grade_code", "grade_code_batch", "CodeRunner", "quiz_probe"]

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from ..errors import QuizAnswersError
 from ..yamlfile import load_yaml
-from .answers import Feedback, QuizInputError, check_answer, parse_input
+from .answers import check_answer, parse_input
 from .code import grade_code_batch
+from .feedback import Feedback, QuizInputError
 from .model import Question, Quiz
 
 __all__ = ["QuizReport", "parse_answers", "grade_answers", "record"]

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .answers import Feedback, jsonable
+from .answers import jsonable
 from .code import CodeRunner
+from .feedback import Feedback
 from .model import Question, Quiz
 from .report import QuizReport, record
 from .terminal import ask, print_feedback, print_intro, print_question, print_score, print_stopped

@@ -14,7 +14,8 @@ import codeop
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .answers import Feedback, QuizInputError, check_answer, parse_input
+from .answers import check_answer, parse_input
+from .feedback import Feedback, QuizInputError
 from .model import Question, Quiz
 
 if TYPE_CHECKING:
