@@ -355,12 +355,12 @@ class _Run:
     async def run_cells(self, threads: int) -> float:
         deadline = time.monotonic() + self.job.notebook_timeout
         alive = True
-        code = [i for i, c in enumerate(self.job.notebook.cells) if c.cell_type == "code" and c.source.strip()]
         for index, cell in enumerate(self.job.notebook.cells):
             if cell.cell_type != "code" or not cell.source.strip():
                 continue
             remaining = deadline - time.monotonic()
-            live.cell(self.job, code.index(index) + 1, len(code), min(self.job.cell_timeout, max(0.0, remaining)))
+            # numbered as the report numbers cells: 1-based over all the notebook's cells
+            live.cell(self.job, index + 1, len(self.job.notebook.cells), min(self.job.cell_timeout, max(0.0, remaining)))
             if not alive or remaining <= 0:
                 reason = "notebook time limit reached" if remaining <= 0 else "the kernel could not be restarted"
                 self.out.cells.append(CellRun(index=index, status="skipped", evalue=reason))

@@ -189,7 +189,9 @@ def notebook_view(nb: NotebookResult) -> NotebookView:
         if problem.kind == "output_limit":
             continue
         through = _functions_in(problem)
+        unknown = re.match(r"name '(\w+)' is not defined", problem.evalue or "") if problem.ename == "NameError" else None
         owner = next((n for n, cells in named.items() if problem.cell in cells), None)
+        owner = owner or (unknown.group(1) if unknown and unknown.group(1) in named else None)  # a cell using a function that is missing
         owner = owner or next((n for n in named if n in through), None)
         if owner:
             claimed[problem.cell] = owner

@@ -77,16 +77,19 @@ class _Lines:
     """The live renderable: a title with the elapsed time, then one line per running notebook."""
 
     def __init__(self, title: str):
+        from rich.spinner import Spinner
+
         self.title, self.since = title, time.monotonic()
+        self.spinner = Spinner("dots")  # one spinner, so that it turns
 
     def __rich_console__(self, console, options):
-        from rich.spinner import Spinner
         from rich.text import Text
 
         from .inert import terminal
 
         now = time.monotonic()
-        yield Spinner("dots", text=Text(f"{self.title} ({now - self.since:.0f}s)"))
+        self.spinner.update(text=Text(f"{self.title} ({now - self.since:.0f}s)"))
+        yield self.spinner
         for entry in snapshot():
             yield Text("  " + terminal(describe(entry, now), single_line=True), style="dim")
 

@@ -71,7 +71,7 @@ def _failure_details(view: CheckView) -> list:
     the cells it broke, then where to go next."""
     check = view.check
     label, style = STATUS_STYLE[check.status]
-    out: list = [Text.assemble((f"{label.split()[0]} {check.name}", f"bold {style}"), ("  " + (check.title or ""), "dim"))]
+    out: list = [Text.assemble((f"{label.split()[0]} {check.name}", f"bold {style}"), ("  " + _subtitle(check), "dim"))]
     out.extend(Text("   " + line, style="bold") for line in view.verdict.splitlines())
     case = view.focus
     if case is not None and check.kind not in ("missing", "not_callable"):
@@ -96,9 +96,15 @@ def _failure_details(view: CheckView) -> list:
     return out
 
 
+def _subtitle(check: CheckResult) -> str:
+    """The check's title without the "name:" manifests start it with."""
+    title = (check.title or "").strip()
+    return title[len(check.name) + 1 :].strip() if title.startswith(check.name + ":") else title
+
+
 def _blame_note(check: CheckResult) -> list:
     """A function that passes on its own although it fails as written: say whom to fix."""
-    return [Text.assemble(("✔ " + check.name, "bold green"), ("  " + (check.title or ""), "dim")), Text("   " + check.blame)]
+    return [Text.assemble(("✔ " + check.name, "bold green"), ("  " + _subtitle(check), "dim")), Text("   " + check.blame)]
 
 
 def _other_problems(problems: list, same_as: dict[int, list[int]]) -> list:
