@@ -122,7 +122,14 @@ WRONG = {
 }
 
 TYPE_ERRORS = {  # wrong return types: the message says what was expected
-    "mse_item": (QUAD, "mse", "def mse(preds, acts):\n    return ((preds - acts) ** 2).mean().item()", "wrong_type", "not a Python number"),
+    # a named mistake since issue 23: the verdict says what was expected, and calls it by name
+    "mse_item": (
+        QUAD,
+        "mse",
+        "def mse(preds, acts):\n    return ((preds - acts) ** 2).mean().item()",
+        "known_mistake",
+        "not a Python number",
+    ),
     "quad_list": (
         QUAD,
         "quad",
