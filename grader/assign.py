@@ -452,7 +452,7 @@ def _data_files(folder: Path, notebooks: list[Path]) -> list[Path]:
     )  # fmt: skip
 
 
-def _stage(sources: list[str], staging: Path, lesson_id: str | None) -> Lesson:
+def stage(sources: list[str], staging: Path, lesson_id: str | None) -> Lesson:
     kind, folder, notebooks = _source_kind(sources)
     pack = staging / "source"
     if kind == "pack":
@@ -607,7 +607,7 @@ def assign(sources: str | list[str], out: Path | None = None, *, lesson_id: str 
     sources = [sources] if isinstance(sources, str) else list(sources)
     staging = Path(tempfile.mkdtemp(prefix="learn-assign-"))
     try:
-        lesson = _stage(sources, staging, lesson_id)
+        lesson = stage(sources, staging, lesson_id)
         generate_lesson(lesson, staging / "release")
         leak_check(lesson, staging / "release")
         out = Path(out) if out is not None else Path(f"assignment-{lesson.id}")

@@ -164,6 +164,28 @@ def generate(lessons: tuple[str, ...], out: Path | None, check_only: bool):
         click.echo("exercises are up to date")
 
 
+@cli.command("new")
+@click.argument("pack", metavar="PACK")
+@click.option("--dir", "dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the pack (default: ./PACK); it must not exist or be empty.")  # fmt: skip
+@click.option("--title", default=None, help="The lesson's title (default: 'PACK: an affine map').")
+@handle_errors
+def new(pack: str, dest: Path | None, title: str | None):
+    """Start a lesson pack that passes its own self-test: lesson.toml, checks.py, a solution notebook.
+
+    The example (an affine map, graded with fixed and random cases, a probe and a named mistake)
+    is there to be replaced by your lesson; `learn assign DIR` proves the checks at every step.
+    """
+    from .scaffold import new_pack
+
+    made = new_pack(pack, dest, title=title)
+    click.echo(f"created lesson pack {made.lesson.id} in {made.root}/")
+    for path in made.files:
+        click.echo(f"  {path}")
+    click.echo(f"Next: `learn assign {made.root}` proves its checks (they pass on the solution and fail on the student version);")
+    click.echo("then replace the example with your lesson: see the authoring guide of the documentation.")
+
+
 # ---------------------------------------------------------------------------------------------
 # checking
 
@@ -255,6 +277,50 @@ def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jo
     click.echo(f"  release (for students): {report.release}")
     click.echo(f"  source (keep private):  {report.source}")
     click.echo(f"Next: hand out {report.release}, then `learn grade SUBMISSIONS --assignment {report.out}`.")
+
+
+@cli.command()
+@click.argument("pack", metavar="PACK_OR_FOLDER")
+@click.option("--only", multiple=True, metavar="NAME", help="Only these graded functions (repeatable).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the full report as JSON.")
+@click.option("--seeds", type=click.IntRange(1, 1000), default=50, show_default=True,
+              help="Seeds on which the reference must pass and every named mistake be caught.")  # fmt: skip
+@click.option("--mutant-seeds", type=click.IntRange(1, 50), default=3, show_default=True,
+              help="Seeds on which each mutant must be caught to count as killed.")  # fmt: skip
+@click.option("--no-cascade", is_flag=True, help="Skip the cascade matrix (real notebooks with a wrong, raising or hanging helper).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.95, show_default=True, help="Exit 1 below this mutation score.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to run at once.")
+@handle_errors
+def mutants(pack, only, json_path, seeds, mutant_seeds, no_cascade, min_score, jobs):
+    """Measure how good a pack's checks are: grade wrong versions of its solution.
+
+    PACK_OR_FOLDER is a lesson id, a lesson-pack folder, or solution notebooks with markers (ours or
+    nbgrader's). Prints, per graded function, how many mutants (small changes of the solution: an
+    operator swapped, a statement left out, a reduction over the wrong axis ...) and named mistakes
+    its check catches, and lists the ones it cannot tell from the solution; the cascade matrix
+    (does every caller keep its points when a helper is wrong?); and whether the reference passes
+    and every named mistake is caught on each of --seeds seeds. Exit 0 when the score reaches
+    --min-score, every cascade pair holds and nothing slips on any seed; 1 otherwise; 2 bad input.
+    """
+    import tempfile
+
+    from .mutants import Options, format_table, gate, load_pack, run_mutants, write_json
+
+    with tempfile.TemporaryDirectory(prefix="learn-mutants-") as staging:
+        lesson = load_pack(pack, Path(staging))
+        if not lesson.checks:
+            raise LearnError(f"{lesson.id} has no checks: nothing to measure")
+        opts = Options(only=list(only) or None, seeds=seeds, mutant_seeds=mutant_seeds, cascade=not no_cascade, jobs=jobs)
+        click.echo(f"{lesson.id}: grading mutants of {len(opts.only or lesson.checks)} graded function(s) ...", err=True)
+        report = run_mutants(lesson, opts, echo=lambda line: click.echo(line, err=True))
+    click.echo(format_table(report))
+    if json_path is not None:
+        write_json(report, json_path)
+        click.echo(f"wrote {json_path}")
+    problems = gate(report, min_score)
+    for problem in problems:
+        _err(problem)
+    sys.exit(EXIT_FAILED if problems else EXIT_OK)
 
 
 @cli.command()
@@ -759,7 +825,7 @@ def review(answers_path, limit):
 @click.option("--db", "db_url", default=None, metavar="URL",
               help="postgresql://... for PostgreSQL (default: SQLite in COURSE_DIR/course.db).")  # fmt: skip
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Grade on this Dask cluster instead of a local pool.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (put TLS in front: README).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (put TLS in front: see the course server docs).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Submissions graded at once (local pool; default 2).")
 @click.option("--https-only", is_flag=True, help="Send the session cookie over HTTPS only (behind a TLS proxy).")

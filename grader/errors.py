@@ -25,7 +25,7 @@ the CLI uses for it. Anything else escaping the library is a bug in *our* code.
      ├── UploadError                `learn serve`: an upload refused (size, count, rate, not a notebook)
      └── ExecutionError   exit 3    the kernel machinery itself failed (not the learner's code)
 
-Exit codes of the CLI (README, "Exit codes"): 0 success; 1 graded, and something failed (a
+Exit codes of the CLI (docs/reference/exit-codes.md): 0 success; 1 graded, and something failed (a
 function, a quiz answer, a `learn doctor` problem, a self-test); 2 a LearnError above, or a
 notebook that cannot be graded; 3 the machinery failed outside a grade (ExecutionError);
 130 interrupted (Ctrl-C).

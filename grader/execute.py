@@ -53,6 +53,7 @@ class KernelJob:
     limits: Limits = field(default_factory=Limits)
     max_restarts: int = 3
     label: str = ""  # what live progress calls this run (default: the notebook's name)
+    skip_cells: frozenset[int] = frozenset()  # cells not to run (they did not finish in an earlier run of the same notebook)
 
 
 @dataclass
@@ -359,6 +360,9 @@ class _Run:
             if cell.cell_type != "code" or not cell.source.strip():
                 continue
             remaining = deadline - time.monotonic()
+            if index in self.job.skip_cells:
+                self.out.cells.append(CellRun(index=index, status="skipped", evalue="not run again: it did not finish the first time"))
+                continue
             # numbered as the report numbers cells: 1-based over all the notebook's cells
             live.cell(self.job, index + 1, len(self.job.notebook.cells), min(self.job.cell_timeout, max(0.0, remaining)))
             if not alive or remaining <= 0:
@@ -383,6 +387,7 @@ class _Run:
         started = time.monotonic()
         nonce = new_nonce()
         live.checking(self.job, len(pending))
+        hung: list[str] = []
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -393,7 +398,7 @@ class _Run:
             self.client.probe_messages = []
             with contextlib.suppress(OSError):
                 (self.slot.work / PROGRESS_FILE).unlink()
-            run = await self.exec_source(-2, harness_cell_source(pending, nonce), remaining)
+            run = await self.exec_source(-2, harness_cell_source(pending, nonce, hung), remaining)
             for msg in self.client.probe_messages:
                 if isinstance(msg, dict) and msg.get("nonce") == nonce and msg.get("id") in {p["id"] for p in pending}:
                     msg["kernel"] = len(self.out.input_maps) - 1
@@ -407,6 +412,8 @@ class _Run:
             culprit_id = probe_in_flight(_read_text(self.slot.work / PROGRESS_FILE))
             culprit = next((p for p in pending if p["id"] == culprit_id), pending[0])
             pending.remove(culprit)
+            if run.status == "timeout" and not culprit.get("replace") and culprit.get("check"):
+                hung.append(culprit["check"])  # judged once (kernel_side._judged_once)
             self.out.probes[culprit["id"]] = {
                 "id": culprit["id"],
                 "status": "timeout" if run.status == "timeout" else "died",
@@ -453,9 +460,22 @@ class KernelSession:
     def outcome(self) -> JobOutcome:
         return self._run.out
 
-    async def probe(self, probes: list[dict]) -> dict[str, dict]:
-        """Run one round of probes in the same kernel; the raw result of each, by id."""
+    @property
+    def workdir(self) -> Path:
+        """The kernel's working directory (a relay passes files through it)."""
+        return self._run.slot.work
+
+    @property
+    def uid(self) -> int | None:
+        """The uid the kernel runs as, when it is not ours."""
+        return self._run.slot.uid
+
+    async def probe(self, probes: list[dict], budget: float | None = None) -> dict[str, dict]:
+        """Run one round of probes in the same kernel; the raw result of each, by id. `budget`:
+        seconds for the whole round (default: the job's probe budget)."""
         self._run.job.probes = probes
+        if budget is not None:
+            self._run.job.probe_budget = budget
         self._run.out.probes = {}
         if self._run.client is None or not await self._run.client.km.is_alive():
             await self._run.replace_kernel(self._threads, time.monotonic() + self._run.job.notebook_timeout)

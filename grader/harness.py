@@ -30,8 +30,32 @@ def new_nonce() -> str:
 PROGRESS_FILE = ".learn-probe-progress"
 
 
-def harness_cell_source(probes: list[dict], nonce: str) -> str:
-    job = json.dumps({"probes": probes, "nonce": nonce, "progress": PROGRESS_FILE})
+BLOB_MIN = 2048  # encoded arguments at least this long are sent once per cell, however many probes share them
+
+
+def _share_blobs(probes: list[dict]) -> tuple[list[dict], dict[str, object]]:
+    """Probes whose (large) arguments repeat - one case run against several mistakes or mutants -
+    refer to one copy: {"$learn_blob": digest} in place of the encoded value."""
+    import hashlib
+
+    blobs: dict[str, object] = {}
+    out = []
+    for probe in probes:
+        probe = dict(probe)
+        for key in ("args", "kwargs"):
+            text = json.dumps(probe.get(key), sort_keys=True)
+            if len(text) >= BLOB_MIN:
+                digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+                blobs.setdefault(digest, probe[key])
+                probe[key] = {"$learn_blob": digest}
+        out.append(probe)
+    return out, blobs
+
+
+def harness_cell_source(probes: list[dict], nonce: str, hung: list[str] = ()) -> str:
+    """`hung`: graded names whose calls never returned in an earlier round (judged once)."""
+    probes, blobs = _share_blobs(probes)
+    job = json.dumps({"probes": probes, "blobs": blobs, "nonce": nonce, "progress": PROGRESS_FILE, "hung": list(hung)})
     program = _kernel_code() + f"\n_learn_main({job!r})\n"
     return f'(lambda s: exec(compile(s, "<learn harness>", "exec"), {{"__name__": "__learn__"}}))({program!r})\n'
 

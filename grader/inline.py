@@ -211,8 +211,9 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
     UnknownCheckError listing the closest ones. The grade that counts is `learn check`.
     """
     from .errors import ExecutionError, LessonPackError
-    from .grading import _Context, judge_check, plan
+    from .grading import JudgeContext, judge_check
     from .helpers import find_check
+    from .plan import plan
 
     if in_grading_sandbox():  # first: in there even the lesson packs may be invisible
         return InlineResult(name, lesson=lesson,
@@ -240,7 +241,7 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
         learner = _run_learner_probes([q for q in p.probes(reference=False) if q["id"].startswith(spec.name + "/")], ns)
     from .execute import JobOutcome
 
-    ctx = _Context(Path("your notebook"), {}, {}, JobOutcome())
+    ctx = JudgeContext(Path("your notebook"), {}, {}, JobOutcome())
     result = judge_check(spec, p.code[spec.name], p.cases[spec.name], learner, reference, ctx)
     outcome = InlineResult(spec.name, result=result, lesson=lesson_obj.id)
     if _plain_script():

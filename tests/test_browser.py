@@ -8,7 +8,7 @@ import pytest
 
 from grader.cli import cli
 
-from .conftest import ARTIFACTS, open_page, solution, variant
+from .conftest import keep_screenshot, open_page, solution, variant
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -67,8 +67,7 @@ def test_report_in_chromium(pages, browser):  # pages first: playwright runs an 
         assert PWN in page.locator(".problem").first.inner_text()  # shown as text, not run
         assert events["dialogs"] == [] and events["console"] == [], events
         assert all(url.startswith("file://") for url in events["requests"]), events["requests"]
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        keep_screenshot(page, "report")
     finally:
         page.close()
 
@@ -87,8 +86,7 @@ def test_progress_page_in_chromium(pages, browser):
         assert images_loaded(page)
         assert events["dialogs"] == [] and events["console"] == [], events
         assert all(url.startswith("file://") for url in events["requests"]), events["requests"]
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "progress.png"), full_page=True)
+        keep_screenshot(page, "progress", docs_name="progress")
     finally:
         page.close()
 
@@ -134,8 +132,7 @@ def test_report_is_compact_in_chromium(issue_report, browser):
         folded = page.locator("details#check-fit_quad details.all-cases")
         assert folded.count() == 1 and folded.get_attribute("open") is None  # every case, folded under the teaching
         assert events["console"] == [] and events["dialogs"] == [], events
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "report-compact.png"), full_page=True)
+        keep_screenshot(page, "report-compact", docs_name="report")
     finally:
         page.close()
 
@@ -210,7 +207,6 @@ def test_a_report_of_typical_mistakes_reads_top_down(typical_reports, browser, p
             assert "frames inside torch" in calc.locator("pre.traceback").first.inner_text()
             assert "math.exp" in page.locator("details#check-sigmoid .verdict").inner_text()
         assert events["dialogs"] == [] and events["console"] == [], events
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"report-typical-{pack}.png"), full_page=True)
+        keep_screenshot(page, f"report-typical-{pack}")
     finally:
         page.close()

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from grader.grading import plan
 from grader.lessons import get_lesson
+from grader.plan import plan
 from grader.results import Status
 
 from .conftest import exercise, find_check, grade_all, solution, variant

@@ -239,7 +239,7 @@ def test_results_record_seed_and_sandbox(graded):
 
 
 def test_randomized_inputs_follow_the_seed():
-    from grader.grading import plan
+    from grader.plan import plan
 
     lesson = get_lesson("lesson3")
     spec = lesson.notebook(QUAD)

@@ -15,7 +15,7 @@ import time
 import nbformat
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT
+from tests.conftest import ROOT, keep_screenshot
 from tests.server_util import declare_manual_item
 from tests.test_grade import GOOD, tiny_pack
 
@@ -53,8 +53,7 @@ def server(tmp_path):
 
 
 def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"server-{name}.png"), full_page=True)
+    keep_screenshot(page, f"server-{name}", docs_name=f"server-{name}")
 
 
 def wait_state(page, state: str, timeout: float = 180) -> None:

@@ -62,7 +62,7 @@ def _judge(lesson_id, name):
     return next(c.judge for c in cases if c.judge is not None)
 
 
-NOISE = {"shape": [100_000], "std_add": 0.5, "mean_add": 0.0, "std_mult": 0.2, "mean_mult": 0.0, "reproducible": True,
+NOISE = {"type": "Tensor", "dtype": "float32", "shape": [100_000], "std_add": 0.5, "mean_add": 0.0, "std_mult": 0.2, "mean_mult": 0.0, "reproducible": True,
          "varies": True, "no_noise_is_identity": True}  # fmt: skip
 INIT = {"is_tensor": True, "shapes": [[784, 1], [1], [3, 2]], "requires_grad": True, "is_leaf": True, "grad_filled": True,
         "std": 0.5, "mean": 0.0, "std_default": 1.0, "repeatable": True}  # fmt: skip

@@ -23,13 +23,26 @@ __all__ = ["grade_code", "grade_code_batch", "CodeRunner", "quiz_probe"]
 
 
 def quiz_probe(ns, function, case):
-    import torch  # noqa: F401 - the cases may use it
+    """Runs in the kernel: build the case's arguments, call the answer, and say which tensor
+    arguments it changed in place (a step that must return a new tensor, say)."""
+    import inspect
+
+    import torch
 
     def arguments(*args, **kwargs):
         return args, kwargs
 
     args, kwargs = eval(f"arguments(\n{case}\n)", {"torch": torch, "arguments": arguments})
-    return ns[function](*args, **kwargs)
+    fn = ns[function]
+    try:
+        names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        names = []
+    inputs = [(names[i] if i < len(names) else f"argument {i + 1}", a) for i, a in enumerate(args)] + list(kwargs.items())
+    copies = [(name, a, a.detach().clone()) for name, a in inputs if isinstance(a, torch.Tensor)]
+    value = fn(*args, **kwargs)
+    changed = [name for name, a, c in copies if a.shape != c.shape or not bool(((a == c) | ((a != a) & (c != c))).all())]
+    return {"value": value, "changed": changed}
 
 
 def _code_job(question: Question, code: str):
@@ -71,7 +84,8 @@ async def _reference_values(pool, question: Question) -> list:
         if raw.get("status") != "ok":
             why = raw.get("evalue") or raw.get("status", "no result")
             raise QuizFormatError(f"{question.id}: the reference answer fails on case {question.cases[i]!r}: {why}")
-        values.append(wire.decode(raw["value"]))
+        value = wire.decode(raw["value"])
+        values.append(value.get("value") if type(value) is dict and set(value) == {"value", "changed"} else value)
     return values
 
 
@@ -127,6 +141,12 @@ async def grade_code(pool, question: Question, code: str, references: dict | Non
             got = wire.decode(raw["value"])
         except wire.WireError as exc:
             return Feedback(False, f"{call} returned a value the grader cannot read: {exc}", code, time.monotonic() - started)
+        changed = got.get("changed") if type(got) is dict else None
+        if changed:
+            names = " and ".join(f"`{n}`" for n in changed)
+            return Feedback(False, f"{call} changed its input {names} in place; return a new tensor and leave the inputs as they were.",
+                            code, time.monotonic() - started)  # fmt: skip
+        got = got.get("value") if type(got) is dict else got
         verdict = compare(got, expected, tol)
         if not verdict.ok:
             return Feedback(False, f"{call}: {verdict.message}", code, time.monotonic() - started)

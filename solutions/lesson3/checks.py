@@ -6,7 +6,7 @@ inside their body. Inputs (tensors, numbers) are built here in the grader from t
 
 import torch
 
-from grader.checks import Case, Mistake, Verdict, check, explained, line_plot, loop_case
+from grader.checks import Case, Mistake, Verdict, check, explained, line_plot, loop_case, refuses
 
 # ---------------------------------------------------------------------------------------------
 # helpers run in the grader
@@ -31,34 +31,57 @@ def probe_mk_quad(ns, a, b, c, x):
 
 
 def probe_add_noise(ns, n):
+    """Statistics of add_noise's output, computed in float64 whatever it returns: a value of
+    another type or dtype is reported (the judge names it), never a crash of this probe."""
     import torch
 
     add_noise = ns["add_noise"]
     x = torch.linspace(1, 3, n)
+
+    def as64(v):
+        try:
+            return torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else v, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            return None
+
     torch.manual_seed(0)
     only_add = add_noise(x, 0.0, 0.5)
+    kind = type(only_add).__name__ if not isinstance(only_add, torch.Tensor) else "Tensor"
+    dtype = str(only_add.dtype).replace("torch.", "") if isinstance(only_add, torch.Tensor) else None
     only_mult = add_noise(x, 0.2, 0.0)
     torch.manual_seed(1)
-    first = add_noise(x, 0.1, 0.1)
+    first = as64(add_noise(x, 0.1, 0.1))
     torch.manual_seed(1)
-    again = add_noise(x, 0.1, 0.1)
-    other = add_noise(x, 0.1, 0.1)
-    return {
-        "shape": list(only_add.shape),
-        "std_add": float((only_add - x).std()),
-        "mean_add": float((only_add - x).mean()),
-        "std_mult": float((only_mult / x - 1).std()),
-        "mean_mult": float((only_mult / x - 1).mean()),
+    again = as64(add_noise(x, 0.1, 0.1))
+    other = as64(add_noise(x, 0.1, 0.1))
+    unchanged = as64(add_noise(x, 0.0, 0.0))
+    only_add, only_mult, xd = as64(only_add), as64(only_mult), x.double()
+    usable = all(v is not None and v.shape == xd.shape for v in (only_add, only_mult, first, again, other, unchanged))
+    out = {"type": kind, "dtype": dtype, "shape": list(only_add.shape) if only_add is not None else None}
+    if not usable:
+        return out
+    return out | {
+        "std_add": float((only_add - xd).std()),
+        "mean_add": float((only_add - xd).mean()),
+        "std_mult": float((only_mult / xd - 1).std()),
+        "mean_mult": float((only_mult / xd - 1).mean()),
         "reproducible": bool(torch.equal(first, again)),
         "varies": not bool(torch.equal(again, other)),
-        "no_noise_is_identity": bool(torch.allclose(add_noise(x, 0.0, 0.0), x)),
+        "no_noise_is_identity": bool(torch.allclose(unchanged, xd, atol=1e-6)),
     }
 
 
 def judge_add_noise(got, expected, tol):
     if type(got) is not dict:
         return Verdict(False, "add_noise must return a tensor with the shape of x", kind="wrong_type")
+    if got.get("type") != "Tensor":
+        return Verdict(False, f"add_noise returned a {got.get('type')}; it must return a tensor with the shape of x", kind="wrong_type")
+    if "std_add" not in got:
+        return Verdict(False, f"for x of shape (100000,) add_noise returned shape {tuple(got.get('shape') or ())}", kind="shape")
     problems = []
+    if got.get("dtype") != "float32":
+        problems.append(f"it returned {got.get('dtype')} values where x is float32: draw the noise with torch's own functions, "
+                        "which give noise of x's dtype")  # fmt: skip
     if got.get("shape") != [100_000]:
         problems.append(f"for x of shape (100000,) it returned shape {tuple(got.get('shape') or ())}")
     if not got.get("no_noise_is_identity"):
@@ -105,7 +128,8 @@ def probe_fit_quad(ns, x, y, params, lr, steps):
     start = params.clone()
     fitted, losses = ns["fit_quad"](params, lr=lr, steps=steps)
     return {
-        "params": fitted,
+        "params": fitted.detach() if isinstance(fitted, torch.Tensor) else fitted,
+        "detached": not (isinstance(fitted, torch.Tensor) and fitted.requires_grad),
         "losses": [float(v) for v in losses],
         "losses_are_floats": all(type(v) is float for v in losses),
         "input_unchanged": bool(torch.equal(params, start)),
@@ -165,9 +189,13 @@ def fit_quad_in_place(params, lr=0.01, steps=10):
 
 def judge_fit_quad(got, expected, tol):
     """Values as the reference; a changed input explained; a loss that grows called divergence, with the losses."""
-    verdict = explained({"['input_unchanged']": "fit_quad changed the tensor it was given: the caller's start now holds the fit."})(
-        got, expected, tol
-    )
+    verdict = explained(
+        {
+            "['input_unchanged']": "fit_quad changed the tensor it was given: the caller's start now holds the fit.",
+            "['detached']": "fit_quad returned parameters that are still part of the autograd graph: return them detached from it.",
+            "['losses_are_floats']": "the losses should be Python floats (one number per step), not tensors.",
+        }
+    )(got, expected, tol)
     if verdict.ok or type(got) is not dict or type(got.get("losses")) is not list:
         return verdict
     losses = [v for v in got["losses"] if type(v) is float]
@@ -317,33 +345,66 @@ def relu_bias_after_clip(m, b, x):
 
 
 def probe_fit_relus(ns, x, y, n_relus, lr, steps):
+    import torch
+
     params, losses = ns["fit_relus"](x, y, n_relus=n_relus, lr=lr, steps=steps, seed=0)
-    losses = [float(v) for v in losses]
-    return {"losses": losses, "preds": ns["relu_model"](params, x).detach()}
+    _, again = ns["fit_relus"](x, y, n_relus=n_relus, lr=lr, steps=3, seed=0)
+    _, other = ns["fit_relus"](x, y, n_relus=n_relus, lr=lr, steps=3, seed=1)
+    return {
+        "losses": [float(v) for v in losses],
+        "losses_are_floats": all(type(v) is float for v in losses),
+        "detached": not (isinstance(params, torch.Tensor) and params.requires_grad),
+        "seed_repeats": [float(v) for v in again] == [float(v) for v in losses[:3]],
+        "seed_matters": [float(v) for v in other] != [float(v) for v in losses[:3]],
+        "preds": ns["relu_model"](params, x).detach(),
+    }
 
 
-def judge_fit_relus(got, expected, tol):
-    if type(got) is not dict or type(got.get("losses")) is not list:
-        return Verdict(False, "fit_relus must return (params, losses) with one loss per step", kind="wrong_type")
-    losses, ref = got["losses"], expected["losses"]
-    if len(losses) != len(ref):
-        return Verdict(False, f"expected one loss per step ({len(ref)}), got {len(losses)}", kind="length")
-    if not all(v == v for v in losses):
-        return Verdict(
-            False, "the loss became nan during training - is the learning rate too large, or is a gradient never reset?", kind="nonfinite"
-        )
-    final, ref_final = losses[-1], ref[-1]
-    if not final < losses[0]:
-        return Verdict(False, f"the loss did not go down ({losses[0]:.4g} -> {final:.4g})", kind="behaviour")
-    bar = 1.5 * ref_final + 0.02
-    if final > bar:
-        return Verdict(
-            False,
-            f"final loss {final:.4g} is well above what the reference reaches on the same data ({ref_final:.4g}; the bar is {bar:.4g}). "
-            "Check that the gradient is reset every step and that the update subtracts lr * grad.",
-            kind="values",
-        )
-    return Verdict.passed()
+def judge_fit_relus(y):
+    """Judge: the prescribed start (its first loss is the reference's), a loss that is the mean
+    squared error and goes down to near the reference's, floats per step, a detached result."""
+
+    def judge(got, expected, tol):
+        if type(got) is not dict or type(got.get("losses")) is not list:
+            return Verdict(False, "fit_relus must return (params, losses) with one loss per step", kind="wrong_type")
+        losses, ref = got["losses"], expected["losses"]
+        if len(losses) != len(ref):
+            return Verdict(False, f"expected one loss per step ({len(ref)}), got {len(losses)}", kind="length")
+        if not all(v == v for v in losses):
+            return Verdict(False, "the loss became nan during training - is the learning rate too large, or is a gradient never reset?",
+                           kind="nonfinite")  # fmt: skip
+        if not got.get("losses_are_floats"):
+            return Verdict(False, "the losses should be Python floats, one number per step (not tensors)", kind="wrong_type")
+        if not got.get("detached"):
+            return Verdict(False, "fit_relus returned parameters that are still part of the autograd graph: return them detached",
+                           kind="behaviour")  # fmt: skip
+        if abs(losses[0] - ref[0]) > 1e-4 * (1 + abs(ref[0])):
+            return Verdict(False, f"the first loss is {losses[0]:.5g} where the reference's is {ref[0]:.5g}: start exactly as described "
+                           "(seed with torch.manual_seed(seed), then 2 * n_relus normal numbers times 0.5) and measure the mean squared error",
+                           kind="values")  # fmt: skip
+        if not got.get("seed_repeats") or not got.get("seed_matters"):
+            return Verdict(False, "the same seed should give the same training, and another seed another one: seed torch inside "
+                           "fit_relus with its seed argument", kind="behaviour")  # fmt: skip
+        final, ref_final = losses[-1], ref[-1]
+        if not final < losses[0]:
+            return Verdict(False, f"the loss did not go down ({losses[0]:.4g} -> {final:.4g})", kind="behaviour")
+        preds = got.get("preds")
+        if type(preds) is torch.Tensor and preds.shape == y.shape:
+            actual = float(((preds.double() - y.double()) ** 2).mean())
+            if actual > 1.5 * final + 0.02:
+                return Verdict(False, f"the reported losses go down to {final:.4g}, but the returned parameters have a mean squared "
+                               f"error of {actual:.4g}: the loss you minimise is not the mean squared error", kind="values")  # fmt: skip
+        bar = 1.5 * ref_final + 0.02
+        if final > bar:
+            return Verdict(
+                False,
+                f"final loss {final:.4g} is well above what the reference reaches on the same data ({ref_final:.4g}; the bar is {bar:.4g}). "
+                "Check that the gradient is reset every step and that the update goes against the gradient.",
+                kind="values",
+            )
+        return Verdict.passed()
+
+    return judge
 
 
 def matmul_transposed(a, b):
@@ -683,12 +744,15 @@ def relu_fit_series(got, expected, cases):
 def fit_relus_cases(rng):
     x = torch.linspace(-2, 2, 50)
     y = x.abs() - 0.5 * x + rng.randn(50, scale=0.1)
-    yield Case.call(x, y, 6, 0.05, 300, probe=probe_fit_relus, judge=judge_fit_relus, random=True,
+    yield Case.call(x, y, 6, 0.05, 300, probe=probe_fit_relus, judge=judge_fit_relus(y), random=True,
                     label="a V-shaped target", show="fit_relus(x, y, n_relus=6, lr=0.05, steps=300)")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
 # 03_matmul
+
+
+REFUSE = "a (2, 3) matrix cannot be multiplied by a (4, 2) one (the inner sizes 3 and 4 differ): the function must refuse them."
 
 
 def _matrices(rng, n, k, m):
@@ -714,6 +778,8 @@ def matmul_loops_cases(rng):
     yield Case.call(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[5.0, 6.0], [7.0, 8.0]]), label="2x2 example")
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 4, 5, 2), random=True, label="rectangular matrices")
+    yield refuses("matmul_loops", rng.randn(2, 3), rng.randn(4, 2), why=REFUSE, label="shapes that cannot be multiplied",
+                  show="matmul_loops(a, b) with a of shape (2, 3) and b of shape (4, 2)")  # fmt: skip
 
 
 @check(
@@ -734,6 +800,8 @@ def matmul_loops_cases(rng):
 def matmul_broadcast_cases(rng):
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 4, 5, 2), random=True, label="rectangular matrices")
+    yield refuses("matmul_broadcast", rng.randn(2, 3), rng.randn(1, 2), why=REFUSE.replace("(4, 2)", "(1, 2)").replace("3 and 4", "3 and 1"),
+                  label="shapes that cannot be multiplied", show="matmul_broadcast(a, b) with a of shape (2, 3) and b of shape (1, 2)")  # fmt: skip
     yield loop_case("matmul_broadcast", _matrices(rng, 4, 3, 2), _matrices(rng, 4, 40, 30), what="matrices",
                     advice="keep only the loop over the rows of a",
                     label="one loop only", show="matmul_broadcast on (4x3)@(3x2) and on (4x40)@(40x30)")  # fmt: skip
