@@ -28,6 +28,7 @@ def home(tmp_path, monkeypatch):
     (["fetch", "chaptr4"], "Did you mean chapter4?"),
     (["predict", "lesso3"], "Did you mean lesson3?"),
     (["quiz", "chaptr4"], "Did you mean chapter4?"),
+    (["quiz", "chapter4", "--topic", "sdg"], "Did you mean sgd?"),
     (["hint", "mse_"], "Did you mean: mse"),
     (["check", "lesson3", "--only", "fit_quadd"], "Did you mean: fit_quad"),
 ])  # fmt: skip

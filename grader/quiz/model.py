@@ -122,7 +122,8 @@ class Quiz:
             return list(self.questions)
         unknown = sorted(set(topics) - set(self.topics()))
         if unknown:
-            raise UnknownQuizError(f"quiz {self.id} has no topic {', '.join(unknown)}. Topics: {', '.join(self.topics())}")
+            guess = did_you_mean(unknown[0], self.topics())
+            raise UnknownQuizError(f"quiz {self.id} has no topic {', '.join(unknown)}.{guess} Topics: {', '.join(self.topics())}")
         return [q for q in self.questions if q.topic in topics]
 
 
