@@ -1,6 +1,10 @@
 """Views of results for people: the terminal summary (rich) and the JSON file.
 
-The HTML report lives in `html.py`; both render the same `RunResult` and decide nothing.
+    RunResult ─► per notebook: header, the table of functions (the summary), then feedback.notebook_view:
+                 each failing function top-down (verdict, failing call and diff, the learner's frames,
+                 the cells it broke, where to go next), the other cell problems, what is not written yet
+
+The HTML report lives in `html.py`; both draw the same views (grader.feedback) and decide nothing.
 """
 
 from __future__ import annotations
