@@ -472,7 +472,7 @@ def stage(sources: list[str], staging: Path, lesson_id: str | None) -> Lesson:
 
 
 async def _grade_all(lesson: Lesson, paths: list[tuple[str, Path]], jobs: int, seed: int):
-    from .batch import lesson_grader
+    from .assignments import lesson_grader
 
     async with lesson_grader(lesson, pool_size=jobs, seed=seed) as grader:
         return await asyncio.gather(*(grader.grade(path, lesson.id, spec_file) for spec_file, path in paths))
@@ -481,7 +481,7 @@ async def _grade_all(lesson: Lesson, paths: list[tuple[str, Path]], jobs: int, s
 def self_test(lesson: Lesson, release: Path, jobs: int | None = None) -> list[str]:
     """Problems that make the assignment unusable: a check that does not pass on the solution,
     one that does not fail on the generated stub, a solution notebook that raises."""
-    from .batch import default_seed
+    from .assignments import default_seed
 
     lesson.check_code()  # a broken checks.py is reported as such, before any kernel starts
     files = [spec.file for spec in lesson.notebooks]

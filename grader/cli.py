@@ -108,6 +108,7 @@ def fetch(lesson_id: str, dest: Path | None, force: bool, source: str | None):
     """
     from .fetch import fetch_lesson, install_pack
     from .lessons import get_lesson
+    from .workspace import check_command
 
     if source:
         lesson = install_pack(source, expected_id=lesson_id)
@@ -123,7 +124,7 @@ def fetch(lesson_id: str, dest: Path | None, force: bool, source: str | None):
         click.echo(f"  {'kept':10} {dest / name}  (you changed it; --force replaces it after a backup)")
     for name in report.backups:
         click.echo(f"  {'backup':10} {dest / name}")
-    click.echo(f"Next: open the notebooks in {dest}/, fill in the functions, then run `learn check {lesson.id} --dir {dest}`.")
+    click.echo(f"Next: open the notebooks in {dest}/, fill in the functions, then run `{check_command(lesson.id, dest)}`.")
 
 
 @cli.command()
@@ -215,16 +216,15 @@ def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache
     from .cache import cached_check
     from .report import render_run, write_json
     from .results import RunResult
-    from .workspace import resolve_targets
+    from .workspace import check_readable, resolve_targets
 
-    paths = resolve_targets(targets, work_dir)
+    paths = resolve_targets(targets, work_dir, only)
     console = make_console(stderr=json_path is not None and str(json_path) == "-")
     options = dict(seed=seed, only=list(only) or None, jobs=jobs, cell_timeout=cell_timeout, use_cache=not no_cache)
-    if console.is_terminal:
-        with console.status(f"Checking {len(paths)} notebook{'s' * (len(paths) != 1)}..."):
-            run_result = cached_check(paths, **options)
-    else:
-        run_result = cached_check(paths, **options)
+    from .live import shown
+
+    with shown(console, f"Checking {len(paths)} notebook{'s' * (len(paths) != 1)}"):  # notebook, cell k of n, time vs limit
+        run_result = check_readable(paths, cached_check, **options)  # not a notebook: refused at once, no kernel
     render_run(run_result, console, verbose=verbose)
     if json_path is not None:
         write_json(run_result, json_path)
@@ -488,10 +488,12 @@ def progress(html_path: Path | None):
     summary = summarize()
     console = make_console()
     render_progress(summary, console)
-    from .review import summary_line
+    from .cards import summary_line
+    from .quiz.session import unfinished_line
 
-    if summary_line():
-        console.print(summary_line(), markup=False, highlight=False)
+    for line in (summary_line(), unfinished_line()):  # due reviews; quiz answers in sessions not finished yet
+        if line:
+            console.print(line, markup=False, highlight=False)
     if html_path is not None:
         from .html import render_progress_page, write_html
 
@@ -763,9 +765,9 @@ def predict(pack, answers_path, restart, list_only):
             console.print(Text(f"{d.id:28} {d.kind:7} {d.notebook} cell {d.cell + 1}"))
         return
     if answers_path is not None:
+        from .cards import record_items
         from .errors import QuizAnswersError
         from .predict import grade_answers
-        from .review import record_items
 
         try:
             text = answers_path.read_text(encoding="utf-8")
@@ -778,7 +780,10 @@ def predict(pack, answers_path, restart, list_only):
             if warning:
                 _err(warning)
         sys.exit(code)
-    run_interactive(lesson, drills, console, _read_line, restart=restart)
+    from .predict import DrillRunner
+
+    if run_interactive(lesson, drills, console, _read_line, restart=restart, runner_factory=DrillRunner).interrupted:
+        sys.exit(130)  # Ctrl-C: interrupted, as everywhere (what was answered is saved)
 
 
 @cli.command()
@@ -805,8 +810,10 @@ def review(answers_path, limit):
             text = answers_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise QuizAnswersError(f"{answers_path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    run_review(make_console(), _read_line, answers_text=text, answers_source=str(answers_path), limit=limit,
-               drill_runner_factory=DrillRunner, code_runner_factory=CodeRunner)  # fmt: skip
+    session = run_review(make_console(), _read_line, answers_text=text, answers_source=str(answers_path), limit=limit,
+                         drill_runner_factory=DrillRunner, code_runner_factory=CodeRunner)  # fmt: skip
+    if session.interrupted:
+        sys.exit(130)  # Ctrl-C: interrupted, as everywhere (the items rated so far are kept)
 
 
 # ---------------------------------------------------------------------------------------------

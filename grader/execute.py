@@ -29,6 +29,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
+from . import live
 from .errors import ExecutionError
 from .harness import MIME, PROGRESS_FILE, harness_cell_source, new_nonce, probe_in_flight
 from .kernels import KernelPool, Limits, Slot
@@ -51,6 +52,7 @@ class KernelJob:
     profile: str = "torch"
     limits: Limits = field(default_factory=Limits)
     max_restarts: int = 3
+    label: str = ""  # what live progress calls this run (default: the notebook's name)
     skip_cells: frozenset[int] = frozenset()  # cells not to run (they did not finish in an earlier run of the same notebook)
 
 
@@ -361,6 +363,8 @@ class _Run:
             if index in self.job.skip_cells:
                 self.out.cells.append(CellRun(index=index, status="skipped", evalue="not run again: it did not finish the first time"))
                 continue
+            # numbered as the report numbers cells: 1-based over all the notebook's cells
+            live.cell(self.job, index + 1, len(self.job.notebook.cells), min(self.job.cell_timeout, max(0.0, remaining)))
             if not alive or remaining <= 0:
                 reason = "notebook time limit reached" if remaining <= 0 else "the kernel could not be restarted"
                 self.out.cells.append(CellRun(index=index, status="skipped", evalue=reason))
@@ -382,6 +386,7 @@ class _Run:
         deadline = time.monotonic() + self.job.probe_budget
         started = time.monotonic()
         nonce = new_nonce()
+        live.checking(self.job, len(pending))
         hung: list[str] = []
         while pending:
             remaining = deadline - time.monotonic()
@@ -430,6 +435,7 @@ async def run_job(pool: KernelPool, job: KernelJob) -> JobOutcome:
         slot.prepare_job()
         run = _Run(slot, job, pool.box.mode)
         threads = pool.threads_per_kernel
+        live.started(job)
         try:
             await run.start_kernel(threads)
             await run.run_cells(threads)
@@ -438,6 +444,7 @@ async def run_job(pool: KernelPool, job: KernelJob) -> JobOutcome:
                     await run.replace_kernel(threads, time.monotonic() + job.notebook_timeout)
                 await run.run_probes(threads)
         finally:
+            live.finished(job)
             await run.stop_kernel()
         run.out.duration = time.monotonic() - started
         return run.out
@@ -485,11 +492,13 @@ async def open_session(pool: KernelPool, job: KernelJob):
         slot.prepare_job()
         run = _Run(slot, job, pool.box.mode)
         threads = pool.threads_per_kernel
+        live.started(job)
         try:
             await run.start_kernel(threads)
             await run.run_cells(threads)
             yield KernelSession(run, threads)
         finally:
+            live.finished(job)
             await run.stop_kernel()
 
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, wire
+from . import __version__, explain, wire
 from .checks import Check
 from .compare import Verdict, compare, describe
 from .errors import ExecutionError, LearnError, LessonPackError, NotebookLoadError, UnknownNotebookError
@@ -34,6 +34,7 @@ from .notebook import definitions, load_notebook
 from .paths import cache_dir
 from .plan import Plan, PlannedCase, plan
 from .results import CaseResult, CellProblem, CheckResult, NotebookResult, RunResult, Status
+from .tracebacks import fold
 
 __all__ = ["Grader", "check_notebook", "check_notebooks", "new_seed"]
 
@@ -54,7 +55,7 @@ def _rewrite_cells(lines: list[str], input_map: dict[int, int]) -> list[str]:
         idx = input_map.get(int(m.group(1)))
         return f"cell {idx + 1}" if idx is not None else m.group(0)
 
-    return [_IN_REF.sub(sub, line) for line in lines]
+    return fold([_IN_REF.sub(sub, line) for line in lines])  # the learner's cells; library frames folded
 
 
 @dataclass
@@ -65,16 +66,7 @@ class JudgeContext:
     defs: dict[str, int]
     problems: dict[int, CellProblem]
     outcome: JobOutcome
-
-    def where_defined(self, name: str) -> str:
-        idx = self.defs.get(name)
-        if idx is None:
-            return ""
-        problem = self.problems.get(idx + 1)
-        if problem is None:
-            return f" (it is defined in cell {idx + 1})"
-        what = f"{problem.ename}: {problem.evalue}".strip(": ") if problem.ename else problem.evalue or problem.kind
-        return f" - it is defined in cell {idx + 1}, but that cell failed ({what[:200]})"
+    nb: object = None  # the notebook, to find the cell meant to define a name even when it does not parse
 
 
 def _probe_failure(raw: dict, check: CheckSpec, ctx: JudgeContext) -> tuple[Status, str, str, list[str] | None]:
@@ -82,10 +74,7 @@ def _probe_failure(raw: dict, check: CheckSpec, ctx: JudgeContext) -> tuple[Stat
     status = raw.get("status")
     fname = f"`{check.name}`"
     if status == "missing":
-        names = raw.get("names", [])
-        missing = ", ".join(f"`{n}`" for n in names)
-        details = "".join(ctx.where_defined(n) for n in names[:1])
-        return Status.ERROR, "missing", f"{missing} is not defined in {ctx.path.name}{details}", None
+        return Status.ERROR, "missing", explain.missing(raw.get("names", []), ctx), None
     if status == "not_callable":
         names, types = raw.get("names", []), raw.get("types", [])
         pairs = ", ".join(f"`{n}` is a {t}" for n, t in zip(names, types))
@@ -116,11 +105,10 @@ def _probe_failure(raw: dict, check: CheckSpec, ctx: JudgeContext) -> tuple[Stat
         if raw.get("origin") == "probe":  # the check's own code choked on what the function returned: the value is wrong
             what = f"{ename}: {evalue}".rstrip(": ")
             return Status.FAILED, "unusable_value", f"{fname} returned a value this check cannot use ({what[:300]})", None
-        message = f"{fname} raised {ename}: {evalue}".rstrip(": ")
-        m = re.match(r"name '(\w+)' is not defined", evalue)
-        if ename == "NameError" and m:
-            message += ctx.where_defined(m.group(1)) or f" - `{m.group(1)}` is not defined anywhere in the notebook"
-        return Status.ERROR, "exception", message, tb
+        named = explain.exception(check.name, ename, evalue, tb, ctx)  # a classic mistake, in the learner's terms
+        if named is not None:
+            return Status.ERROR, named[0], named[1], tb
+        return Status.ERROR, "exception", f"{fname} raised {ename}: {evalue}".rstrip(": "), tb
     if status == "interrupted":
         return Status.TIMEOUT, "timeout", f"{fname} was interrupted (time limit)", None
     return Status.ERROR, "lost", f"no result came back for {fname} (the kernel stopped before reporting)", None
@@ -315,7 +303,7 @@ def cell_problems(nb, outcome: JobOutcome) -> list[CellProblem]:
                 kind=kind,
                 ename=run.ename,
                 evalue=evalue,
-                traceback=_rewrite_cells(run.traceback, {run.execution_count: run.index} if run.execution_count else {}),
+                traceback=_rewrite_cells(run.traceback, {r.execution_count: r.index for r in outcome.cells if r.execution_count}),
                 source=head,
                 duration=run.duration,
             )
@@ -418,7 +406,8 @@ class Grader:
             except (OSError, ValueError):
                 pass
         nb = load_notebook(p.lesson.solution_path(p.spec))
-        outcome = await run_job(self.pool, kernel_job(nb, p.spec.file, p.lesson, p.spec, probes))
+        job = dataclasses.replace(kernel_job(nb, p.spec.file, p.lesson, p.spec, probes), label=f"{p.spec.file} (the reference solution)")
+        outcome = await run_job(self.pool, job)
         bad = [c for c in outcome.cells if c.status != "ok"]
         if bad:
             c = bad[0]
@@ -471,7 +460,7 @@ class Grader:
         reference, outcome = await asyncio.gather(self.reference(p), learner_task)
         t1 = time.monotonic()
         problems = cell_problems(nb, outcome)
-        ctx = JudgeContext(path, definitions(nb), {c.cell: c for c in problems}, outcome)
+        ctx = JudgeContext(path, definitions(nb), {c.cell: c for c in problems}, outcome, nb)
         checks = [judge_check(s, p.code[s.name], p.cases[s.name], outcome.probes, reference, ctx) for s in p.checks]
         checks = await self._cascade(nb, path, p, checks, reference, ctx)
         result.checks = checks

@@ -87,7 +87,7 @@ def _show_value(value) -> str:
     from .compare import torch  # imported only if some value is a tensor
 
     if type(value) is torch.Tensor:
-        if value.numel() <= 6:
+        if value.numel() <= 12:
             body = repr(_round(value.tolist()))
             return f"tensor({body})"
         return f"tensor<{fmt_shape(value.shape)}, {str(value.dtype).replace('torch.', '')}>"

@@ -378,7 +378,17 @@ def test_missing_answers_count_as_wrong(runner, tmp_path, home):
     path.write_text("sigmoid-zero: 0.5\n")
     result = runner.invoke(cli, ["quiz", "chapter4", "--answers", str(path), "--topic", "sigmoid"])
     assert result.exit_code == 1
-    assert "✔ sigmoid-zero" in result.output and "no answer given" in result.output
+    assert "✔ sigmoid-zero" in result.output and "have no answer in the file and count as wrong" in result.output
+    assert result.output.count("✘") == 1  # one line for the unanswered questions, not one per question
+
+
+def test_an_answers_file_for_a_few_questions_lists_the_rest_once(runner, tmp_path, home):
+    path = tmp_path / "a.yaml"
+    path.write_text("sigmoid-zero: 0.5\n")
+    result = runner.invoke(cli, ["quiz", "chapter4", "--answers", str(path)])
+    total = len(find_quiz("chapter4").questions)
+    assert result.exit_code == 1 and f"✘ {total - 1} of {total} questions have no answer in the file" in result.output
+    assert len(result.output.splitlines()) < 10, result.output
 
 
 @pytest.mark.parametrize(
@@ -485,7 +495,7 @@ def test_end_of_input_saves_and_resume_continues(runner, home):
     answers = [typed_answer(q) for q in questions[2:]]
     result = runner.invoke(cli, ["quiz", "chapter4"], input=_typed(["y", *answers]))
     assert result.exit_code == 0, result.output
-    assert "You have an unfinished chapter4 quiz: 2 of" in result.output
+    assert "You have an unfinished chapter4 quiz (topic mini-batches): 2 of" in result.output
     assert f"Question 3/{len(questions)}" in result.output and "Question 1/" not in result.output
     assert f"Final score: {len(questions)}/{len(questions)}" in result.output
     attempts, topics = _quiz_attempts(home)

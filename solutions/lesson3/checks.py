@@ -98,7 +98,7 @@ def judge_add_noise(got, expected, tol):
         )
     if not got.get("reproducible"):
         problems.append(
-            "two calls after the same torch.manual_seed gave different results: draw noise with torch, e.g. torch.randn_like(x)"
+            "two calls after the same torch.manual_seed gave different results: your noise does not come from torch's random generator, so the seed cannot repeat it"
         )
     if not got.get("varies"):
         problems.append("two calls in a row gave identical noise")
@@ -191,7 +191,7 @@ def judge_fit_quad(got, expected, tol):
     """Values as the reference; a changed input explained; a loss that grows called divergence, with the losses."""
     verdict = explained(
         {
-            "['input_unchanged']": "fit_quad changed the tensor it was given; start from a copy of it.",
+            "['input_unchanged']": "fit_quad changed the tensor it was given: the caller's start now holds the fit.",
             "['detached']": "fit_quad returned parameters that are still part of the autograd graph: return them detached from it.",
             "['losses_are_floats']": "the losses should be Python floats (one number per step), not tensors.",
         }
@@ -417,6 +417,14 @@ def linear_no_bias(x, w, b):
     return x @ w
 
 
+def linear_weights_first(x, w, b):
+    return w @ x + b
+
+
+def mse_item(preds, acts):
+    return ((preds - acts) ** 2).mean().item()
+
+
 def prep_money_log(amounts):
     import torch
 
@@ -450,8 +458,10 @@ def prep_money_fill_mean(amounts):
 @check(
     "quad",
     mistakes=[
-        Mistake("times_two", "x*2 doubles x; the square of x is x**2.", quad_times_two),
-        Mistake("no_constant", "The constant term is missing: a quadratic is a*x**2 + b*x + c.", quad_no_constant),
+        Mistake(
+            "times_two", "Your x-term doubles x where it should square it: for x = 3 your quadratic uses 6 instead of 9.", quad_times_two
+        ),
+        Mistake("no_constant", "The constant term is missing: at x = 0 your quadratic gives 0, where it should give c.", quad_no_constant),
     ],
 )
 def quad_cases(rng):
@@ -464,8 +474,16 @@ def quad_cases(rng):
 @check(
     "mk_quad",
     mistakes=[
-        Mistake("reversed", "The parameters reach quad in reverse order (c, b, a); keep the order a, b, c.", mk_quad_reversed),
-        Mistake("swapped", "a and b are swapped: the first parameter is the one that multiplies x squared.", mk_quad_swapped),
+        Mistake(
+            "reversed",
+            "The parameters reach quad in reverse order: the first one you pass ends up as the constant term, the last one multiplies x squared.",
+            mk_quad_reversed,
+        ),
+        Mistake(
+            "swapped",
+            "The first two parameters are swapped: the one meant for x squared multiplies x, and the other way round.",
+            mk_quad_swapped,
+        ),
     ],
 )
 def mk_quad_cases(rng):
@@ -492,12 +510,31 @@ def add_noise_cases(rng):
 @check(
     "mse",
     mistakes=[
-        Mistake("sum", "You added up the squared errors; mse takes their mean (.mean(), not .sum()).", mse_sum),
-        Mistake("rmse", "You took the square root: that is the root mean squared error, not the mean squared error.", mse_rmse),
         Mistake(
-            "unsquared", "The differences are averaged without squaring them, so positive and negative errors cancel out.", mse_unsquared
+            "sum",
+            "Your mse adds the squared errors up instead of averaging them, so it grows with the number of points: on 3 points it is 3 times the mean squared error.",
+            mse_sum,
         ),
-        Mistake("abs", "You averaged absolute differences (the L1 loss); mse squares the differences instead.", mse_abs),
+        Mistake(
+            "rmse",
+            "Your value is the square root of the expected one: that is the root mean squared error, not the mean squared error.",
+            mse_rmse,
+        ),
+        Mistake(
+            "unsquared",
+            "The differences are averaged without squaring them, so positive and negative errors cancel out: your loss can be 0, or even negative, for a bad fit.",
+            mse_unsquared,
+        ),
+        Mistake(
+            "item",
+            "Your mse returns a plain Python number (.item()) where a tensor is wanted: backward() needs the loss as a tensor to differentiate it.",
+            mse_item,
+        ),
+        Mistake(
+            "abs",
+            "You averaged the sizes of the differences (the L1 loss); mse squares each difference, so large errors count far more.",
+            mse_abs,
+        ),
     ],
 )
 def mse_cases(rng):
@@ -509,8 +546,16 @@ def mse_cases(rng):
 @check(
     "quad_mse",
     mistakes=[
-        Mistake("against_x", "You compared the predictions with x; the targets are the noisy measurements y.", quad_mse_against_x),
-        Mistake("reversed_params", "The parameters are used in reverse order: params holds a, b, c, in that order.", quad_mse_reversed),
+        Mistake(
+            "against_x",
+            "Your loss compares the predictions with the inputs x; the targets are the noisy measurements y.",
+            quad_mse_against_x,
+        ),
+        Mistake(
+            "reversed_params",
+            "The parameters are used in reverse order: the first entry of params should multiply x squared, the last one is the constant.",
+            quad_mse_reversed,
+        ),
     ],
 )
 def quad_mse_cases(rng):
@@ -560,24 +605,23 @@ def fit_series(got, expected, cases):
     mistakes=[
         Mistake(
             "no_zero_grad",
-            "Your loss history matches a loop that never resets the gradients. backward() adds each new gradient "
-            "to params.grad, so every step moves by the sum of all gradients so far. Reset it after each update "
-            "with params.grad.zero_().",
+            "Your loss history matches a loop that never resets the gradients: the backward pass adds each new gradient "
+            "to the one already stored, so every step moves by the sum of all gradients so far and the steps keep growing.",
             fit_quad_without_zero_grad,
         ),
         Mistake(
             "uphill",
-            "Your parameters climb the gradient: adding lr * grad makes the loss grow. Gradient descent subtracts it.",
+            "Your loss grows from step to step: the parameters move along the gradient, which points uphill. Gradient descent moves against it.",
             fit_quad_uphill,
         ),
         Mistake(
             "tensor_losses",
-            "Your losses are tensors, not numbers: each one keeps its whole computation graph alive. Record loss.item().",
+            "Your losses are tensors, not numbers: each one keeps its whole computation graph alive. Record each loss as a plain Python float.",
             fit_quad_tensor_losses,
         ),
         Mistake(
             "changes_input",
-            "fit_quad trained the very tensor it was given, so the caller's starting point changed. Work on a copy.",
+            "fit_quad trained the very tensor it was given, so the caller's starting point changed: after the call it holds the fitted values. Work on a copy.",
             fit_quad_in_place,
         ),
     ],
@@ -604,11 +648,13 @@ def fit_quad_cases(rng):
     "rectified_linear",
     mistakes=[
         Mistake(
-            "clipped_above", "You kept the negative part and cut off the positive one: a ReLU clips from below (min=0).", relu_clipped_above
+            "clipped_above",
+            "Your ReLU keeps the negative part of the line and cuts off the positive one; a ReLU does the opposite: where the line is below zero it gives 0.",
+            relu_clipped_above,
         ),
         Mistake(
             "bias_after_clip",
-            "You added b after clipping; the bias belongs to the line before the negative part is cut off.",
+            "You added b after cutting off the negative part, so your curve never reaches 0 (it stays at b); the bias belongs to the line, before the cut.",
             relu_bias_after_clip,
         ),
     ],
@@ -622,8 +668,12 @@ def rectified_linear_cases(rng):
 @check(
     "double_relu",
     mistakes=[
-        Mistake("subtracted", "You subtracted the second ReLU; the curve is the sum of the two.", double_relu_subtracted),
-        Mistake("first_only", "Only the first ReLU is there: add the second one, with (m2, b2).", double_relu_first_only),
+        Mistake(
+            "subtracted",
+            "You subtracted the second ReLU; the curve is the sum of the two, so where both are active their slopes add up.",
+            double_relu_subtracted,
+        ),
+        Mistake("first_only", "Only the first ReLU is there: your curve has one bend, and m2, b2 change nothing.", double_relu_first_only),
     ],
 )
 def double_relu_cases(rng):
@@ -636,9 +686,15 @@ def double_relu_cases(rng):
     "relu_model",
     mistakes=[
         Mistake(
-            "swapped", "Slopes and intercepts are swapped: params[0::2] are the slopes, params[1::2] the intercepts.", relu_model_swapped
+            "swapped",
+            "Slopes and intercepts are swapped: the entries at even positions of params are the slopes, those at odd positions the intercepts.",
+            relu_model_swapped,
         ),
-        Mistake("no_clip", "Nothing cuts the lines at zero: without the ReLU the sum of lines is just one line.", relu_model_no_clip),
+        Mistake(
+            "no_clip",
+            "Nothing cuts the lines at zero: your model is a sum of straight lines, which is just one straight line.",
+            relu_model_no_clip,
+        ),
     ],
 )
 def relu_model_cases(rng):
@@ -647,7 +703,7 @@ def relu_model_cases(rng):
         yield Case.call(rng.randn(2 * units), rng.randn(12, scale=2), random=True)
     x = rng.randn(12)
     yield loop_case("relu_model", (rng.randn(4), x), (rng.randn(100), x), what="numbers of units",
-                    advice="compute all units at once: ms[:, None] * x[None, :] + bs[:, None]",
+                    advice="compute all units at once, as a table with one row per unit and one column per x",
                     label="no loop over units", show="relu_model with 2 units and with 50 units")  # fmt: skip
 
 
@@ -677,10 +733,12 @@ def relu_fit_series(got, expected, cases):
     mistakes=[
         Mistake(
             "no_zero_grad",
-            "Your losses match a loop that never resets the gradient: each step adds all the old ones again.",
+            "Your losses match a loop that never resets the gradient: each step adds all the old gradients again, so the steps keep growing.",
             fit_relus_no_zero_grad,
         ),  # fmt: skip
-        Mistake("uphill", "Your parameters climb the gradient (+= lr * grad), so the loss grows. Subtract it.", fit_relus_uphill),
+        Mistake(
+            "uphill", "Your loss grows from step to step: the parameters move along the gradient, which points uphill.", fit_relus_uphill
+        ),
     ],
 )
 def fit_relus_cases(rng):
@@ -706,10 +764,14 @@ def _matrices(rng, n, k, m):
     mistakes=[
         Mistake(
             "transposed",
-            "You multiplied by the transpose of b: the shared index k must run down the columns of b (b[k, j]).",
+            "Your result is a times the transpose of b: the shared index runs along the rows of b where it should run down its columns.",
             matmul_transposed,
         ),
-        Mistake("overwrites", "c[i, j] = ... keeps only the last product; add up the products over k with +=.", matmul_overwrites),
+        Mistake(
+            "overwrites",
+            "Each entry of your result is only the last product of its row and column: the products over the shared index are overwritten, not added up.",
+            matmul_overwrites,
+        ),
     ],
 )
 def matmul_loops_cases(rng):
@@ -723,9 +785,15 @@ def matmul_loops_cases(rng):
 @check(
     "matmul_broadcast",
     mistakes=[
-        Mistake("transposed", "You multiplied by the transpose of b: scale the rows of b (b[k, :]), not its columns.", matmul_transposed),
         Mistake(
-            "sum_wrong_axis", "You summed over the columns; the shared index k runs down the rows: sum over dim 0.", matmul_sum_wrong_axis
+            "transposed",
+            "Your result is a times the transpose of b: each entry of a row of a should scale a row of b, not a column.",
+            matmul_transposed,
+        ),
+        Mistake(
+            "sum_wrong_axis",
+            "You summed along the wrong axis: the products should be added up over the shared index, which runs down the rows of b.",
+            matmul_sum_wrong_axis,
         ),
     ],
 )
@@ -742,7 +810,7 @@ def matmul_broadcast_cases(rng):
 @check(
     "matmul_einsum",
     mistakes=[
-        Mistake("transposed", "Your subscripts transpose b: use 'ik,kj->ij'.", matmul_transposed),
+        Mistake("transposed", "Your subscripts read b transposed: the letter summed over must index the rows of b.", matmul_transposed),
         Mistake(
             "out_transposed",
             "The output subscripts are swapped: the result is indexed by (row of a, column of b).",
@@ -754,15 +822,25 @@ def matmul_einsum_cases(rng):
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 5, 4, 6), random=True, label="rectangular matrices")
     yield loop_case("matmul_einsum", _matrices(rng, 2, 2, 2), _matrices(rng, 30, 30, 30), what="matrices", slack=1.5,
-                    advice="one call to torch.einsum('ik,kj->ij', a, b)",
+                    advice="one call to einsum does the whole product, with no Python loop",
                     label="no Python loop", show="matmul_einsum on 2x2 and on 30x30 matrices")  # fmt: skip
 
 
 @check(
     "linear",
     mistakes=[
-        Mistake("no_bias", "The bias b is missing: a linear layer computes x @ w + b.", linear_no_bias),
-        Mistake("summed_batch", "You added up the rows: a linear layer keeps one row of outputs per example.", linear_summed_batch),
+        Mistake("no_bias", "The bias is missing: each of your outputs is off by exactly its bias.", linear_no_bias),
+        Mistake(
+            "weights_first",
+            "Your matrix product is the wrong way round, weights first: one example with two features gives a 2x2 table instead "
+            "of one output. The batch, one row per example, comes first.",
+            linear_weights_first,
+        ),
+        Mistake(
+            "summed_batch",
+            "You added up the rows: your result is one row for the whole batch, where a linear layer keeps one row of outputs per example.",
+            linear_summed_batch,
+        ),
     ],
 )
 def linear_cases(rng):
@@ -773,14 +851,24 @@ def linear_cases(rng):
 @check(
     "prep_money",
     mistakes=[
-        Mistake("log", "You used log instead of log1p: an amount of 0 becomes -inf. log1p(v) = log(1 + v) maps 0 to 0.", prep_money_log),
         Mistake(
-            "no_fill", "Missing amounts stay nan: fill them with the median (torch.nanmedian) before taking log1p.", prep_money_no_fill
+            "log",
+            "An amount of 0 became -inf: the plain logarithm of 0 is minus infinity. The log the lesson uses adds 1 first, so 0 stays 0.",
+            prep_money_log,
         ),
-        Mistake("fill_zero", "You filled missing amounts with 0; fill them with the median of the known amounts.", prep_money_fill_zero),
+        Mistake(
+            "no_fill",
+            "Your result still has nan where an amount was missing: fill each gap with a typical amount before taking the log.",
+            prep_money_no_fill,
+        ),
+        Mistake(
+            "fill_zero",
+            "You filled missing amounts with 0, which is far below a typical amount: fill them with the middle value of the known amounts.",
+            prep_money_fill_zero,
+        ),
         Mistake(
             "fill_mean",
-            "You filled missing amounts with the mean; the median is far less pulled up by the few very large amounts.",
+            "You filled missing amounts with the average, which the few very large amounts pull up; the middle value of the known amounts is not pulled up.",
             prep_money_fill_mean,
         ),
     ],

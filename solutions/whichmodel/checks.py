@@ -255,7 +255,7 @@ def judge_timing_method(got, expected, tol):
     if not (lo <= warm8 <= hi and lo <= warm32 <= hi):
         if 6 * lo <= warm8 and 24 * lo <= warm32:
             return Verdict(False, f"on a model that takes {true} per image you measured {warm8 * 1e3:.3g} ms for a batch of 8 and "
-                           f"{warm32 * 1e3:.3g} ms for a batch of 32: that is the time per batch. Divide by len(xb)", kind="total")  # fmt: skip
+                           f"{warm32 * 1e3:.3g} ms for a batch of 32: that is the time per batch, not per image", kind="total")  # fmt: skip
         return Verdict(False, f"on a model that takes {true} per image you measured {warm8 * 1e3:.3g} ms (batch of 8) and "
                        f"{warm32 * 1e3:.3g} ms (batch of 32) per image: return seconds per sample", kind="values")  # fmt: skip
     if cold8 > max(hi, 2 * warm8):
@@ -350,7 +350,8 @@ def speed_chart(got, expected, cases):
 @check(
     "count_parameters",
     mistakes=[
-        Mistake("tensors", "You counted parameter tensors; count their entries: sum(p.numel() for p in model.parameters()).",
+        Mistake("tensors", "You counted parameter tensors (one per weight matrix or bias vector); the number of parameters "
+                "counts their entries: a 3x3 weight matrix holds 9.",
                 count_parameters_tensors),
         Mistake("trainable_only", "You counted only the trainable parameters; frozen ones are part of the model too.",
                 count_parameters_trainable),
