@@ -19,7 +19,7 @@ __all__ = ["MIME", "PROGRESS_FILE", "harness_cell_source", "new_nonce", "probe_i
 
 
 @functools.lru_cache(maxsize=1)
-def _kernel_code() -> str:
+def kernel_code() -> str:
     return (_HERE / "wire.py").read_text() + "\n\n" + (_HERE / "kernel_side.py").read_text()
 
 
@@ -56,7 +56,7 @@ def harness_cell_source(probes: list[dict], nonce: str, hung: list[str] = ()) ->
     """`hung`: graded names whose calls never returned in an earlier round (judged once)."""
     probes, blobs = _share_blobs(probes)
     job = json.dumps({"probes": probes, "blobs": blobs, "nonce": nonce, "progress": PROGRESS_FILE, "hung": list(hung)})
-    program = _kernel_code() + f"\n_learn_main({job!r})\n"
+    program = kernel_code() + f"\n_learn_main({job!r})\n"
     return f'(lambda s: exec(compile(s, "<learn harness>", "exec"), {{"__name__": "__learn__"}}))({program!r})\n'
 
 

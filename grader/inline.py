@@ -149,10 +149,10 @@ _MISSING = object()
 
 def _kernel_functions() -> dict:
     """`_run_probe` with the wire format in its globals, exactly as the harness sends them."""
-    from .harness import _kernel_code
+    from .harness import kernel_code
 
     scope: dict = {"__name__": "__learn__"}
-    exec(compile(_kernel_code(), "<learn harness>", "exec"), scope)
+    exec(compile(kernel_code(), "<learn harness>", "exec"), scope)
     return scope
 
 

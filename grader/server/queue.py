@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from ..errors import ExecutionError, SandboxRequiredError
-from ..gradebook import _owner_dead, new_owner
+from ..gradebook import new_owner, owner_dead
 from .render import report_title, variants
 
 __all__ = ["QueueWorker", "LEASE_S", "MAX_ATTEMPTS", "fair_order"]
@@ -57,7 +57,7 @@ def fair_order(rows: list[dict], now: float, per_student: int, me: str | None = 
     takeable = []
     for row in rows:
         live = row["state"] == "leased" and (
-            row["lease_owner"] == me or ((row["lease_until"] or 0) > now and not _owner_dead(row["lease_owner"]))
+            row["lease_owner"] == me or ((row["lease_until"] or 0) > now and not owner_dead(row["lease_owner"]))
         )
         if live:
             in_flight[row["user_id"]] = in_flight.get(row["user_id"], 0) + 1

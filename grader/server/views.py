@@ -527,16 +527,16 @@ def staff_extension(request: Request):
 def canvas_csv(records) -> str:
     """Canvas's gradebook import: Student, ID, SIS User ID, SIS Login ID, Section, then one column
     per assignment; a student who did not submit gets 0."""
-    from ..export import _fmt
+    from ..export import fmt_points
     from ..inert import csv_cell
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     column = f"{records[0].assignment}" if records else "assignment"
     writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column])
-    writer.writerow(["    Points Possible", "", "", "", "", _fmt(records[0].max_points) if records else ""])
+    writer.writerow(["    Points Possible", "", "", "", "", fmt_points(records[0].max_points) if records else ""])
     for r in records:
-        shown = _fmt(r.points) if r.state in ("graded", "not_submitted") else ""
+        shown = fmt_points(r.points) if r.state in ("graded", "not_submitted") else ""
         writer.writerow([csv_cell(r.student), "", "", csv_cell(r.student), "", shown])
     return out.getvalue()
 
