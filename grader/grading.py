@@ -163,7 +163,8 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
         raw = mistakes.get(f"{pc.id}~{mistake.name}")
         if raw and raw.get("status") == "ok":
             try:
-                if compare(got, _decode(raw), dataclasses.replace(pc.tol, equal_nan=True)).ok:  # the same NaNs: the same mistake
+                same = dataclasses.replace(pc.tol, equal_nan=True)  # the same values, blown up in the same places: the same mistake
+                if compare(_nonfinite_as_nan(got), _nonfinite_as_nan(_decode(raw)), same).ok:
                     mistake_name, message = mistake.name, f"{mistake.message}\n{verdict.message}"
                     break
             except Exception:  # an odd value: simply not this mistake
@@ -175,6 +176,22 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
         got,
         expected,
     )
+
+
+def _nonfinite_as_nan(value):
+    """inf and nan alike as nan: once a computation blew up, which non-finite value came out depends
+    on how a gradient was chained (a Jacobian product or a mask), not on the mistake."""
+    from .compare import torch
+
+    if type(value) is torch.Tensor and value.is_floating_point():
+        return torch.where(torch.isfinite(value), value, torch.full_like(value, float("nan")))
+    if type(value) is float:
+        return value if value - value == 0 else float("nan")
+    if type(value) in (list, tuple):
+        return type(value)(_nonfinite_as_nan(v) for v in value)
+    if type(value) is dict:
+        return {k: _nonfinite_as_nan(v) for k, v in value.items()}
+    return value
 
 
 def judge_check(spec: CheckSpec, check: Check, cases: list[PlannedCase], learner: dict, reference: dict, ctx: JudgeContext) -> CheckResult:

@@ -23,7 +23,7 @@ QUAD, RELU, MATMUL = "01_quadratic.ipynb", "02_relu.ipynb", "03_matmul.ipynb"
 # check -> (notebook, replacement definition, expected failure kind, words the message must contain)
 WRONG = {
     "quad": (QUAD, "def quad(a, b, c, x):\n    return a * x * 2 + b * x + c", "known_mistake", "doubles x where it should square it"),
-    "mk_quad": (QUAD, "def mk_quad(a, b, c):\n    return quad(a, b, c, 1.0)", "exception", "not callable"),
+    "mk_quad": (QUAD, "def mk_quad(a, b, c):\n    return quad(a, b, c, 1.0)", "unusable_value", "not callable"),
     "add_noise": (QUAD, "def add_noise(x, mult, add):\n    return x + torch.randn_like(x) * add", "known_mistake", "(1 + noise * mult)"),
     "mse": (QUAD, "def mse(preds, acts):\n    return ((preds - acts) ** 2).sum()", "known_mistake", "adds the squared errors up"),
     "quad_mse": (QUAD, "def quad_mse(params):\n    f = mk_quad(*params)\n    return mse(f(x), x)", "known_mistake", "values differ"),
