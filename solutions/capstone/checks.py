@@ -369,6 +369,13 @@ def judge_basic_optim(got, expected, tol):
     return compare(got, expected, tol)
 
 
+def judge_validate(got, expected, tol):
+    """Values as the reference's, and rounded to 4 digits as the docstring says."""
+    if type(got) is float and got == got and got != round(got, 4):
+        return Verdict(False, f"validate() returned {got!r}: the accuracy should be rounded to 4 digits", kind="values")
+    return compare(got, expected, tol)
+
+
 def judge_fit(got, expected, tol):
     if type(got) is not dict or type(expected) is not dict:
         return compare(got, expected, tol)
@@ -551,9 +558,21 @@ def fit_cases(rng):
     ],
 )  # fmt: skip
 def validate_cases(rng):
-    valid = [(rng.randn(8, 6), torch.tensor([rng.randint(0, 2) for _ in range(8)])) for _ in range(3)]
-    train = [(rng.randn(8, 6), torch.tensor([rng.randint(0, 2) for _ in range(8)])) for _ in range(2)]
-    yield Case.call(rng.randn(3, 6), rng.randn(3), train, valid, probe=probe_validate, random=True, label="3 validation batches",
+    weight, bias = rng.randn(3, 6), rng.randn(3)
+
+    def batch(n, right=None):
+        """n inputs; labels at random, or all right / all wrong for the fixed linear model."""
+        x = rng.randn(n, 6)
+        predicted = (x @ weight.T + bias).argmax(dim=-1)
+        if right is None:
+            return x, torch.tensor([rng.randint(0, 2) for _ in range(n)])
+        return x, predicted if right else (predicted + 1) % 3
+
+    # batches of 7 (accuracies with more than 4 decimals); the first all wrong and the last all right,
+    # so the mean over the batches is never the last batch's accuracy; the training batches all wrong
+    valid = [batch(7, right=False), batch(7), batch(7, right=True)]
+    train = [batch(7, right=False) for _ in range(2)]
+    yield Case.call(weight, bias, train, valid, probe=probe_validate, judge=judge_validate, random=True, label="3 validation batches",
                     show="Learner(dls, model).validate() with a fixed linear model")  # fmt: skip
 
 
