@@ -403,6 +403,7 @@ class AssignReport:
     out: Path
     checks: list[str]
     problems: list[str] = field(default_factory=list)
+    mutants: object | None = None  # grader.mutants.Report of the pack's own checks (None: not run)
 
     @property
     def ok(self) -> bool:
@@ -601,9 +602,13 @@ def _prepare_out(out: Path) -> None:
 
 
 def assign(sources: str | list[str], out: Path | None = None, *, lesson_id: str | None = None, jobs: int | None = None,
-           echo: Callable[[str], None] | None = None) -> AssignReport:  # fmt: skip
+           echo: Callable[[str], None] | None = None, mutants: bool = True) -> AssignReport:  # fmt: skip
     """Build the pack and the student release in a staging folder, self-test them, and only then
-    move them into OUT (default ./assignment-ID). Returns the report (problems: nothing written)."""
+    move them into OUT (default ./assignment-ID). Returns the report (problems: nothing written).
+
+    `mutants`: after the self-test, grade small wrong versions of each solution with the pack's own
+    checks (`grader.mutants`, without the cascade matrix, on 5 seeds): `report.mutants` lists what
+    the checks cannot tell from the solution. It informs; it does not refuse the assignment."""
     sources = [sources] if isinstance(sources, str) else list(sources)
     staging = Path(tempfile.mkdtemp(prefix="learn-assign-"))
     try:
@@ -618,6 +623,12 @@ def assign(sources: str | list[str], out: Path | None = None, *, lesson_id: str 
         report = AssignReport(lesson, out, list(lesson.checks), problems)
         if problems:
             return report
+        if mutants:
+            from .mutants import Options, run_mutants
+
+            if echo:
+                echo("mutants: grading small wrong versions of each solution with your checks...")
+            report.mutants = run_mutants(lesson, Options(seeds=5, mutant_seeds=2, cascade=False, jobs=jobs))
         out.mkdir(parents=True, exist_ok=True)
         for part in ("source", "release"):
             shutil.rmtree(out / part, ignore_errors=True)

@@ -252,8 +252,9 @@ def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache
     "--id", "lesson_id", default=None, help="Assignment id for nbgrader or plain solution notebooks (default: from the folder name)."
 )
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to run at once for the self-test.")
+@click.option("--no-mutants", is_flag=True, help="Skip grading wrong versions of the solutions (what the checks cannot tell apart).")
 @handle_errors
-def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jobs: int | None):
+def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jobs: int | None, no_mutants: bool):
     """Make student notebooks from solution notebooks, after proving every check works.
 
     SOURCE is a lesson id, a lesson-pack folder, or solution notebooks (a folder or files) with
@@ -263,13 +264,17 @@ def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jo
     """
     from .assign import assign as run_assign
 
-    report = run_assign(list(sources), out, lesson_id=lesson_id, jobs=jobs, echo=click.echo)
+    report = run_assign(list(sources), out, lesson_id=lesson_id, jobs=jobs, echo=click.echo, mutants=not no_mutants)
     if not report.ok:
         for problem in report.problems:
             _err(problem)
         _err(f"refusing to write the assignment: {len(report.problems)} check(s) cannot tell a solution from a stub")
         sys.exit(EXIT_FAILED)
     click.echo(f"{report.lesson.id}: {len(report.checks)} checks pass on the solution and fail on the student version")
+    if report.mutants is not None:
+        from .mutants import survivors_text
+
+        click.echo(survivors_text(report.mutants))
     if report.lesson.manual:
         manual = report.lesson.manual.values()
         click.echo(f"  {len(manual)} item(s) graded by hand ({sum(m.points for m in manual):g} points): "

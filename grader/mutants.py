@@ -50,7 +50,7 @@ from .mutate import NOT_APPLICABLE, Mutant, Target, find_target, mutants_of, sol
 from .notebook import code_cells, definitions, load_notebook
 from .results import CheckResult, Status
 
-__all__ = ["Options", "Report", "run_mutants", "load_pack", "gate", "EQUIVALENT_FILE", "format_table", "write_json"]
+__all__ = ["Options", "Report", "run_mutants", "load_pack", "gate", "EQUIVALENT_FILE", "format_table", "write_json", "survivors_text"]
 
 EQUIVALENT_FILE = "mutants.toml"
 ROUND_SIZE = 250  # probes per harness cell
@@ -138,6 +138,7 @@ class Report:
     timings: dict = field(default_factory=dict)
     untargeted: list[str] = field(default_factory=list)
     cell_timeouts: dict[str, float] = field(default_factory=dict)  # for the cascade matrix: short, but well above the solution's
+    pending: list = field(default_factory=list)  # (spec, notebook, statement targets, checks judging them): graded as notebooks
 
     def total(self, state: str) -> int:
         return sum(f.count(state) for f in self.functions)
@@ -236,6 +237,35 @@ def units_for(lesson: Lesson, checks: list[CheckSpec], nb) -> tuple[list[Unit], 
     return units, untargeted
 
 
+def statement_targets(cells, graded: set[str]) -> list[Target]:
+    """Top-level statements the learner writes (inside solution markers) that define no graded
+    name: `learn.fine_tune(4, base_lr=1e-2)`, `learn = vision_learner(...)`. The checks see only
+    what they leave behind, so their mutants are graded as whole notebooks."""
+    import ast
+
+    from .notebook import python_only
+
+    out = []
+    for index, source in cells:
+        if not has_solution_markers(source):
+            continue
+        lines = solution_lines(source)
+        try:
+            tree = ast.parse(python_only(source))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+                continue
+            bound = [n.id for t in getattr(node, "targets", []) for n in ast.walk(t) if isinstance(n, ast.Name)]
+            if set(bound) & graded or not set(range(node.lineno, (node.end_lineno or node.lineno) + 1)) & lines:
+                continue
+            text = " ".join(ast.unparse(node).split())
+            label = f"cell {index + 1}: {text if len(text) <= 48 else text[:45] + '...'}"
+            out.append(Target(label, index, source, node, bound[0] if bound else "", node, lines, statement=True))
+    return out
+
+
 def _solution_definitions(cells, skip: set[str]) -> list[Target]:
     """Top-level definitions with lines inside solution markers, in notebook order."""
     import ast
@@ -315,7 +345,11 @@ async def _notebook(pool, lesson: Lesson, spec: NotebookSpec, opts: Options, equ
     started = time.monotonic()
     nb = load_notebook(lesson.solution_path(spec))
     units, untargeted = units_for(lesson, checks, nb)
-    report.untargeted += untargeted
+    if untargeted:  # checks of what statements leave behind: their mutants run as whole notebooks
+        statements = statement_targets(code_cells(nb), set(lesson.checks))
+        report.pending.append((spec, nb, statements, [c.name for c in lesson.checks_for(spec)]))
+        if not statements:
+            report.untargeted += untargeted
     code = lesson.check_code()
     by_name = {c.name: c for c in checks}
     seeds = list(range(1, opts.seeds + 1))
@@ -431,6 +465,8 @@ async def _run(lesson: Lesson, opts: Options, echo) -> Report:
     size = opts.jobs or min(2, max(1, len(specs)))
     async with KernelPool(size=size, profile=lesson.kernel_profile()) as pool:
         await asyncio.gather(*(_notebook(pool, lesson, spec, opts, equivalent, report, echo) for spec in specs))
+        if report.pending:
+            await _statement_mutants(pool, lesson, opts, equivalent, report, echo)
         if opts.cascade:
             from .cascade_matrix import cascade_matrix
 
@@ -443,6 +479,57 @@ async def _run(lesson: Lesson, opts: Options, echo) -> Report:
     report.functions.sort(key=lambda f: order.get(f.name, 0))
     report.timings["total"] = round(time.monotonic() - started, 1)
     return report
+
+
+async def _statement_mutants(pool, lesson: Lesson, opts: Options, equivalent: dict, report: Report, echo) -> None:
+    """Mutants of statements (not of definitions): each one a whole notebook, graded by all the
+    notebook's checks (caught when any fails: the grade drops), on the first mutant seed."""
+    import shutil
+    import tempfile
+
+    import nbformat
+
+    from .grading import Grader
+
+    started = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix="learn-statements-"))
+    units, jobs = [], []
+    for spec, nb, targets, judges in report.pending:
+        grader = Grader(pool=pool, lessons={lesson.id: lesson}, seed=1, only=list(judges), cell_timeout=report.cell_timeouts.get(spec.file))
+        for target in targets:
+            mutants = mutants_of(target)
+            unit = Unit(target.name, list(judges), [_mutant_variant(m) for m in mutants])
+            units.append((unit, spec))
+            for mutant, variant in zip(mutants, unit.variants):
+                changed = nbformat.from_dict(nbformat.reads(nbformat.writes(nb), as_version=4))
+                changed.cells[target.cell].source = target.replaced_in_cell(mutant.source)
+                path = folder / str(len(jobs)) / spec.file
+                path.parent.mkdir(parents=True)
+                nbformat.write(changed, str(path))
+                jobs.append((grader, spec, unit, variant, path))
+    running = asyncio.Semaphore(pool.size)
+
+    async def one(grader, spec, unit, variant, path):
+        async with running:
+            result = await grader.grade(path, lesson.id, spec.file)
+        echo(f"  {spec.file}: {unit.name}: {variant.description}: {result.points:g}/{result.max_points:g}")
+        checks = [c for c in result.checks if c.name in unit.judges]
+        if result.error or not checks:
+            return unit, variant, _machinery(variant)
+        return unit, variant, next((c for c in checks if _failed(c)), checks[0])
+
+    verdicts: dict[str, dict[str, dict]] = {}
+    for unit, variant, verdict in await asyncio.gather(*(one(*j) for j in jobs)):
+        verdicts.setdefault(unit.name, {})[variant.id] = {1: verdict}
+    for unit, spec in units:
+        _summarise(unit, verdicts.get(unit.name, {}), "", equivalent, report, spec)
+    shutil.rmtree(folder, ignore_errors=True)
+    report.timings["statements"] = round(time.monotonic() - started, 1)
+
+
+def _machinery(variant: Variant) -> CheckResult:
+    """A notebook that could not be graded at all (a mutant that breaks loading): caught."""
+    return CheckResult(name=variant.check, status=Status.ERROR, points=0.0, max_points=1.0, message="the notebook could not be graded")
 
 
 def load_pack(source: str, staging: Path) -> Lesson:
@@ -531,6 +618,23 @@ def format_table(report: Report) -> str:
     for s in report.stale_equivalent:
         out.append(f"{EQUIVALENT_FILE}: {s['function']} {s['mutant']}: {s['why']}")
     return "\n".join(out)
+
+
+def survivors_text(report: Report) -> str:
+    """For an author after `learn assign`: the score and what the checks cannot tell apart."""
+    survivors = [(f.name, o) for f in report.functions for o in f.outcomes if o.state == "survived"]
+    judged = report.mutants - report.total("equivalent")
+    lines = [f"mutants: your checks catch {report.total('killed')} of {judged} wrong versions of the solutions "
+             f"(score {report.score:.2f}; `learn mutants` for the full report)"]  # fmt: skip
+    if survivors:
+        lines.append(f"  your checks cannot tell these {len(survivors)} versions from the solution:")
+        lines += [f"    {name}: {o.variant.description}" for name, o in survivors]
+        lines.append("  add a case that tells each apart, or list it in mutants.toml with the reason it is not a mistake")
+    for m in report.missed:
+        lines.append(f"  {m['function']}: {m['mistake']} slips through on seeds {', '.join(map(str, m['seeds'][:8]))}")
+    if report.untargeted:
+        lines.append(f"  not mutated (no definition found in the solution): {', '.join(report.untargeted)}")
+    return "\n".join(lines)
 
 
 def write_json(report: Report, path: Path) -> None:

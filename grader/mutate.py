@@ -86,6 +86,7 @@ class Target:
     defines: str  # what executing the node binds (the name, or the class of a graded method)
     scope: ast.AST  # the subtree that may change (the method of a class; else the node itself)
     lines: frozenset[int]  # cell lines the learner writes (inside solution markers)
+    statement: bool = False  # a statement of the notebook (learn.fine_tune(...)), not a definition
 
     def replaced_in_cell(self, source: str) -> str:
         """The cell's source with this definition replaced by `source` (another version of it)."""
@@ -517,6 +518,14 @@ def mutants_of(target: Target) -> list[Mutant]:
     original = ast.unparse(target.node)
     edits = _collect(target.scope, target.lines)
     seen, out = {original}, []
+    if target.statement:  # the whole statement left out; an `if` or `with` at the top level unwrapped
+        node = target.node
+        line = node.lineno
+        out.append(Mutant(target.name, "remove", line, _short(original), "(removed)", "pass", target.defines))
+        if isinstance(node, (ast.If, ast.With)):
+            body = "\n".join(ast.unparse(s) for s in node.body)
+            out.append(Mutant(target.name, "remove", line, _short(original.split(chr(10))[0]), "(its body, always)", body, target.defines))
+        seen |= {m.source for m in out}
     for index, edit, before, after, op, line in edits.found:
         source = _apply(target, index, edit)
         if source is None or source in seen:
