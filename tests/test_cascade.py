@@ -3,6 +3,7 @@ graded helpers, relayed through the grader; both verdicts are kept and scored by
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -290,6 +291,36 @@ def test_reference_code_never_reaches_the_learner_kernel(tmp_path, monkeypatch):
     for text in answers:  # plain encoded values only
         assert not any(line in text for line in solution_lines if len(line) > 12)
         assert set(json.loads(text)) <= {"answer", "backward", "error"}
+
+
+@pytest.mark.slow
+def test_a_helper_that_never_returns_is_judged_once_and_its_callers_keep_their_points(tmp_path):
+    """An mse that loops forever: its own check times out once (its other inputs are not tried),
+    quad_mse and fit_quad are not called with it at all but re-checked against the reference's mse
+    (full points, mse named), cells that hung are not run again for that, and the whole check
+    stays within the notebook's own limits (it took 6.5 minutes when every caller waited)."""
+    import time
+
+    from grader.grading import Grader
+
+    nb = variant(solution("lesson3", QUAD), tmp_path / "w" / QUAD, replace={"mse": "def mse(preds, acts):\n    while True:\n        pass"})
+
+    async def run():
+        async with Grader(pool_size=2, seed=5, cell_timeout=5) as grader:
+            return await grader.grade(nb)
+
+    started = time.monotonic()
+    result = asyncio.run(run())
+    took = time.monotonic() - started
+    mse = find_check(result, "mse")
+    assert mse.status is Status.TIMEOUT and "not called again" in " ".join(c.message for c in mse.cases[1:])
+    for caller in ("quad_mse", "fit_quad"):
+        check = find_check(result, caller)
+        assert check.points == check.max_points and check.blamed_on == ["mse"], check.message
+        assert "was not called" in check.as_written["message"]  # not made to wait for mse as written
+    hung = [p for p in result.cell_problems if p.kind == "timeout"]
+    limits = len(hung) * 5 + 10 + 60  # the hung cells, one probe limit, kernels and the relay's replay
+    assert hung and took < limits, (took, limits)
 
 
 @pytest.mark.slow

@@ -425,6 +425,19 @@ def mse_item(preds, acts):
     return ((preds - acts) ** 2).mean().item()
 
 
+def relu_in_place(m, b, x):
+    import torch
+
+    return torch.clip(x.mul_(m).add_(b), min=0.0)
+
+
+def prep_money_in_place(amounts):
+    import torch
+
+    amounts[torch.isnan(amounts)] = torch.nanmedian(amounts)
+    return torch.log1p(amounts)
+
+
 def prep_money_log(amounts):
     import torch
 
@@ -657,6 +670,12 @@ def fit_quad_cases(rng):
             "You added b after cutting off the negative part, so your curve never reaches 0 (it stays at b); the bias belongs to the line, before the cut.",
             relu_bias_after_clip,
         ),
+        Mistake(
+            "changes_input",
+            "Your rectified_linear computes the line inside x itself, so the caller's x is gone afterwards - and a second "
+            "call (double_relu makes two) starts from the wrong values.",
+            relu_in_place,
+        ),
     ],
 )
 def rectified_linear_cases(rng):
@@ -870,6 +889,11 @@ def linear_cases(rng):
             "fill_mean",
             "You filled missing amounts with the average, which the few very large amounts pull up; the middle value of the known amounts is not pulled up.",
             prep_money_fill_mean,
+        ),
+        Mistake(
+            "changes_input",
+            "Your prep_money fills the gaps in the caller's own tensor: after the call, the original amounts have lost their nan.",
+            prep_money_in_place,
         ),
     ],
 )
