@@ -126,14 +126,22 @@ async def cascade_matrix(
     cell_timeouts = cell_timeouts or {}
     # one grader per notebook: its cells get a limit well above the solution's own (a hanging
     # helper called at the top level of the notebook then costs seconds, not the pack's minute)
-    graders = {spec.file: Grader(pool=pool, lessons={lesson.id: lesson}, seed=1, use_reference_cache=False,
-                                 cell_timeout=cell_timeouts.get(spec.file)) for spec in specs}  # fmt: skip
+    graders: dict = {}
     running = asyncio.Semaphore(pool.size)  # timed one at a time per slot: the time is the notebook's own
+
+    def grader_for(spec, helper):
+        """Graders check only the helper and its callers: nothing else decides a pair."""
+        callers = sorted(c for c, helpers in lesson.dependencies(spec).items() if helper in helpers)
+        key = (spec.file, helper)
+        if key not in graders:
+            graders[key] = Grader(pool=pool, lessons={lesson.id: lesson}, seed=1, only=[helper, *callers],
+                                  cell_timeout=cell_timeouts.get(spec.file))  # fmt: skip
+        return graders[key]
 
     async def one(spec, helper, kind, path):
         async with running:
             started = time.monotonic()
-            result = await graders[spec.file].grade(path, lesson.id, spec.file)
+            result = await grader_for(spec, helper).grade(path, lesson.id, spec.file)
             took = time.monotonic() - started
         timing.append({"notebook": f"{helper}-{kind}", "seconds": round(took, 1), "limit": _limit(spec, lesson, result)})
         echo(f"  cascade: {spec.file} with `{helper}` {kind}: {took:.1f}s")

@@ -86,6 +86,10 @@ def _probe_failure(raw: dict, check: CheckSpec, ctx: JudgeContext) -> tuple[Stat
         return Status.TIMEOUT, "timeout", f"{fname} was not called again: an earlier call did not return", None
     if status == "timeout":
         seconds = raw.get("seconds", check.probe_timeout)
+        stuck = raw.get("stuck_in")
+        if stuck and stuck != check.name and stuck in ctx.defs:  # the time ran out inside another of the notebook's functions
+            return (Status.TIMEOUT, "timeout_in_helper", f"{fname} did not return within {seconds:g}s: it was still running `{stuck}` "
+                    "- is there an infinite loop there, or far more work than needed?", None)  # fmt: skip
         return (
             Status.TIMEOUT,
             "timeout",

@@ -482,6 +482,17 @@ def _origin(exc):
     return "harness" if own and own[-1].startswith("<learn harness") else "learner"
 
 
+def _stuck_in(exc):
+    """The function of the learner's code that was running when the time ran out (innermost)."""
+    import sys
+    import traceback
+
+    library = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix}) + ("<frozen",)
+    names = [f.name for f in traceback.extract_tb(exc.__traceback__)
+             if not f.filename.startswith(library) and (not f.filename.startswith("<learn") or f.filename == "<learn mistake>")]  # fmt: skip
+    return names[-1] if names else None
+
+
 class _alarm:
     """Per-probe wall-clock limit with SIGALRM (main thread only; otherwise the grader's cell
     timeout and interrupt are the backstop)."""
@@ -629,8 +640,11 @@ def _run_probe(probe, ns, blobs=None):
         result.update(status="relay_failed", reason=f"the reference could not answer: {exc}")
     except _Answered as answered:
         result.update(status="answers", value=encode(answered.answers, 0, [PROBE_BUDGET]))
-    except ProbeTimeout:
+    except ProbeTimeout as exc:
         result.update(status="timeout", seconds=probe.get("timeout", 10))
+        stuck = _stuck_in(exc)
+        if stuck:
+            result["stuck_in"] = stuck
     except KeyboardInterrupt:
         result.update(status="interrupted")
     except BaseException as exc:  # SystemExit from learner code included
