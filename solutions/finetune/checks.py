@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 DIGITS = [str(d) for d in range(10)]
 N_IMAGES = 600  # in digits.npz
 ACCURACY_BAR = 0.85
+FINE_TUNE_EPOCHS = 4  # the notebook asks for learn.fine_tune(4, base_lr=1e-2)
 REFERENCE_ACCURACY = 0.95
 SIMILARITY_BAR = 0.3
 SCRATCH_SIMILARITY = 0.2  # |cos| below this: random weights (from scratch: 20,000 random inits reached at most 0.19); between it and the bar: pretrained, then wrecked
@@ -138,6 +139,24 @@ def probe_dls(ns):
         info["y_range"] = [int(batch[1].min()), int(batch[1].max())]
     except Exception as exc:
         info["problem"] = f"{type(exc).__name__}: {exc}"[:300]
+    try:  # which images are held back (the split the seed makes), and the batch augmentation's settings
+        from pathlib import Path
+
+        info["valid_items"] = sorted(f"{Path(str(p)).parent.name}/{Path(str(p)).name}" for p in dls.valid_ds.items)
+        augment = []
+        for tfm in getattr(getattr(dls.train, "after_batch", None), "fs", []):
+            for f in list(getattr(tfm, "aff_fs", None) or []):
+                numbers = sorted(
+                    (k, round(float(v), 6))
+                    for k, v in getattr(f, "keywords", {}).items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                )
+                augment.append(f"{getattr(getattr(f, 'func', f), '__name__', type(f).__name__)}{numbers}")
+            if type(tfm).__name__ == "Flip":
+                augment.append("flip")
+        info["augment"] = augment
+    except Exception:
+        pass
     return info
 
 
@@ -199,8 +218,11 @@ def probe_holdout(ns, images, mode, sample=()):
         # the optimiser's per-parameter statistics, created by the first step
         states = list(getattr(getattr(learn, "opt", None), "state", {}).values())
         stepped = any(key in state for state in states for key in ("step", "grad_avg", "sqr_avg"))
+        steps = max((int(state.get("step", 0)) for state in states if isinstance(state, dict)), default=0)
+        batches = len(getattr(getattr(learn, "dls", None), "train", ()) or ()) or 1
         preds, probs, vocab = predict(learn, files, with_probs=True)
-        return {"type": describe(learn), "trained": stepped, "preds": preds, "probs": probs, "vocab": vocab}
+        # the optimiser's step count restarts when the body is unfrozen: it counts the epochs after that
+        return {"type": describe(learn), "trained": stepped, "preds": preds, "probs": probs, "vocab": vocab, "epochs": steps / batches}
     if mode == "export":
         out = {"exists": os.path.isfile("model.pkl")}
         other = Path(getattr(learn, "path", ".")) / "model.pkl"
@@ -336,6 +358,16 @@ def judge_dls(got, expected, tol):
             f"a batch of images has shape {tuple(shape)}; expected (batch, 3, height, width) with colour channels and at least 16 pixels a side",
             kind="shape",
         )
+    if type(expected) is dict:  # what the notebook's text asks for, besides what any DataLoaders must do
+        if got.get("valid_items") != expected.get("valid_items"):
+            return Verdict(False, "the validation images are not the fifth that valid_pct=0.2 with seed=42 holds back: use that "
+                           "seed, so that the split is the same on every run (and the same as everyone's)", kind="values")  # fmt: skip
+        if shape[2:] != expected["x_shape"][2:]:
+            return Verdict(False, f"a batch of images is {shape[2]}x{shape[3]} pixels; the notebook resizes each image to "
+                           f"{expected['x_shape'][2]}x{expected['x_shape'][3]} (item_tfms)", kind="shape")  # fmt: skip
+        if got.get("augment") != expected.get("augment"):
+            return Verdict(False, "the batch augmentation is not the notebook's: rotations of up to 10 degrees and zooms of up to "
+                           "1.1, and no flips (a flipped digit is another digit)", kind="values")  # fmt: skip
     return Verdict(True)
 
 
@@ -402,6 +434,10 @@ def judge_trained(labels: list[str]):
         if type(got) is not dict or type(got.get("preds")) is not list:
             return Verdict(False, "could not get predictions from learn", kind="wrong_type")
         acc = accuracy(got["preds"], labels)
+        epochs = got.get("epochs")
+        if got.get("trained") and type(epochs) is float and round(epochs) != FINE_TUNE_EPOCHS:
+            return Verdict(False, f"after its frozen first epoch, learn was trained for {epochs:.3g} epochs with the body unfrozen; "
+                           f"the notebook asks to fine-tune for {FINE_TUNE_EPOCHS}", kind="behaviour")  # fmt: skip
         if acc >= ACCURACY_BAR:
             return Verdict(True, f"learn gets {_pct(acc)} of the {len(labels)} held-out digits right")
         if not got.get("trained"):
@@ -646,7 +682,7 @@ MISTAKES = {
 
 @check("dls", callables=(), mistakes=MISTAKES["dls"])
 def dls_cases(rng):
-    yield Case.call(probe=probe_dls, judge=judge_dls, reference=False, label="the DataLoaders", show="dls: vocab, split sizes, one batch")
+    yield Case.call(probe=probe_dls, judge=judge_dls, label="the DataLoaders", show="dls: vocab, the split, one batch, its augmentation")
 
 
 @check("pretrained", requires=("learn",), callables=(), mistakes=MISTAKES["pretrained"])
