@@ -746,6 +746,14 @@ class KernelPool:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
+    def start_relay(self) -> None:
+        """Start warming `relay`, the one-slot pool grading uses for the reference side of relays
+        (grader.cascade), unless it is started already: the grading service keeps it warm, so the
+        first wrong answer after a start does not wait for another kernel server."""
+        if self.relay is None:
+            relay = KernelPool(size=1, box=self.box, backend=self.backend)
+            self.relay, self.relay_started = relay, asyncio.ensure_future(relay.__aenter__())
+
     async def close(self) -> None:
         if self.relay is not None:
             relay, self.relay = self.relay, None
