@@ -151,12 +151,32 @@ def setup() -> Setup:
 # the client side
 
 
-def _peer_uid(sock: socket.socket) -> int | None:
-    """The uid of the process at the other end (Linux); None where the system does not say."""
+def _peer(sock: socket.socket) -> tuple[int | None, int | None]:
+    """(pid, uid) of the process at the other end (Linux); (None, None) where the system does not say."""
     if not hasattr(socket, "SO_PEERCRED"):
-        return None
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+        return None, None
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return pid, uid
+
+
+def _wait_gone(pid: int | None, timeout: float = 10.0) -> None:
+    """Wait until a service that dropped a connection has really gone: a killed process with
+    much memory to unmap can still accept connections for a moment, and reset them."""
+    deadline = time.monotonic() + timeout
+    while pid and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except OSError:
+            if not os.path.isdir("/proc"):
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    return
+            else:
+                return
+        time.sleep(0.05)
 
 
 def _connect(su: Setup) -> socket.socket | None:
@@ -170,7 +190,7 @@ def _connect(su: Setup) -> socket.socket | None:
     except OSError as exc:
         sock.close()
         raise ServiceUnavailable(f"cannot connect to {su.socket}: {exc.strerror or exc}") from None
-    if _peer_uid(sock) not in (None, os.getuid()):
+    if _peer(sock)[1] not in (None, os.getuid()):
         sock.close()
         raise ServiceUnavailable(f"{su.socket} is answered by another user's process; remove it")
     return sock
@@ -261,6 +281,7 @@ def call(request: dict, *, start_if_needed: bool = True, timeout: float | None =
     `start_if_needed` is False) or ServiceUnavailable (none can be had).
     """
     su = setup()
+    lost = []
     for attempt in (1, 2):
         sock = _connect(su)
         if sock is None:
@@ -270,12 +291,15 @@ def call(request: dict, *, start_if_needed: bool = True, timeout: float | None =
             sock = _connect(su)
             if sock is None:
                 raise ServiceUnavailable(f"the grading service started but does not answer on {su.socket}")
+        pid = _peer(sock)[0]
         try:
             reply = _exchange(sock, {"v": PROTOCOL, **request}, timeout)
         except (OSError, ValueError) as exc:  # killed while checking, or garbled: once more with a new one
+            _wait_gone(pid)
+            lost.append(str(exc))
             if attempt == 2 or not start_if_needed:
                 tail = _log_tail(su.log)
-                raise ServiceUnavailable(f"the grading service stopped while answering ({exc}){': ' + tail if tail else ''}") from None
+                raise ServiceUnavailable(f"the grading service stopped while answering ({'; '.join(lost)}){': ' + tail if tail else ''}") from None
             continue
         if reply.get("restart") and attempt == 1 and start_if_needed:
             continue
@@ -446,7 +470,7 @@ class Service:
         self.stopping.set()
 
     async def _serve(self, reader, writer) -> None:
-        if _peer_uid(writer.get_extra_info("socket")) not in (None, os.getuid()):
+        if _peer(writer.get_extra_info("socket"))[1] not in (None, os.getuid()):
             writer.close()
             return
         self.active += 1
@@ -488,8 +512,10 @@ class Service:
         except Exception as exc:
             self._retire()
             raise ServiceUnavailable(f"the service could not start its kernels: {exc}") from exc
+        started = time.monotonic()
         outcome = await self._check(request)
         self.checks += 1
+        print(f"check {self.checks}: {len(outcome.run.notebooks)} notebook(s) in {time.monotonic() - started:.2f}s", file=sys.stderr)
         self.pool.start_relay()  # after the first check, not during it: the first wrong answer will need it
         return {"ok": True, "check": outcome.to_dict()}
 
@@ -519,6 +545,26 @@ class Service:
             outcome.warnings += [problem] if problem else []
         outcome.warnings += [warning] if warning else []
         return outcome
+
+
+class _Log:
+    """The service's stderr (its log): a full disk loses lines, never the service."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.write(text)
+            self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 def _bind(path: Path) -> socket.socket:
@@ -567,6 +613,7 @@ def main(argv: list[str]) -> int:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)  # stderr stays: the log the client opened
+    sys.stderr = _Log(sys.stderr)
     try:
         sock = _bind(su.socket)
     except OSError as exc:
