@@ -212,8 +212,6 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
     Returns an InlineResult: Jupyter shows it as HTML, a console as text. Unknown names raise
     UnknownCheckError listing the closest ones. The grade that counts is `learn check`.
     """
-    from .errors import ExecutionError, LessonPackError
-    from .grading import _Context, judge_check, plan
     from .helpers import find_check
 
     if in_grading_sandbox():  # first: in there even the lesson packs may be invisible
@@ -222,8 +220,11 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
     ns = namespace if namespace is not None else _caller_namespace()
     lesson_obj, spec = find_check(name, lesson)
     path = _notebook_file(ns, notebook) if namespace is None or notebook is not None else None
-    if path is not None:
+    if path is not None:  # the saved file, graded elsewhere: nothing of grading is imported here
         return _show(_check_file(path, [spec.name], lesson_obj.id, seed)[0])
+    from .errors import ExecutionError, LessonPackError
+    from .grading import _Context, judge_check, plan
+
     nb_spec = lesson_obj.notebook(spec.notebook)
     solution = lesson_obj.solution_path(nb_spec)
     if not os.access(solution, os.R_OK):

@@ -299,7 +299,9 @@ def call(request: dict, *, start_if_needed: bool = True, timeout: float | None =
             lost.append(str(exc))
             if attempt == 2 or not start_if_needed:
                 tail = _log_tail(su.log)
-                raise ServiceUnavailable(f"the grading service stopped while answering ({'; '.join(lost)}){': ' + tail if tail else ''}") from None
+                raise ServiceUnavailable(
+                    f"the grading service stopped while answering ({'; '.join(lost)}){': ' + tail if tail else ''}"
+                ) from None
             continue
         if reply.get("restart") and attempt == 1 and start_if_needed:
             continue
