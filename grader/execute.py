@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import os
 import re
 import shutil
@@ -130,6 +131,13 @@ class _Client(NotebookClient):
             return None
         return super().output(outs, msg, display_id, cell_index)
 
+    def discard(self) -> None:
+        """Let go of a kernel no run will use (its slot's `kill_all` ends the process)."""
+        with contextlib.suppress(Exception):
+            if self.kc is not None:
+                self.kc.stop_channels()
+        self.kc = None
+
     async def async_start_new_kernel_client(self):
         assert self.km is not None
         self.kc = self.km.client(context=self.km.context)
@@ -223,6 +231,65 @@ def clean_traceback(lines: list[str], keep: int = 40) -> list[str]:
     return out[-keep:]
 
 
+async def _new_client(slot: Slot, request: dict) -> _Client:
+    """Start a kernel on `slot` for `request` (a spawn request) and connect an nbclient to it."""
+    km = slot.kernel_manager(request)
+    client = _Client(
+        nbformat.v4.new_notebook(),
+        km,
+        KernelJob.output_limit,
+        timeout=None,
+        startup_timeout=60,
+        allow_errors=True,
+        interrupt_on_timeout=False,
+        shutdown_kernel="immediate",
+        iopub_timeout=2,
+        record_timing=False,
+    )
+    try:
+        await client.async_start_new_kernel(cwd=str(slot.work))
+        await client.async_start_new_kernel_client()
+    except (DeadKernelError, RuntimeError) as exc:
+        log = _tail_text(slot.work / ".kernel.log")
+        raise ExecutionError(f"the kernel failed to start ({exc}){': ' + log if log else ''}") from None
+    client.spawn_request = request
+    return client
+
+
+async def _spare(slot: Slot, request: dict) -> _Client:
+    """A kernel started ahead for the slot's next job (it runs nothing until a job adopts it)."""
+    slot.prepare_job()
+    return await _new_client(slot, request)
+
+
+def _same_request(a: dict, b: dict) -> bool:
+    """Would a kernel started for `a` be started the same for `b`? The process limit is "tasks
+    running now + room" (`Sandbox.process_limit`), measured when the kernel starts: not compared."""
+
+    def key(r: dict) -> dict:
+        return {**r, "limits": {k: v for k, v in (r.get("limits") or {}).items() if k != "nproc"}}
+
+    return key(a) == key(b)
+
+
+async def _adopt_spare(slot: Slot, request: dict) -> _Client | None:
+    """The slot's kernel started ahead, if it was started for this request and lives; else None
+    (and it is ended: the job starts its own)."""
+    task, slot.spare = slot.spare, None
+    if task is None:
+        return None
+    try:
+        client = await task
+    except Exception:  # noqa: BLE001 - it did not start: the job starts its own, and says why if that fails too
+        await slot.kill_all()
+        return None
+    if _same_request(client.spawn_request, request) and client.km is not None and await client.km.is_alive():
+        return client
+    client.discard()
+    await slot.kill_all()
+    return None
+
+
 class _Run:
     def __init__(self, slot: Slot, job: KernelJob, sandbox: str):
         self.slot, self.job = slot, job
@@ -248,43 +315,31 @@ class _Run:
 
     async def start_kernel(self, threads: int) -> None:
         started = time.monotonic()
-        km = self.slot.kernel_manager(self._spawn_request(threads))
-        nb = nbformat.v4.new_notebook()
-        self.client = _Client(
-            nb,
-            km,
-            self.job.output_limit,
-            timeout=None,
-            timeout_func=lambda cell: self.timeout,
-            startup_timeout=60,
-            allow_errors=True,
-            interrupt_on_timeout=False,
-            shutdown_kernel="immediate",
-            iopub_timeout=2,
-            record_timing=False,
-        )
-        try:
-            await self.client.async_start_new_kernel(cwd=str(self.slot.work))
-            await self.client.async_start_new_kernel_client()
-        except (DeadKernelError, RuntimeError) as exc:
-            log = _tail_text(self.slot.work / ".kernel.log")
-            raise ExecutionError(f"the kernel failed to start ({exc}){': ' + log if log else ''}") from None
+        request = self._spawn_request(threads)
+        client = await _adopt_spare(self.slot, request) or await _new_client(self.slot, request)
+        client.output_limit = self.job.output_limit
+        client.timeout_func = lambda cell: self.timeout
+        self.client = client
+        self.slot.make_spare = functools.partial(_spare, self.slot, request)  # for KernelPool(keep_warm=True)
         self.out.kernel_start_s += time.monotonic() - started
         self.out.input_maps.append({})
 
-    async def stop_kernel(self) -> None:
+    async def stop_kernel(self, kill: bool = True) -> None:
         """SIGKILL the kernel and everything it started; nothing of a learner's run is worth a
-        graceful shutdown, and jupyter_client's polite path polls for exit every 100 ms."""
+        graceful shutdown, and jupyter_client's polite path polls for exit every 100 ms.
+        `kill=False` at the end of a job in a `keep_warm` pool: the slot's reset, which follows
+        before the slot is lent again, kills it (and empties the folders) off the critical path."""
         if self.client is None:
             return
         kc, km = self.client.kc, self.client.km
         with contextlib.suppress(Exception):
             if kc is not None:
                 kc.stop_channels()
-        await self.slot.kill_all()
-        with contextlib.suppress(Exception):
-            if km is not None:
-                await km.cleanup_resources()
+        if kill:
+            await self.slot.kill_all()
+            with contextlib.suppress(Exception):
+                if km is not None:
+                    await km.cleanup_resources()
         self.client.kc = self.client.km = None
         self.client = None
 
@@ -431,7 +486,7 @@ async def run_job(pool: KernelPool, job: KernelJob) -> JobOutcome:
                     await run.replace_kernel(threads, time.monotonic() + job.notebook_timeout)
                 await run.run_probes(threads)
         finally:
-            await run.stop_kernel()
+            await run.stop_kernel(kill=not pool.keep_warm)
         run.out.duration = time.monotonic() - started
         return run.out
 
@@ -470,7 +525,7 @@ async def open_session(pool: KernelPool, job: KernelJob):
             await run.run_cells(threads)
             yield KernelSession(run, threads)
         finally:
-            await run.stop_kernel()
+            await run.stop_kernel(kill=not pool.keep_warm)
 
 
 def _stage_files(slot: Slot, job: KernelJob) -> None:

@@ -2,13 +2,18 @@
 
 The cell executes `wire.py` + `kernel_side.py` in a private namespace (never the learner's
 globals, so a notebook's own `encode` or `MIME` is untouched) and runs the probes given as JSON.
+That code travels compiled (marshal; the kernel is the grader's own Python), so a round of probes
+does not pay for compiling it again: a relay of a training loop sends dozens of rounds.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import marshal
 import secrets
+import zlib
 from pathlib import Path
 
 from .kernel_side import MIME
@@ -30,10 +35,16 @@ def new_nonce() -> str:
 PROGRESS_FILE = ".learn-probe-progress"
 
 
+@functools.lru_cache(maxsize=1)
+def _compiled_kernel_code() -> str:
+    code = compile(_kernel_code(), "<learn harness>", "exec")
+    return base64.b64encode(zlib.compress(marshal.dumps(code), 1)).decode("ascii")
+
+
 def harness_cell_source(probes: list[dict], nonce: str) -> str:
     job = json.dumps({"probes": probes, "nonce": nonce, "progress": PROGRESS_FILE})
-    program = _kernel_code() + f"\n_learn_main({job!r})\n"
-    return f'(lambda s: exec(compile(s, "<learn harness>", "exec"), {{"__name__": "__learn__"}}))({program!r})\n'
+    load = f"__import__('marshal').loads(__import__('zlib').decompress(__import__('base64').b64decode({_compiled_kernel_code()!r})))"
+    return f'(lambda c, g: [exec(c, g), g["_learn_main"]({job!r})] and None)({load}, {{"__name__": "__learn__"}})\n'
 
 
 def probe_in_flight(progress_text: str) -> str | None:

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,8 +105,8 @@ class Limits:
 class Zygote:
     """Client for one zygote process (see `grader/zygote.py` for the protocol)."""
 
-    def __init__(self, slot_dir: Path, profile: str, box: sandbox_mod.Sandbox):
-        self.slot_dir, self.profile, self.box = slot_dir, profile, box
+    def __init__(self, slot_dir: Path, profile: str, box: sandbox_mod.Sandbox, extras: bool = False):
+        self.slot_dir, self.profile, self.box, self.extras = slot_dir, profile, box, extras
         self.proc: asyncio.subprocess.Process | None = None
         self.ready: asyncio.Future | None = None
         self._spawned: dict[str, asyncio.Future] = {}
@@ -119,6 +120,8 @@ class Zygote:
         argv = [sys.executable, "-I", str(ZYGOTE_SCRIPT), "--profile", self.profile]
         if self.box.mode == "bwrap":
             argv.append("--clean-shm")  # /dev/shm is private to this sandbox: empty it between jobs
+        if self.extras:
+            argv.append("--extras")
         argv = self.box.command(argv, self.slot_dir, ro_files=(ZYGOTE_SCRIPT.parent,))
         log = open(open_new(self.slot_dir / "zygote.log", append=True), "ab")
         try:
@@ -544,6 +547,8 @@ class Slot:
     jobs_run: int = 0
     env: dict = field(default_factory=dict)
     kernels: list = field(default_factory=list)  # this job's provisioners
+    spare: asyncio.Task | None = None  # a kernel started ahead for the next job (KernelPool(keep_warm=True))
+    make_spare: Callable[[], Awaitable] | None = None  # starts one like the last job's (set by grader.execute)
     backend = ""
 
     @property
@@ -593,8 +598,19 @@ class Slot:
         """SIGKILL this job's kernels and everything they started."""
         raise NotImplementedError
 
+    async def drop_spare(self) -> None:
+        """Forget the kernel started ahead (the next `kill_all` ends its process)."""
+        task, self.spare = self.spare, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            client = await task
+            client.discard()
+
     async def reset(self) -> None:
         """Kill whatever the last job left running and empty the work and ipc directories."""
+        await self.drop_spare()
         await self.kill_all()
         self.kernels = []
         for d in (self.work, self.ipc):
@@ -602,6 +618,7 @@ class Slot:
         self.jobs_run += 1
 
     async def close(self) -> None:
+        await self.drop_spare()
         await self.kill_all()
 
 
@@ -610,17 +627,19 @@ class ZygoteSlot(Slot):
     """A slot whose kernels are forked by its warm zygote (the fork backend)."""
 
     zygote: Zygote | None = None
+    extras: bool = False  # the zygote also imports zygote.EXTRA_MODULES when idle
     backend = "fork"
 
     async def start(self, profile: str) -> None:
         self.profile = profile
         self._make_dirs()
-        self.zygote = Zygote(self.root, profile, self.box)
+        self.zygote = Zygote(self.root, profile, self.box, self.extras)
         await self.zygote.start()
 
     async def ensure(self, profile: str) -> Zygote:
         """The slot's zygote, (re)started if it died or was warmed for another profile."""
         if self.zygote is None or not self.zygote.alive or self.profile != profile:
+            await self.drop_spare()
             if self.zygote is not None:
                 await self.zygote.close()
             await self.start(profile)
@@ -643,6 +662,7 @@ class ZygoteSlot(Slot):
             provisioner.forget()
 
     async def close(self) -> None:
+        await self.drop_spare()
         if self.zygote is not None:
             await self.zygote.close()
             self.zygote = None
@@ -709,6 +729,12 @@ def _empty_dir(path: Path) -> None:
 class KernelPool:
     """N slots; `async with pool.slot(profile) as slot:` lends one for a job.
 
+    `keep_warm` (the grading service's long-lived pools): when a job ends, its slot starts the
+    next job's kernel at once - the same request, a fresh process that has run nothing - so the
+    next job finds it ready instead of waiting for a fork and IPython's start-up (a job whose
+    request differs, e.g. other limits, discards it and starts its own); and each zygote, once
+    idle, also imports what notebooks commonly import beyond its profile (`zygote.EXTRA_MODULES`).
+
     `backend` is "fork" or "spawn" (None: $LEARN_KERNEL_BACKEND, else the platform's default; see
     `choose_backend`). Fork: zygotes start warming when the pool opens, so their imports overlap
     whatever the grader does meanwhile (reading notebooks, importing torch itself). Spawn: there
@@ -716,14 +742,16 @@ class KernelPool:
     """
 
     def __init__(self, size: int | None = None, profile: str = "torch", box: sandbox_mod.Sandbox | None = None,
-                 backend: str | None = None):  # fmt: skip
+                 backend: str | None = None, keep_warm: bool = False):  # fmt: skip
         self.size = max(1, size or os.cpu_count() or 1)
         self.profile = profile
+        self.keep_warm = keep_warm
         self.backend = choose_backend(backend)  # "fork" | "spawn"; None: $LEARN_KERNEL_BACKEND or auto
         self.box = box or sandbox_mod.choose()
         self.root: Path | None = None
         self.slots: list[Slot] = []
         self._free: asyncio.Queue[Slot] | None = None
+        self._recycling: set[asyncio.Task] = set()  # keep_warm: slots being reset after their jobs
         self.relay: KernelPool | None = None  # grading's pool for the reference side of relays (grader.cascade)
         self.relay_started: asyncio.Future | None = None
 
@@ -738,6 +766,8 @@ class KernelPool:
         self._free = asyncio.Queue()
         for i in range(self.size):
             slot = (ZygoteSlot if self.backend == "fork" else SpawnSlot)(i, self.root / f"s{i}", self.box)
+            if isinstance(slot, ZygoteSlot):
+                slot.extras = self.keep_warm
             self.slots.append(slot)
             self._free.put_nowait(slot)
         await asyncio.gather(*(s.start(self.profile) for s in self.slots))
@@ -751,10 +781,11 @@ class KernelPool:
         (grader.cascade), unless it is started already: the grading service keeps it warm, so the
         first wrong answer after a start does not wait for another kernel server."""
         if self.relay is None:
-            relay = KernelPool(size=1, box=self.box, backend=self.backend)
+            relay = KernelPool(size=1, box=self.box, backend=self.backend, keep_warm=self.keep_warm)
             self.relay, self.relay_started = relay, asyncio.ensure_future(relay.__aenter__())
 
     async def close(self) -> None:
+        await asyncio.gather(*self._recycling, return_exceptions=True)
         if self.relay is not None:
             relay, self.relay = self.relay, None
             with contextlib.suppress(Exception):
@@ -768,13 +799,31 @@ class KernelPool:
 
     @contextlib.asynccontextmanager
     async def slot(self, profile: str | None = None):
+        """Lend a free slot for one job. It is reset (every process of the job killed, its folders
+        emptied) before anyone else gets it: on the way out, or - `keep_warm` - right after, while
+        the job's results are judged, and then it starts the next job's kernel."""
         assert self._free is not None, "use `async with KernelPool(...)`"
         slot = await self._free.get()
         try:
             await slot.ensure(profile or self.profile)
             yield slot
         finally:
-            try:
-                await slot.reset()
-            finally:
-                self._free.put_nowait(slot)
+            if self.keep_warm:
+                task = asyncio.ensure_future(self._recycle(slot))
+                self._recycling.add(task)
+                task.add_done_callback(self._recycling.discard)
+            else:
+                try:
+                    await slot.reset()
+                finally:
+                    self._free.put_nowait(slot)
+
+    async def _recycle(self, slot: Slot) -> None:
+        try:
+            await slot.reset()
+            if slot.make_spare is not None:
+                slot.spare = asyncio.ensure_future(slot.make_spare())
+        except Exception as exc:  # noqa: BLE001 - reported; the slot's next job starts its own kernel
+            print(f"learn: could not reset kernel slot {slot.index}: {exc}", file=sys.stderr)
+        finally:
+            self._free.put_nowait(slot)

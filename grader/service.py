@@ -453,7 +453,7 @@ class Service:
         with contextlib.redirect_stderr(said):  # "no bubblewrap here": told to every client, as `learn check` does
             box = sandbox.choose()
         self.notes = [line.removeprefix("learn: ") for line in said.getvalue().splitlines() if line.strip()]
-        self.pool = KernelPool(size=1, box=box)
+        self.pool = KernelPool(size=1, box=box, keep_warm=True)
         await self.pool.__aenter__()
         from .grading import new_seed
         from .lessons import all_lessons
