@@ -297,6 +297,7 @@ class _Run:
         self.client: _Client | None = None
         self.ok_cells: list[int] = []
         self.timeout = job.cell_timeout
+        self.harness_defined = False
 
     def _spawn_request(self, threads: int) -> dict:
         box = self.slot.box
@@ -320,6 +321,7 @@ class _Run:
         client.output_limit = self.job.output_limit
         client.timeout_func = lambda cell: self.timeout
         self.client = client
+        self.harness_defined = False  # a new kernel: its first round of probes defines the harness
         self.slot.make_spare = functools.partial(_spare, self.slot, request)  # for KernelPool(keep_warm=True)
         self.out.kernel_start_s += time.monotonic() - started
         self.out.input_maps.append({})
@@ -443,7 +445,8 @@ class _Run:
             self.client.probe_messages = []
             with contextlib.suppress(OSError):
                 (self.slot.work / PROGRESS_FILE).unlink()
-            run = await self.exec_source(-2, harness_cell_source(pending, nonce), remaining)
+            run = await self.exec_source(-2, harness_cell_source(pending, nonce, define=not self.harness_defined), remaining)
+            self.harness_defined = self.harness_defined or run.status == "ok"
             for msg in self.client.probe_messages:
                 if isinstance(msg, dict) and msg.get("nonce") == nonce and msg.get("id") in {p["id"] for p in pending}:
                     msg["kernel"] = len(self.out.input_maps) - 1

@@ -2,8 +2,11 @@
 
 The cell executes `wire.py` + `kernel_side.py` in a private namespace (never the learner's
 globals, so a notebook's own `encode` or `MIME` is untouched) and runs the probes given as JSON.
-That code travels compiled (marshal; the kernel is the grader's own Python), so a round of probes
-does not pay for compiling it again: a relay of a training loop sends dozens of rounds.
+That code travels compiled (marshal; the kernel is the grader's own Python) in a kernel's first
+round of probes, which keeps the namespace as a module (`HARNESS_MODULE`); later rounds in the
+same kernel - a relay of a training loop sends dozens - are one short line that calls it. What
+comes back is judged in the grader either way: learner code could always tamper with the
+harness while a probe runs, so keeping it changes nothing that is trusted.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from .kernel_side import MIME
 
 _HERE = Path(__file__).parent
 
-__all__ = ["MIME", "PROGRESS_FILE", "harness_cell_source", "new_nonce", "probe_in_flight"]
+__all__ = ["MIME", "PROGRESS_FILE", "HARNESS_MODULE", "harness_cell_source", "new_nonce", "probe_in_flight"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,16 +38,24 @@ def new_nonce() -> str:
 PROGRESS_FILE = ".learn-probe-progress"
 
 
+HARNESS_MODULE = "__learn_harness__"
+
+
 @functools.lru_cache(maxsize=1)
 def _compiled_kernel_code() -> str:
     code = compile(_kernel_code(), "<learn harness>", "exec")
     return base64.b64encode(zlib.compress(marshal.dumps(code), 1)).decode("ascii")
 
 
-def harness_cell_source(probes: list[dict], nonce: str) -> str:
+def harness_cell_source(probes: list[dict], nonce: str, define: bool = True) -> str:
+    """The cell that runs `probes`; `define`: also (re)define the harness in this kernel, which a
+    kernel's first round must do."""
     job = json.dumps({"probes": probes, "nonce": nonce, "progress": PROGRESS_FILE})
+    if not define:
+        return f"__import__('sys').modules[{HARNESS_MODULE!r}]._learn_main({job!r})\n"
     load = f"__import__('marshal').loads(__import__('zlib').decompress(__import__('base64').b64decode({_compiled_kernel_code()!r})))"
-    return f'(lambda c, g: [exec(c, g), g["_learn_main"]({job!r})] and None)({load}, {{"__name__": "__learn__"}})\n'
+    keep = f"__import__('sys').modules.__setitem__({HARNESS_MODULE!r}, m)"
+    return f"(lambda c, m: [exec(c, m.__dict__), {keep}, m._learn_main({job!r})] and None)({load}, __import__('types').ModuleType('__learn__'))\n"
 
 
 def probe_in_flight(progress_text: str) -> str | None:
