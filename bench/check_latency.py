@@ -40,6 +40,7 @@ from grader import check
 path = sys.argv[1]
 with contextlib.redirect_stdout(io.StringIO()):  # a script prints what check() returns
     check("quad", notebook=path)  # imports and the first answer: not timed
+print("ready", flush=True)
 for line in sys.stdin:  # the bench edits and saves the notebook, then says "go"
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -52,7 +53,8 @@ def fill(notebook: Path, variant: int, wrong: bool = False) -> None:
     """Every stub of the lesson-3 exercise filled from the solution; `variant` changes quad's text
     (so the notebook is new to the cache), `wrong` makes mse sum instead of average."""
     solution = nbformat.read(str(SOLUTIONS / notebook.name), as_version=4)
-    sources = {c.source.lstrip().split("(")[0]: c.source for c in solution.cells if c.cell_type == "code" and c.source.lstrip().startswith("def ")}
+    defs = [c.source for c in solution.cells if c.cell_type == "code" and c.source.lstrip().startswith("def ")]
+    sources = {source.lstrip().split("(")[0]: source for source in defs}
     nb = nbformat.read(str(notebook), as_version=4)
     for cell in nb.cells:
         head = cell.source.lstrip().split("(")[0] if cell.cell_type == "code" else ""
@@ -129,8 +131,11 @@ def main() -> None:
                 fill(nb, next(variant), wrong=True)
                 add("warm: changed notebook, wrong", timed(check, env, 1))
                 fill(nb, next(variant))
-                add("warm: learn check lesson3, one notebook changed", timed([LEARN, "check", "lesson3", "--dir", str(work / "lesson3")], env, 0))
-            inline = subprocess.Popen([sys.executable, "-c", INLINE, str(nb)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                whole = [LEARN, "check", "lesson3", "--dir", str(work / "lesson3")]
+                add("warm: learn check lesson3, one notebook changed", timed(whole, env, 0))
+            inline = subprocess.Popen([sys.executable, "-c", INLINE, str(nb)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+            if inline.stdout.readline().strip() != "ready":
+                sys.exit("the in-notebook check did not start")
             for _ in rounds:
                 fill(nb, next(variant))
                 inline.stdin.write("go\n")
