@@ -151,32 +151,32 @@ def setup() -> Setup:
 # the client side
 
 
-def _peer(sock: socket.socket) -> tuple[int | None, int | None]:
-    """(pid, uid) of the process at the other end (Linux); (None, None) where the system does not say."""
+def _peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end (Linux); None where the system does not say."""
     if not hasattr(socket, "SO_PEERCRED"):
-        return None, None
-    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-    return pid, uid
+        return None
+    return struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[1]
 
 
-def _wait_gone(pid: int | None, timeout: float = 10.0) -> None:
-    """Wait until a service that dropped a connection has really gone: a killed process with
-    much memory to unmap can still accept connections for a moment, and reset them."""
+def _wait_gone(su: Setup, timeout: float = 10.0) -> None:
+    """Wait until a service that dropped a connection has really gone: a killed process with much
+    memory to unmap still accepts connections for a moment (and resets them). Returns when nothing
+    listens any more, or something answers (another client has started a new service)."""
     deadline = time.monotonic() + timeout
-    while pid and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return
-        except OSError:
-            if not os.path.isdir("/proc"):
-                try:
-                    os.kill(pid, 0)
-                except OSError:
-                    return
-            else:
+            sock.connect(str(su.socket))
+            sock.settimeout(2)
+            sock.sendall(json.dumps({"v": PROTOCOL, "op": "status"}).encode() + b"\n")
+            if sock.recv(1):
                 return
-        time.sleep(0.05)
+        except OSError as exc:
+            if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+                return
+        finally:
+            sock.close()
+        time.sleep(0.02)
 
 
 def _connect(su: Setup) -> socket.socket | None:
@@ -190,7 +190,7 @@ def _connect(su: Setup) -> socket.socket | None:
     except OSError as exc:
         sock.close()
         raise ServiceUnavailable(f"cannot connect to {su.socket}: {exc.strerror or exc}") from None
-    if _peer(sock)[1] not in (None, os.getuid()):
+    if _peer_uid(sock) not in (None, os.getuid()):
         sock.close()
         raise ServiceUnavailable(f"{su.socket} is answered by another user's process; remove it")
     return sock
@@ -291,11 +291,10 @@ def call(request: dict, *, start_if_needed: bool = True, timeout: float | None =
             sock = _connect(su)
             if sock is None:
                 raise ServiceUnavailable(f"the grading service started but does not answer on {su.socket}")
-        pid = _peer(sock)[0]
         try:
             reply = _exchange(sock, {"v": PROTOCOL, **request}, timeout)
         except (OSError, ValueError) as exc:  # killed while checking, or garbled: once more with a new one
-            _wait_gone(pid)
+            _wait_gone(su)
             lost.append(str(exc))
             if attempt == 2 or not start_if_needed:
                 tail = _log_tail(su.log)
@@ -472,7 +471,7 @@ class Service:
         self.stopping.set()
 
     async def _serve(self, reader, writer) -> None:
-        if _peer(writer.get_extra_info("socket"))[1] not in (None, os.getuid()):
+        if _peer_uid(writer.get_extra_info("socket")) not in (None, os.getuid()):
             writer.close()
             return
         self.active += 1
