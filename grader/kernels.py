@@ -105,12 +105,13 @@ class Limits:
 class Zygote:
     """Client for one zygote process (see `grader/zygote.py` for the protocol)."""
 
-    def __init__(self, slot_dir: Path, profile: str, box: sandbox_mod.Sandbox, extras: bool = False):
-        self.slot_dir, self.profile, self.box, self.extras = slot_dir, profile, box, extras
+    def __init__(self, slot_dir: Path, profile: str, box: sandbox_mod.Sandbox):
+        self.slot_dir, self.profile, self.box = slot_dir, profile, box
         self.proc: asyncio.subprocess.Process | None = None
         self.ready: asyncio.Future | None = None
         self._spawned: dict[str, asyncio.Future] = {}
         self._exited: dict[str, asyncio.Future] = {}
+        self._extras: dict[str, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
         self.import_s: float | None = None
 
@@ -120,8 +121,6 @@ class Zygote:
         argv = [sys.executable, "-I", str(ZYGOTE_SCRIPT), "--profile", self.profile]
         if self.box.mode == "bwrap":
             argv.append("--clean-shm")  # /dev/shm is private to this sandbox: empty it between jobs
-        if self.extras:
-            argv.append("--extras")
         argv = self.box.command(argv, self.slot_dir, ro_files=(ZYGOTE_SCRIPT.parent,))
         log = open(open_new(self.slot_dir / "zygote.log", append=True), "ab")
         try:
@@ -165,12 +164,14 @@ class Zygote:
                 _resolve(self._spawned.pop(job), event["pid"])
             elif kind == "exited" and job in self._exited:
                 _resolve(self._exited[job], event["status"])
+            elif kind == "extras" and job in self._extras:
+                _resolve(self._extras.pop(job), True)
             elif kind == "error" and job in self._spawned:
                 self._spawned.pop(job).set_exception(ExecutionError(event.get("message", "spawn failed")))
         # the zygote is gone: every kernel it had is gone too
         tail = _tail(self.slot_dir / "zygote.log")
         err = ExecutionError(f"kernel server exited unexpectedly{': ' + tail if tail else ''}")
-        for fut in [self.ready, *self._spawned.values()]:
+        for fut in [self.ready, *self._spawned.values(), *self._extras.values()]:
             if fut is not None and not fut.done():
                 fut.set_exception(err)
                 # whoever awaits it gets the error; a pool closed before anyone asked is not news
@@ -196,6 +197,14 @@ class Zygote:
         self._exited[job] = loop.create_future()
         await self._send({"op": "spawn", "job": job, **request})
         return await asyncio.wait_for(self._spawned[job], 30)
+
+    async def import_extras(self, timeout: float = 300) -> None:
+        """Have the zygote import `zygote.EXTRA_MODULES`, for the kernels it forks from now on."""
+        await self.wait_ready()
+        job = f"x{next(_job_ids)}"
+        self._extras[job] = asyncio.get_running_loop().create_future()
+        await self._send({"op": "extras", "job": job})
+        await asyncio.wait_for(self._extras[job], timeout)
 
     def exit_status(self, job: str) -> int | None:
         fut = self._exited.get(job)
@@ -627,13 +636,12 @@ class ZygoteSlot(Slot):
     """A slot whose kernels are forked by its warm zygote (the fork backend)."""
 
     zygote: Zygote | None = None
-    extras: bool = False  # the zygote also imports zygote.EXTRA_MODULES when idle
     backend = "fork"
 
     async def start(self, profile: str) -> None:
         self.profile = profile
         self._make_dirs()
-        self.zygote = Zygote(self.root, profile, self.box, self.extras)
+        self.zygote = Zygote(self.root, profile, self.box)
         await self.zygote.start()
 
     async def ensure(self, profile: str) -> Zygote:
@@ -732,8 +740,8 @@ class KernelPool:
     `keep_warm` (the grading service's long-lived pools): when a job ends, its slot starts the
     next job's kernel at once - the same request, a fresh process that has run nothing - so the
     next job finds it ready instead of waiting for a fork and IPython's start-up (a job whose
-    request differs, e.g. other limits, discards it and starts its own); and each zygote, once
-    idle, also imports what notebooks commonly import beyond its profile (`zygote.EXTRA_MODULES`).
+    request differs, e.g. other limits, discards it and starts its own); `import_extras()` then
+    has its zygotes import what notebooks commonly import beyond the profile.
 
     `backend` is "fork" or "spawn" (None: $LEARN_KERNEL_BACKEND, else the platform's default; see
     `choose_backend`). Fork: zygotes start warming when the pool opens, so their imports overlap
@@ -766,8 +774,6 @@ class KernelPool:
         self._free = asyncio.Queue()
         for i in range(self.size):
             slot = (ZygoteSlot if self.backend == "fork" else SpawnSlot)(i, self.root / f"s{i}", self.box)
-            if isinstance(slot, ZygoteSlot):
-                slot.extras = self.keep_warm
             self.slots.append(slot)
             self._free.put_nowait(slot)
         await asyncio.gather(*(s.start(self.profile) for s in self.slots))
@@ -783,6 +789,18 @@ class KernelPool:
         if self.relay is None:
             relay = KernelPool(size=1, box=self.box, backend=self.backend, keep_warm=self.keep_warm)
             self.relay, self.relay_started = relay, asyncio.ensure_future(relay.__aenter__())
+
+    async def import_extras(self) -> None:
+        """Have every zygote import what notebooks commonly import beyond the profile
+        (`zygote.EXTRA_MODULES`), then replace the kernels started ahead, forked without them.
+        The grading service does this once its first check is done, not while it is under way."""
+        for slot in list(self.slots):
+            if isinstance(slot, ZygoteSlot) and slot.zygote is not None and slot.zygote.alive:
+                with contextlib.suppress(ExecutionError, TimeoutError):
+                    await slot.zygote.import_extras()
+        for _ in self.slots:
+            async with self.slot():  # a job that runs nothing: the slot's reset starts a new kernel ahead
+                pass
 
     async def close(self) -> None:
         await asyncio.gather(*self._recycling, return_exceptions=True)

@@ -410,7 +410,7 @@ class Service:
         self.stamp = _stamp()  # first: a change made while we start up still retires us
         self.started, self.last = time.time(), time.monotonic()
         self.active = self.checks = 0
-        self.pool = self.lessons = self.seed = None
+        self.pool = self.lessons = self.seed = self.extras = None
         self.notes: list[str] = []
         self.retired = False
 
@@ -438,6 +438,10 @@ class Service:
                 await asyncio.sleep(0.1)
             with contextlib.suppress(BaseException):
                 await self.warm
+            if self.extras is not None:
+                self.extras.cancel()
+                with contextlib.suppress(BaseException):
+                    await self.extras
             if self.pool is not None:
                 await self.pool.close()
 
@@ -517,7 +521,11 @@ class Service:
         outcome = await self._check(request)
         self.checks += 1
         print(f"check {self.checks}: {len(outcome.run.notebooks)} notebook(s) in {time.monotonic() - started:.2f}s", file=sys.stderr)
-        self.pool.start_relay()  # after the first check, not during it: the first wrong answer will need it
+        if self.checks == 1:  # after the first check, not during it (2 cores): the relay for wrong answers, then the extras
+            import asyncio
+
+            self.pool.start_relay()
+            self.extras = asyncio.ensure_future(self.pool.import_extras())
         return {"ok": True, "check": outcome.to_dict()}
 
     async def _check(self, request: dict):

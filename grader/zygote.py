@@ -24,11 +24,13 @@ Protocol: one JSON object per line. Requests on stdin:
      "limits": {...}, "threads": n, "uid": optional int}
     {"op": "signal", "job": id, "sig": n}     signal the kernel's process group
     {"op": "kill", "job": id}                 SIGKILL the kernel and every other descendant
+    {"op": "extras", "job": id}               import EXTRA_MODULES (for the kernels still to come)
 Events on stdout:
     {"event": "ready", "pid": n, "import_s": t, "profile": name}
     {"event": "spawned", "job": id, "pid": n}
     {"event": "exited", "job": id, "status": returncode (negative: killed by signal)}
     {"event": "error", "job": id, "message": text}
+    {"event": "extras", "job": id}            the extras are imported
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ KERNEL_MODULES = [
     "tornado.platform.asyncio",
 ]
 
-# Imported when a long-lived zygote (`--extras`: the grading service's) has nothing else to do:
+# Imported on request ({"op": "extras"}: the grading service asks once its first check is done):
 # what notebooks of this course import beyond their profile - the in-notebook checks, and the
 # Jupyter stack's own nbformat (with jsonschema; about a second, far more than a check takes).
 EXTRA_MODULES = ["grader.inline", "grader.helpers", "nbformat"]
@@ -393,6 +395,14 @@ def handle(req: dict) -> None:
                     os.killpg(pid, int(req["sig"]))
                 except OSError:
                     pass
+    elif op == "extras":  # kernels forked from now on have these too
+        for name in EXTRA_MODULES:
+            preload_module(name)
+        import gc
+
+        gc.collect()
+        gc.freeze()
+        send({"event": "extras", "job": job})
     elif op == "kill":
         kill_everything()
         if _state["clean_shm"] and os.path.isdir("/dev/shm"):
@@ -420,18 +430,11 @@ def main(argv: list[str]) -> int:
     signal.set_wakeup_fd(wfd)
     signal.signal(signal.SIGCHLD, lambda *a: None)
     send({"event": "ready", "pid": os.getpid(), "import_s": round(import_s, 3), "profile": profile})
-    extras = list(EXTRA_MODULES) if "--extras" in argv else []
     buf = b""
     while True:
         try:
-            readable, _, _ = select.select([0, rfd], [], [], 0 if extras else None)
+            readable, _, _ = select.select([0, rfd], [], [])
         except InterruptedError:
-            continue
-        if not readable and extras:  # idle: one more module for the kernels still to come
-            preload_module(extras.pop(0))
-            if not extras:
-                gc.collect()
-                gc.freeze()
             continue
         if rfd in readable:
             os.read(rfd, 4096)
