@@ -595,6 +595,12 @@ def main(argv: list[str]) -> int:
     not and returns 1. SOCKET must be this setup's own: a client of another setup is refused."""
     import asyncio
 
+    # As the `learn` command does (cli.main): nbformat's jsonschema would build rfc3987_syntax's IRI
+    # grammar at import, about a second, for a "format" keyword nbformat's schemas never use. Only
+    # in this process, which runs no one else's code.
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)
+
     try:
         su = setup()
     except ServiceUnavailable as exc:
