@@ -30,7 +30,7 @@ Protocol: one request per connection, one JSON object on one line each way.
     any failure        -> {"ok": false, "error": text, "restart": bool}
 
 Lifetime: started by the first client that finds no service; stops after $LEARN_SERVICE_IDLE
-seconds without a request (default 900), on `learn service stop` or SIGTERM. Before each check it
+seconds without a check (default 900), on `learn service stop` or SIGTERM. Before each check it
 compares the files it was started from (this package, the lesson packs, the site-packages
 folders) with what is on disk now; when any changed it retires (`"restart": true`) and the client
 starts a fresh one. A service that dies mid-check (kill -9) is restarted once by the client; a
@@ -479,7 +479,6 @@ class Service:
             writer.close()
             return
         self.active += 1
-        self.last = time.monotonic()
         try:
             try:
                 request = json.loads(await reader.readline())
@@ -495,7 +494,6 @@ class Service:
             writer.close()
         finally:
             self.active -= 1
-            self.last = time.monotonic()
 
     async def _answer(self, request: dict) -> dict:
         op = request.get("op")
@@ -517,8 +515,11 @@ class Service:
         except Exception as exc:
             self._retire()
             raise ServiceUnavailable(f"the service could not start its kernels: {exc}") from exc
-        started = time.monotonic()
-        outcome = await self._check(request)
+        started = self.last = time.monotonic()  # idle means: no check (a status or stop is not work)
+        try:
+            outcome = await self._check(request)
+        finally:
+            self.last = time.monotonic()
         self.checks += 1
         print(f"check {self.checks}: {len(outcome.run.notebooks)} notebook(s) in {time.monotonic() - started:.2f}s", file=sys.stderr)
         if self.checks == 1:  # after the first check, not during it (2 cores): the relay for wrong answers, then the extras

@@ -336,6 +336,22 @@ def test_a_changed_pack_restarts_the_service_without_a_word(tmp_path):
 
 
 @pytest.mark.slow
+def test_an_idle_service_stops_by_itself_and_leaves_no_socket(tmp_path):
+    env = dict(environment(tmp_path), LEARN_SERVICE_IDLE="2")
+    try:
+        assert learn(env, "service", "start").returncode == 0
+        pid = service_pid(env)
+        assert pid is not None
+        deadline = time.monotonic() + 60
+        while service_pid(env) is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert service_pid(env) is None and not list((tmp_path / "run" / "learn").glob("*.sock"))
+        assert "idle for 2s, stopping" in next((tmp_path / "run" / "learn").glob("*.log")).read_text()
+    finally:
+        stop_everything(env)
+
+
+@pytest.mark.slow
 def test_a_full_disk_gives_the_right_verdicts_and_says_what_was_not_saved(tmp_path):
     """History, caches and the service's own folder all on a full disk: right verdicts, a clear
     line about what could not be saved, no traceback, and no stale result later."""
