@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import functools
 import os
 import re
@@ -275,17 +276,22 @@ def _same_request(a: dict, b: dict) -> bool:
 async def _adopt_spare(slot: Slot, request: dict) -> _Client | None:
     """The slot's kernel started ahead, if it was started for this request and lives; else None
     (and it is ended: the job starts its own)."""
-    task, slot.spare = slot.spare, None
-    if task is None:
+    if slot.spare is None or slot.spare is asyncio.current_task():  # none, or this is the spare starting
         return None
+    task, slot.spare = slot.spare, None
     try:
         client = await task
     except Exception:  # noqa: BLE001 - it did not start: the job starts its own, and says why if that fails too
         await slot.kill_all()
         return None
-    if _same_request(client.spawn_request, request) and client.km is not None and await client.km.is_alive():
+    if (
+        isinstance(client, _Client)
+        and _same_request(client.spawn_request, request)
+        and client.km is not None
+        and await client.km.is_alive()
+    ):
         return client
-    client.discard()
+    (client.client if isinstance(client, _Run) else client).discard()
     await slot.kill_all()
     return None
 
@@ -322,7 +328,8 @@ class _Run:
         client.timeout_func = lambda cell: self.timeout
         self.client = client
         self.harness_defined = False  # a new kernel: its first round of probes defines the harness
-        self.slot.make_spare = functools.partial(_spare, self.slot, request)  # for KernelPool(keep_warm=True)
+        if getattr(self.slot.make_spare, "func", None) is not _prerun:  # a pre-run pool keeps its own
+            self.slot.make_spare = functools.partial(_spare, self.slot, request)  # for KernelPool(keep_warm=True)
         self.out.kernel_start_s += time.monotonic() - started
         self.out.input_maps.append({})
 
@@ -517,18 +524,54 @@ class KernelSession:
 @contextlib.asynccontextmanager
 async def open_session(pool: KernelPool, job: KernelJob):
     """Like `run_job`, but the kernel stays up after the notebook for rounds of `session.probe()`
-    (grading relays values between a learner's kernel and the reference's this way)."""
+    (grading relays values between a learner's kernel and the reference's this way).
+
+    A pool with `prerun` (the grading service's relay pool, which only ever runs the reference
+    solution) keeps the next session ready: a fresh kernel that has run the same notebook and
+    nothing else, staged and started as this one was, taken here when the job is the same."""
     async with pool.slot(job.profile) as slot:
-        _stage_files(slot, job)
-        slot.prepare_job()
-        run = _Run(slot, job, pool.box.mode)
         threads = pool.threads_per_kernel
+        run = await _adopt_prerun(slot, job) if pool.prerun else None
+        if run is None:
+            run = await _prerun(slot, job, pool.box.mode, threads)
+        if pool.prerun:
+            slot.make_spare = functools.partial(_prerun, slot, dataclasses.replace(job, probes=[]), pool.box.mode, threads)
         try:
-            await run.start_kernel(threads)
-            await run.run_cells(threads)
             yield KernelSession(run, threads)
         finally:
             await run.stop_kernel(kill=not pool.keep_warm)
+
+
+async def _prerun(slot: Slot, job: KernelJob, sandbox: str, threads: int) -> _Run:
+    """Stage `job`, start its kernel and run its notebook: a session ready for probes."""
+    _stage_files(slot, job)
+    slot.prepare_job()
+    run = _Run(slot, job, sandbox)
+    await run.start_kernel(threads)
+    await run.run_cells(threads)
+    return run
+
+
+async def _adopt_prerun(slot: Slot, job: KernelJob) -> _Run | None:
+    """The slot's session run ahead, if it ran this very job and its kernel lives; else None
+    (it is ended: the job runs its own)."""
+    task, slot.spare = slot.spare, None
+    if task is None:
+        return None
+    try:
+        run = await task
+    except Exception:  # noqa: BLE001 - it did not start: the job runs its own
+        await slot.kill_all()
+        return None
+    same = isinstance(run, _Run) and run.job == dataclasses.replace(job, probes=[])
+    if same and run.client is not None and run.client.km is not None and await run.client.km.is_alive():
+        return run
+    if isinstance(run, _Run) and run.client is not None:
+        run.client.discard()
+    elif isinstance(run, _Client):
+        run.discard()
+    await slot.kill_all()
+    return None
 
 
 def _stage_files(slot: Slot, job: KernelJob) -> None:

@@ -754,6 +754,7 @@ class KernelPool:
         self.size = max(1, size or os.cpu_count() or 1)
         self.profile = profile
         self.keep_warm = keep_warm
+        self.prerun = False  # only trusted, repeated sessions run here (the service's relay pool): see execute.open_session
         self.backend = choose_backend(backend)  # "fork" | "spawn"; None: $LEARN_KERNEL_BACKEND or auto
         self.box = box or sandbox_mod.choose()
         self.root: Path | None = None
@@ -788,6 +789,7 @@ class KernelPool:
         first wrong answer after a start does not wait for another kernel server."""
         if self.relay is None:
             relay = KernelPool(size=1, box=self.box, backend=self.backend, keep_warm=self.keep_warm)
+            relay.prerun = self.keep_warm  # it runs the reference solution only: its next session can run ahead
             self.relay, self.relay_started = relay, asyncio.ensure_future(relay.__aenter__())
 
     async def import_extras(self) -> None:

@@ -83,6 +83,8 @@ KERNEL_MODULES = [
 # Jupyter stack's own nbformat (with jsonschema; about a second, far more than a check takes).
 EXTRA_MODULES = ["grader.inline", "grader.helpers", "nbformat"]
 
+NO_COLOR = "nocolor"  # IPython's colour theme for kernels' tracebacks (case-insensitive before IPython 9)
+
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
@@ -104,14 +106,27 @@ def preload(profile: str) -> float:
     return time.monotonic() - started
 
 
+def warm_nbformat() -> None:
+    """Read and write one notebook: nbformat builds its schema validator on first use (~50 ms)."""
+    try:
+        import nbformat
+
+        nbformat.reads(nbformat.writes(nbformat.v4.new_notebook()), as_version=4)
+    except Exception as exc:  # only slower without it
+        print(f"zygote: could not warm up nbformat: {exc}", file=sys.stderr)
+
+
 def warm_tracebacks() -> None:
-    """Format one traceback the way IPython formats a failing cell's: its first costs ~80 ms
-    (pygments compiles its lexer's patterns, stack_data and executing set up), every later one a
-    few. Done once here, a kernel's first error (a stub's NotImplementedError) is cheap too."""
+    """Format one traceback the way a kernel formats a failing cell's: the first costs tens of
+    ms (stack_data and executing set up), later ones well under one. Done once here, a kernel's
+    first error (a stub's NotImplementedError) is cheap too."""
     try:
         from IPython.core import ultratb
 
-        formatter = ultratb.AutoFormattedTB(mode="Context")
+        try:
+            formatter = ultratb.AutoFormattedTB(mode="Context", theme_name=NO_COLOR)
+        except TypeError:  # IPython < 9
+            formatter = ultratb.AutoFormattedTB(mode="Context", color_scheme="NoColor")
         try:
             raise ValueError("warming up")
         except ValueError:
@@ -247,7 +262,9 @@ def become_kernel(req: dict, forked: bool = True) -> None:
         if not forked:
             _prctl(PR_SET_CHILD_SUBREAPER, 1)
         apply_limits(req.get("limits") or {})
-        argv = ["-f", req["connection_file"], "--HistoryManager.enabled=False"]
+        # no colours: the grader strips them from every traceback anyway, and colouring one costs ~10 ms
+        # a traceback (pygments), ~100 ms the first time a file is highlighted
+        argv = ["-f", req["connection_file"], "--HistoryManager.enabled=False", f"--InteractiveShell.colors={NO_COLOR}"]
         if forked or sys.platform.startswith("linux"):
             argv.append("--IPKernelApp.parent_handle=0")  # PR_SET_PDEATHSIG (or the zygote) ends us with the grader
         elif sys.platform == "win32":  # the launcher's handles: interrupt event and parent process
@@ -398,6 +415,7 @@ def handle(req: dict) -> None:
     elif op == "extras":  # kernels forked from now on have these too
         for name in EXTRA_MODULES:
             preload_module(name)
+        warm_nbformat()
         import gc
 
         gc.collect()
