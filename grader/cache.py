@@ -10,7 +10,11 @@ backend), and the options that change grading (--only, an explicit --seed, --cel
 start, a reference solution that failed) is never stored: fixing the machine is enough.
 
 Entries live in the user cache directory (`$LEARN_CACHE_DIR` overrides), one JSON file each,
-written atomically; an unreadable entry is simply a miss.
+written atomically; an unreadable entry is simply a miss. A result is stored only if its notebook
+still holds the bytes its key was computed from when the grade is done (a save during a check).
+
+    cached_check(paths)          the library call: misses graded on a fresh kernel pool
+    check_with(grade, paths)     the same around any grader (the grading service's warm one)
 """
 
 from __future__ import annotations

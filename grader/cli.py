@@ -175,7 +175,8 @@ def generate(lessons: tuple[str, ...], out: Path | None, check_only: bool):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True), default=None,
               help="Also write the results as JSON here ('-' for stdout).")  # fmt: skip
 @click.option("--seed", type=int, default=None, help="Seed for the randomized inputs (printed with every result).")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to run at once (default: 2 or your core count).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
+              help="Kernels to run at once when grading in this process (--no-service; default: 2 or your core count).")  # fmt: skip
 @click.option("--cell-timeout", type=click.FloatRange(min=0.5), default=None, metavar="SECONDS",
               help="Stop any cell running longer than this (the lesson's own limit applies if lower).")  # fmt: skip
 @click.option("--no-cache", is_flag=True, help="Re-run notebooks even if they have not changed since the last check.")
@@ -556,7 +557,8 @@ def solution(name: str, lesson_id: str | None, yes: bool):
               help="Folder holding the notebooks (default: ./LESSON, or the current folder).")  # fmt: skip
 @click.option("--only", multiple=True, metavar="NAME", help="Grade only this function (repeatable).")
 @click.option("--seed", type=int, default=None, help="Seed for the randomized inputs (kept for the whole session).")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to keep warm (default: 2 or fewer).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
+              help="Kernels to keep warm with --no-service (default: 2 or fewer).")  # fmt: skip
 @click.option("--no-html", is_flag=True, help="Do not keep the HTML report next to the notebooks up to date.")
 @click.option("--max-runs", type=click.IntRange(1), default=None, hidden=True)
 @click.option("--no-service", is_flag=True, help="Grade in this process, not in your warm grading service (`learn service`).")
