@@ -403,6 +403,7 @@ class AssignReport:
     out: Path
     checks: list[str]
     problems: list[str] = field(default_factory=list)
+    mutants: object | None = None  # grader.mutants.Report of the pack's own checks (None: not run)
 
     @property
     def ok(self) -> bool:
@@ -452,7 +453,7 @@ def _data_files(folder: Path, notebooks: list[Path]) -> list[Path]:
     )  # fmt: skip
 
 
-def _stage(sources: list[str], staging: Path, lesson_id: str | None) -> Lesson:
+def stage(sources: list[str], staging: Path, lesson_id: str | None) -> Lesson:
     kind, folder, notebooks = _source_kind(sources)
     pack = staging / "source"
     if kind == "pack":
@@ -472,7 +473,7 @@ def _stage(sources: list[str], staging: Path, lesson_id: str | None) -> Lesson:
 
 
 async def _grade_all(lesson: Lesson, paths: list[tuple[str, Path]], jobs: int, seed: int):
-    from .batch import lesson_grader
+    from .assignments import lesson_grader
 
     async with lesson_grader(lesson, pool_size=jobs, seed=seed) as grader:
         return await asyncio.gather(*(grader.grade(path, lesson.id, spec_file) for spec_file, path in paths))
@@ -481,7 +482,7 @@ async def _grade_all(lesson: Lesson, paths: list[tuple[str, Path]], jobs: int, s
 def self_test(lesson: Lesson, release: Path, jobs: int | None = None) -> list[str]:
     """Problems that make the assignment unusable: a check that does not pass on the solution,
     one that does not fail on the generated stub, a solution notebook that raises."""
-    from .batch import default_seed
+    from .assignments import default_seed
 
     lesson.check_code()  # a broken checks.py is reported as such, before any kernel starts
     files = [spec.file for spec in lesson.notebooks]
@@ -601,13 +602,17 @@ def _prepare_out(out: Path) -> None:
 
 
 def assign(sources: str | list[str], out: Path | None = None, *, lesson_id: str | None = None, jobs: int | None = None,
-           echo: Callable[[str], None] | None = None) -> AssignReport:  # fmt: skip
+           echo: Callable[[str], None] | None = None, mutants: bool = True) -> AssignReport:  # fmt: skip
     """Build the pack and the student release in a staging folder, self-test them, and only then
-    move them into OUT (default ./assignment-ID). Returns the report (problems: nothing written)."""
+    move them into OUT (default ./assignment-ID). Returns the report (problems: nothing written).
+
+    `mutants`: after the self-test, grade small wrong versions of each solution with the pack's own
+    checks (`grader.mutants`, without the cascade matrix, on 5 seeds): `report.mutants` lists what
+    the checks cannot tell from the solution. It informs; it does not refuse the assignment."""
     sources = [sources] if isinstance(sources, str) else list(sources)
     staging = Path(tempfile.mkdtemp(prefix="learn-assign-"))
     try:
-        lesson = _stage(sources, staging, lesson_id)
+        lesson = stage(sources, staging, lesson_id)
         generate_lesson(lesson, staging / "release")
         leak_check(lesson, staging / "release")
         out = Path(out) if out is not None else Path(f"assignment-{lesson.id}")
@@ -618,6 +623,12 @@ def assign(sources: str | list[str], out: Path | None = None, *, lesson_id: str 
         report = AssignReport(lesson, out, list(lesson.checks), problems)
         if problems:
             return report
+        if mutants:
+            from .mutants import Options, run_mutants
+
+            if echo:
+                echo("mutants: grading small wrong versions of each solution with your checks...")
+            report.mutants = run_mutants(lesson, Options(seeds=5, mutant_seeds=2, cascade=False, jobs=jobs))
         out.mkdir(parents=True, exist_ok=True)
         for part in ("source", "release"):
             shutil.rmtree(out / part, ignore_errors=True)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, manual
+from .assignments import default_seed
 from .errors import ExecutionError, LearnError, LessonPackError, SandboxRequiredError, UnknownLessonError
 from .executor import (  # noqa: F401 - grade_notebooks, finish_notebook, stand_in, isolation_report: their old home
     Executor,
@@ -118,24 +119,10 @@ def guess_assignment(names: set[str]) -> Lesson:
     return scores[0][1]
 
 
-def default_seed(lesson: Lesson) -> int:
-    """The seed of an assignment unless one is given: derived from the pack, so `learn assign`'s
-    self-test and every `learn grade` of it share cached reference results."""
-    return int(hashlib.sha256(f"{lesson.id}:{lesson.fingerprint()}".encode()).hexdigest()[:8], 16) % 10**6 + 1
-
-
 def assignment_fingerprint(lesson: Lesson, seed: int, cell_timeout: float | None, timeout: float | None) -> str:
     """What a grade depends on besides the submission: the pack, the inputs, the limits, the policy."""
     data = [lesson.fingerprint(), seed, cell_timeout, timeout, POLICY_VERSION]
     return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
-
-
-def lesson_grader(lesson: Lesson, **options):
-    """A `grading.Grader` (the engine of `learn check`) that knows exactly one lesson: the
-    assignment, wherever its pack lives (bundled, installed, or a `learn assign` folder)."""
-    from .grading import Grader
-
-    return Grader(lessons={lesson.id: lesson}, **options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,11 +503,13 @@ class PlainProgress:
 
 
 class RichProgress:
-    """A live progress bar with ok / failed / error counts and an ETA (for terminals)."""
+    """A live progress bar with ok / failed / error counts and an ETA (for terminals), and the students
+    being graded right now, each with how long it has taken so far."""
 
     def __init__(self, console):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        self.in_flight: dict[str, float] = {}  # student -> when their grading started
         self.progress = Progress(
             TextColumn("[bold]grading"),
             BarColumn(),
@@ -529,10 +518,14 @@ class RichProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            _in_flight_column(self.in_flight),
             console=console,
             transient=False,
         )
         self.task = None
+
+    def started(self, student: str) -> None:
+        self.in_flight[student] = time.monotonic()
 
     def start(self, total: int, skipped: int) -> None:
         if skipped:
@@ -542,6 +535,7 @@ class RichProgress:
             self.task = self.progress.add_task("grading", total=total, ok=0, failed=0, error=0)
 
     def update(self, outcome: Outcome, summary: BatchSummary) -> None:
+        self.in_flight.pop(outcome.student, None)
         if outcome.state == "failed":
             self.progress.console.print(f"[red]grading {markup(outcome.student)} failed:[/] {markup(outcome.message)} (will be retried)")
         elif outcome.message:  # missing or extra notebooks, a notebook that could not be graded
@@ -552,6 +546,23 @@ class RichProgress:
     def stop(self) -> None:
         if self.task is not None:
             self.progress.stop()
+
+
+def _in_flight_column(in_flight: dict[str, float]):
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class InFlight(ProgressColumn):
+        """`now: alice 12s, bob 3s` - the students being graded, longest first (at most four)."""
+
+        def render(self, task) -> Text:
+            now = time.monotonic()
+            running = sorted(in_flight.items(), key=lambda kv: kv[1])[:4]
+            shown = ", ".join(f"{terminal(s, single_line=True)[:24]} {now - t:.0f}s" for s, t in running)
+            more = f" +{len(in_flight) - 4}" if len(in_flight) > 4 else ""
+            return Text(f"now: {shown}{more}" if shown else "", style="dim")
+
+    return InFlight()
 
 
 def open_executor(jobs: int, scheduler: str | None = None, profile: str = "torch") -> Executor:
@@ -612,6 +623,8 @@ class _Batch:
                     self._report(Outcome(sub.student, state))
                     continue
                 self.in_flight.add(sub.student)
+                if hasattr(self.progress, "started"):
+                    self.progress.started(sub.student)
                 tasks.add(asyncio.ensure_future(self._grade(sub, executor)))
                 for task in [t for t in tasks if t.done()]:
                     tasks.discard(task)

@@ -20,65 +20,23 @@ still holds the bytes its key was computed from when the grade is done (a save d
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from . import __version__
 from .errors import LearnError
+from .fingerprint import environment_fingerprint, grader_fingerprint
 from .paths import cache_dir
 from .results import NotebookResult, RunResult, Status
 
 __all__ = ["cache_dir", "grader_fingerprint", "environment_fingerprint", "result_key", "load_result", "store_result",
            "cached_check", "check_with"]  # fmt: skip
 
-# Libraries whose release can change a grade (numerics, how a kernel runs a notebook).
-GRADE_LIBRARIES = ("torch", "numpy", "fastai", "ipython", "ipykernel", "nbclient", "jupyter_client")
 # Failures of the machinery rather than of the notebook: never remembered, always retried.
 MACHINERY_ERROR_KINDS = ("execution", "lesson")
-
-
-@functools.lru_cache(maxsize=1)
-def grader_fingerprint() -> str:
-    """Changes whenever any source file of the grader package changes (not just its version)."""
-    h = hashlib.sha256(__version__.encode())
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def installed_version(distribution: str) -> str | None:
-    """The installed release of a distribution (None: not installed), read without importing it."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-@functools.lru_cache(maxsize=1)
-def _library_versions() -> tuple[str, ...]:
-    return (sys.version, *(f"{name}={installed_version(name) or '-'}" for name in GRADE_LIBRARIES))
-
-
-def environment_fingerprint(sandbox_mode: str | None = None) -> str:
-    """What besides the notebook and the pack changes a grade on this machine: the Python and
-    library versions, and how learner code runs (sandbox mode, kernel backend). No import of torch."""
-    if sandbox_mode is None:
-        from .sandbox import choose
-
-        sandbox_mode = choose().mode
-    backend = os.environ.get("LEARN_KERNEL_BACKEND", "").strip().lower() or "auto"
-    parts = [*_library_versions(), sandbox_mode, backend]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def result_key(notebook_bytes: bytes, lesson_fingerprint: str, options: dict) -> str:

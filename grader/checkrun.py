@@ -1,22 +1,20 @@
-"""One `learn check` as a library call: the same steps wherever the grading runs.
+"""One `learn check`, the same steps wherever the grading runs.
 
-    paths ──► the grading service (warm kernels)  ──┐                 ┌─► record in the progress history
-         └──► or this process: cache.cached_check ──┴─► RunResult ───┴─► write the HTML report  ──► CheckRun
+    paths ──► the grading service (warm kernels; service.run_check asks it first) ──┐        ┌─► record in the progress history
+         └──► or this process: check_here ─ workspace.check_readable ─ cache ─────┴─► RunResult ─┴─► write the HTML report ──► CheckRun
 
-`check()` asks this user's grading service (`grader.service`) first; where none can be started it
-says so once and grades in this process, exactly as before the service existed. Both ends call
-`record` and `write_check_report` here, so a result is recorded and reported the same way.
+Both ends call `record` and `write_check_report` here, so a result is recorded and reported the
+same way whichever process graded it; `CheckRun` is what travels back to the command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .results import RunResult, Status
 
-__all__ = ["CheckRun", "check", "record", "write_check_report"]
+__all__ = ["CheckRun", "check_here", "record", "write_check_report"]
 
 
 @dataclass
@@ -64,28 +62,16 @@ def write_check_report(run: RunResult, paths: list[Path], html: Path | None) -> 
         return None, f"could not render the HTML report: {type(exc).__name__}: {exc} (please report it)", html is not None
 
 
-def check(paths: list[Path], *, seed: int | None = None, only: list[str] | None = None, jobs: int | None = None,
-          cell_timeout: float | None = None, use_cache: bool = True, html: Path | None | bool = None, service: bool = True,
-          warn: Callable[[str], None] | None = None) -> CheckRun:  # fmt: skip
-    """Grade `paths` (the results cache first), record the fresh results, write the report.
-
-    `html`: False writes no report, None writes it next to the notebooks, a path writes it there.
-    `service`: ask this user's grading service (started if needed); where it cannot be had,
-    `warn` is told why, once, and the notebooks are graded in this process. `jobs` only sizes
-    the kernel pool of this process (the service keeps its own warm).
-    """
-    options = dict(seed=seed, only=only, cell_timeout=cell_timeout, use_cache=use_cache)
-    if service:
-        from . import service as svc
-
-        if not svc.disabled():
-            try:
-                return svc.check(paths, html=html, **options)
-            except svc.ServiceUnavailable as exc:
-                svc.tell_once(warn, exc)
+def check_here(paths: list[Path], *, seed: int | None = None, only: list[str] | None = None, jobs: int | None = None,
+               cell_timeout: float | None = None, use_cache: bool = True, html: Path | None | bool = None) -> CheckRun:  # fmt: skip
+    """Grade `paths` in this process (the results cache first), record the fresh results, write
+    the report. `html`: False writes no report, None writes it next to the notebooks, a path
+    writes it there. `jobs` sizes this process's kernel pool."""
     from .cache import cached_check
+    from .workspace import check_readable
 
-    run = cached_check(paths, jobs=jobs, **options)
+    options = dict(seed=seed, only=only, cell_timeout=cell_timeout, use_cache=use_cache)
+    run = check_readable(paths, cached_check, jobs=jobs, **options)  # not a notebook: refused at once, no kernel
     outcome = CheckRun(run)
     warning = record(run)
     if html is not False:

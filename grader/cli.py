@@ -108,6 +108,7 @@ def fetch(lesson_id: str, dest: Path | None, force: bool, source: str | None):
     """
     from .fetch import fetch_lesson, install_pack
     from .lessons import get_lesson
+    from .workspace import check_command
 
     if source:
         lesson = install_pack(source, expected_id=lesson_id)
@@ -123,7 +124,7 @@ def fetch(lesson_id: str, dest: Path | None, force: bool, source: str | None):
         click.echo(f"  {'kept':10} {dest / name}  (you changed it; --force replaces it after a backup)")
     for name in report.backups:
         click.echo(f"  {'backup':10} {dest / name}")
-    click.echo(f"Next: open the notebooks in {dest}/, fill in the functions, then run `learn check {lesson.id} --dir {dest}`.")
+    click.echo(f"Next: open the notebooks in {dest}/, fill in the functions, then run `{check_command(lesson.id, dest)}`.")
 
 
 @cli.command()
@@ -163,6 +164,28 @@ def generate(lessons: tuple[str, ...], out: Path | None, check_only: bool):
         click.echo("exercises are up to date")
 
 
+@cli.command("new")
+@click.argument("pack", metavar="PACK")
+@click.option("--dir", "dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the pack (default: ./PACK); it must not exist or be empty.")  # fmt: skip
+@click.option("--title", default=None, help="The lesson's title (default: 'PACK: an affine map').")
+@handle_errors
+def new(pack: str, dest: Path | None, title: str | None):
+    """Start a lesson pack that passes its own self-test: lesson.toml, checks.py, a solution notebook.
+
+    The example (an affine map, graded with fixed and random cases, a probe and a named mistake)
+    is there to be replaced by your lesson; `learn assign DIR` proves the checks at every step.
+    """
+    from .scaffold import new_pack
+
+    made = new_pack(pack, dest, title=title)
+    click.echo(f"created lesson pack {made.lesson.id} in {made.root}/")
+    for path in made.files:
+        click.echo(f"  {path}")
+    click.echo(f"Next: `learn assign {made.root}` proves its checks (they pass on the solution and fail on the student version);")
+    click.echo("then replace the example with your lesson: see the authoring guide of the documentation.")
+
+
 # ---------------------------------------------------------------------------------------------
 # checking
 
@@ -194,18 +217,17 @@ def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache
     or in this process with --no-service or where the service cannot start.
     Exit status: 0 all pass, 1 something fails, 2 a notebook cannot be graded (or bad usage).
     """
-    from .checkrun import check as run_check
     from .report import render_run, write_json
+    from .service import run_check
     from .workspace import resolve_targets
 
-    paths = resolve_targets(targets, work_dir)
+    paths = resolve_targets(targets, work_dir, only)
     console = make_console(stderr=json_path is not None and str(json_path) == "-")
     options = dict(seed=seed, only=list(only) or None, jobs=jobs, cell_timeout=cell_timeout, use_cache=not no_cache,
                    html=False if no_html else html_path, service=not no_service, warn=_err)  # fmt: skip
-    if console.is_terminal:
-        with console.status(f"Checking {len(paths)} notebook{'s' * (len(paths) != 1)}..."):
-            outcome = run_check(paths, **options)
-    else:
+    from .live import shown
+
+    with shown(console, f"Checking {len(paths)} notebook{'s' * (len(paths) != 1)}"):  # notebook, cell k of n, time vs limit
         outcome = run_check(paths, **options)
     for note in outcome.notes:
         _err(note)
@@ -299,8 +321,9 @@ def service_stop():
     "--id", "lesson_id", default=None, help="Assignment id for nbgrader or plain solution notebooks (default: from the folder name)."
 )
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to run at once for the self-test.")
+@click.option("--no-mutants", is_flag=True, help="Skip grading wrong versions of the solutions (what the checks cannot tell apart).")
 @handle_errors
-def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jobs: int | None):
+def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jobs: int | None, no_mutants: bool):
     """Make student notebooks from solution notebooks, after proving every check works.
 
     SOURCE is a lesson id, a lesson-pack folder, or solution notebooks (a folder or files) with
@@ -310,13 +333,17 @@ def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jo
     """
     from .assign import assign as run_assign
 
-    report = run_assign(list(sources), out, lesson_id=lesson_id, jobs=jobs, echo=click.echo)
+    report = run_assign(list(sources), out, lesson_id=lesson_id, jobs=jobs, echo=click.echo, mutants=not no_mutants)
     if not report.ok:
         for problem in report.problems:
             _err(problem)
         _err(f"refusing to write the assignment: {len(report.problems)} check(s) cannot tell a solution from a stub")
         sys.exit(EXIT_FAILED)
     click.echo(f"{report.lesson.id}: {len(report.checks)} checks pass on the solution and fail on the student version")
+    if report.mutants is not None:
+        from .mutants import survivors_text
+
+        click.echo(survivors_text(report.mutants))
     if report.lesson.manual:
         manual = report.lesson.manual.values()
         click.echo(f"  {len(manual)} item(s) graded by hand ({sum(m.points for m in manual):g} points): "
@@ -324,6 +351,50 @@ def assign(sources: tuple[str, ...], out: Path | None, lesson_id: str | None, jo
     click.echo(f"  release (for students): {report.release}")
     click.echo(f"  source (keep private):  {report.source}")
     click.echo(f"Next: hand out {report.release}, then `learn grade SUBMISSIONS --assignment {report.out}`.")
+
+
+@cli.command()
+@click.argument("pack", metavar="PACK_OR_FOLDER")
+@click.option("--only", multiple=True, metavar="NAME", help="Only these graded functions (repeatable).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the full report as JSON.")
+@click.option("--seeds", type=click.IntRange(1, 1000), default=50, show_default=True,
+              help="Seeds on which the reference must pass and every named mistake be caught.")  # fmt: skip
+@click.option("--mutant-seeds", type=click.IntRange(1, 50), default=3, show_default=True,
+              help="Seeds on which each mutant must be caught to count as killed.")  # fmt: skip
+@click.option("--no-cascade", is_flag=True, help="Skip the cascade matrix (real notebooks with a wrong, raising or hanging helper).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.95, show_default=True, help="Exit 1 below this mutation score.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to run at once.")
+@handle_errors
+def mutants(pack, only, json_path, seeds, mutant_seeds, no_cascade, min_score, jobs):
+    """Measure how good a pack's checks are: grade wrong versions of its solution.
+
+    PACK_OR_FOLDER is a lesson id, a lesson-pack folder, or solution notebooks with markers (ours or
+    nbgrader's). Prints, per graded function, how many mutants (small changes of the solution: an
+    operator swapped, a statement left out, a reduction over the wrong axis ...) and named mistakes
+    its check catches, and lists the ones it cannot tell from the solution; the cascade matrix
+    (does every caller keep its points when a helper is wrong?); and whether the reference passes
+    and every named mistake is caught on each of --seeds seeds. Exit 0 when the score reaches
+    --min-score, every cascade pair holds and nothing slips on any seed; 1 otherwise; 2 bad input.
+    """
+    import tempfile
+
+    from .mutants import Options, format_table, gate, load_pack, run_mutants, write_json
+
+    with tempfile.TemporaryDirectory(prefix="learn-mutants-") as staging:
+        lesson = load_pack(pack, Path(staging))
+        if not lesson.checks:
+            raise LearnError(f"{lesson.id} has no checks: nothing to measure")
+        opts = Options(only=list(only) or None, seeds=seeds, mutant_seeds=mutant_seeds, cascade=not no_cascade, jobs=jobs)
+        click.echo(f"{lesson.id}: grading mutants of {len(opts.only or lesson.checks)} graded function(s) ...", err=True)
+        report = run_mutants(lesson, opts, echo=lambda line: click.echo(line, err=True))
+    click.echo(format_table(report))
+    if json_path is not None:
+        write_json(report, json_path)
+        click.echo(f"wrote {json_path}")
+    problems = gate(report, min_score)
+    for problem in problems:
+        _err(problem)
+    sys.exit(EXIT_FAILED if problems else EXIT_OK)
 
 
 @cli.command()
@@ -471,10 +542,12 @@ def progress(html_path: Path | None):
     summary = summarize()
     console = make_console()
     render_progress(summary, console)
-    from .review import summary_line
+    from .cards import summary_line
+    from .quiz.session import unfinished_line
 
-    if summary_line():
-        console.print(summary_line(), markup=False, highlight=False)
+    for line in (summary_line(), unfinished_line()):  # due reviews; quiz answers in sessions not finished yet
+        if line:
+            console.print(line, markup=False, highlight=False)
     if html_path is not None:
         from .html import render_progress_page, write_html
 
@@ -751,9 +824,9 @@ def predict(pack, answers_path, restart, list_only):
             console.print(Text(f"{d.id:28} {d.kind:7} {d.notebook} cell {d.cell + 1}"))
         return
     if answers_path is not None:
+        from .cards import record_items
         from .errors import QuizAnswersError
         from .predict import grade_answers
-        from .review import record_items
 
         try:
             text = answers_path.read_text(encoding="utf-8")
@@ -766,7 +839,10 @@ def predict(pack, answers_path, restart, list_only):
             if warning:
                 _err(warning)
         sys.exit(code)
-    run_interactive(lesson, drills, console, _read_line, restart=restart)
+    from .predict import DrillRunner
+
+    if run_interactive(lesson, drills, console, _read_line, restart=restart, runner_factory=DrillRunner).interrupted:
+        sys.exit(130)  # Ctrl-C: interrupted, as everywhere (what was answered is saved)
 
 
 @cli.command()
@@ -793,8 +869,10 @@ def review(answers_path, limit):
             text = answers_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise QuizAnswersError(f"{answers_path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    run_review(make_console(), _read_line, answers_text=text, answers_source=str(answers_path), limit=limit,
-               drill_runner_factory=DrillRunner, code_runner_factory=CodeRunner)  # fmt: skip
+    session = run_review(make_console(), _read_line, answers_text=text, answers_source=str(answers_path), limit=limit,
+                         drill_runner_factory=DrillRunner, code_runner_factory=CodeRunner)  # fmt: skip
+    if session.interrupted:
+        sys.exit(130)  # Ctrl-C: interrupted, as everywhere (the items rated so far are kept)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -806,46 +884,65 @@ def review(answers_path, limit):
 @click.option("--db", "db_url", default=None, metavar="URL",
               help="postgresql://... for PostgreSQL (default: SQLite in COURSE_DIR/course.db).")  # fmt: skip
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Grade on this Dask cluster instead of a local pool.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (put TLS in front: README).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (put TLS in front: see the course server docs).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Submissions graded at once (local pool; default 2).")
 @click.option("--https-only", is_flag=True, help="Send the session cookie over HTTPS only (behind a TLS proxy).")
+@click.option("--forwarded-allow-ips", default=None, metavar="ADDRESSES",
+              help="The proxy in front (comma-separated addresses, or '*'): its X-Forwarded-For is the client address that sign-in "
+                   "limits count. Default: 127.0.0.1 (or $FORWARDED_ALLOW_IPS).")  # fmt: skip
+@click.option("--student-quota", type=click.FloatRange(1), default=None, metavar="MB",
+              help="What one student's submissions may keep on disk (default 200 MB).")  # fmt: skip
+@click.option("--signin-link", "signin_for", default=None, metavar="NAME",
+              help="Print a fresh sign-in link for the account NAME (the instructor's too: a lost password) and exit.")  # fmt: skip
 @click.option("--allow-unsandboxed", is_flag=True,
               help="Serve even without bubblewrap (no filesystem or network isolation; also LEARN_ALLOW_UNSANDBOXED=1).")  # fmt: skip
 @handle_errors
-def serve(course_dir, db_url, scheduler, host, port, jobs, https_only, allow_unsandboxed):
+def serve(course_dir, db_url, scheduler, host, port, jobs, https_only, forwarded_allow_ips, student_quota, signin_for, allow_unsandboxed):
     """Run the course server: students upload notebooks and get feedback in seconds.
 
     COURSE_DIR holds the uploads, the session key and (by default) the SQLite database; it is
-    created if missing. At first start a one-time link to create the instructor account is
-    printed. Refuses to start without bubblewrap unless --allow-unsandboxed (exit 2).
+    created if missing, readable by its owner only. At first start a one-time link to create the
+    instructor account is printed; --signin-link NAME prints a new one for any account later.
+    Refuses to start without bubblewrap unless --allow-unsandboxed (exit 2).
     """
     from .server import serve as run_server
+    from .server import signin_link
 
+    if signin_for:
+        path = signin_link(course_dir, signin_for, db_url)
+        click.echo(f"A sign-in link for {signin_for} (valid two weeks; the earlier one no longer works):\n  http://{host}:{port}{path}")
+        click.echo("(behind a proxy, put your server's address in front of the path instead)")
+        return
     run_server(course_dir, db=db_url, scheduler=scheduler, host=host, port=port, jobs=jobs, allow_unsandboxed=allow_unsandboxed,
-               https_only=https_only, echo=click.echo, warn=lambda line: _err(line))  # fmt: skip
+               https_only=https_only, forwarded_allow_ips=forwarded_allow_ips, student_quota_mb=student_quota, echo=click.echo,
+               warn=lambda line: _err(line))  # fmt: skip
 
 
 @cli.command()
 @click.option("--server", "server_url", required=True, metavar="URL", help="The course server, e.g. https://learn.example.edu.")
 @click.option("--token", default=None, envvar="LEARN_TOKEN", help="Your personal token (or set LEARN_TOKEN).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for the grade.")
+@click.option("--partial", is_flag=True, help="Submit even if some of the assignment's notebooks are not among NOTEBOOKS: "
+              "each missing one is graded from your latest copy on the server.")  # fmt: skip
 @click.argument("assignment")
 @click.argument("notebooks", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @handle_errors
-def submit(server_url, token, no_wait, assignment, notebooks):
+def submit(server_url, token, no_wait, partial, assignment, notebooks):
     """Submit NOTEBOOKS (or a zip) for ASSIGNMENT to a course server and wait for the grade.
 
-    Exit status: 0 graded with full marks, 1 graded with points missing (or grading failed), 2
-    refused (bad token, limits, no such assignment).
+    The server's limits are checked before uploading, and a refusal says the server's reason.
+    Exit status: 0 graded with full marks (of what is graded so far), 1 graded with points
+    missing (or grading failed), 2 refused (bad token, limits, notebooks missing without
+    --partial, no such assignment).
     """
     from .server.client import submit as send
 
-    status = send(server_url, assignment, list(notebooks), token or "", wait=not no_wait, echo=click.echo)
+    status = send(server_url, assignment, list(notebooks), token or "", wait=not no_wait, partial=partial, echo=click.echo)
     if no_wait:
         sys.exit(EXIT_OK)
-    full = status.get("state") == "graded" and status.get("final") is not None and status["final"] >= (status.get("max_points") or 0)
-    sys.exit(EXIT_OK if full else EXIT_FAILED)
+    final, possible = status.get("final"), (status.get("possible") or status.get("max_points") or 0) - (status.get("manual_pending") or 0)
+    sys.exit(EXIT_OK if status.get("state") == "graded" and final is not None and final >= possible else EXIT_FAILED)
 
 
 def _skip_slow_imports() -> None:

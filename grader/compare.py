@@ -306,12 +306,19 @@ def _compare_values(got: torch.Tensor, expected: torch.Tensor, tol: Tolerance, p
 
 
 def _small(t: torch.Tensor) -> str:
-    """A scalar or small tensor by its values (4.333, [1, 2.5]); a larger one by its shape."""
+    """A scalar or small tensor by its values (4.333, [1, 2.5], [[19, 22], [43, 50]]); a larger one by its shape,
+    "a (28, 28) tensor"."""
     if t.numel() == 1 and t.dim() == 0:
         return _num(_real(t.item()))
-    if t.numel() <= 6 and t.dim() == 1:
-        return "[" + ", ".join(_num(_real(v)) for v in t.tolist()) + "]"
-    return f"tensor{fmt_shape(t.shape)}"
+    if 0 < t.numel() <= 12 and t.dim() <= 3:
+        return _nested(t.tolist())
+    return f"a {fmt_shape(t.shape)} tensor"
+
+
+def _nested(values) -> str:
+    if isinstance(values, list):
+        return "[" + ", ".join(_nested(v) for v in values) + "]"
+    return _num(_real(values))
 
 
 def _nan_to_inf(x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from .manual import TAMPER_PREFIX
 __all__ = ["ClassSummary", "summarise", "render_dashboard", "write_dashboard", "ATTENTION_BELOW"]
 
 ATTENTION_BELOW = 0.5  # a student scoring under this fraction of the points needs attention
+TIMEOUT_PREFIX = "timeout"  # a record's problem saying a notebook or cell ran out of time (the course server writes these)
 _KIND_WORDS = {
     "values": "wrong values",
     "known_mistake": "a known mistake",
@@ -118,7 +119,7 @@ def summarise(records: list[SubmissionRecord]) -> ClassSummary:
             reasons.append(r.error)
         if r.max_points and r.points / r.max_points < ATTENTION_BELOW:
             reasons.append(f"scored {100 * r.points / r.max_points:.0f}% (under {ATTENTION_BELOW:.0%})")
-        reasons += [p for p in r.problems if p.startswith(("missing", TAMPER_PREFIX))]  # a changed locked cell: look at it
+        reasons += [p for p in r.problems if p.startswith(("missing", TIMEOUT_PREFIX, TAMPER_PREFIX))]  # a changed locked cell: look at it
         if reasons:
             attention.append(Attention(r.student, r.assignment, r.points, r.max_points, r.status or r.state, reasons))
     ordered = sorted(checks.values(), key=lambda s: (s.rate, -s.attempts, s.notebook, s.name))

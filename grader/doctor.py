@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import sandbox as sandbox_mod
-from .cache import installed_version
 from .errors import ExecutionError
+from .fingerprint import installed_version
 
 __all__ = ["Finding", "Report", "run", "format_finding", "OK", "WARN", "PROBLEM", "SKIP"]
 

@@ -25,7 +25,7 @@ the CLI uses for it. Anything else escaping the library is a bug in *our* code.
      ├── UploadError                `learn serve`: an upload refused (size, count, rate, not a notebook)
      └── ExecutionError   exit 3    the kernel machinery itself failed (not the learner's code)
 
-Exit codes of the CLI (README, "Exit codes"): 0 success; 1 graded, and something failed (a
+Exit codes of the CLI (docs/reference/exit-codes.md): 0 success; 1 graded, and something failed (a
 function, a quiz answer, a `learn doctor` problem, a self-test); 2 a LearnError above, or a
 notebook that cannot be graded; 3 the machinery failed outside a grade (ExecutionError);
 130 interrupted (Ctrl-C).
@@ -34,6 +34,7 @@ notebook that cannot be graded; 3 the machinery failed outside a grade (Executio
 from __future__ import annotations
 
 __all__ = [
+    "did_you_mean",
     "LearnError",
     "UnknownLessonError",
     "UnknownNotebookError",
@@ -63,11 +64,21 @@ class LearnError(Exception):
     exit_code = 2
 
 
+def did_you_mean(word: str, known, n: int = 3) -> str:
+    """ " Did you mean lesson3?" for a mistyped name (the closest known ones), or "" when none is close."""
+    import difflib
+
+    known = [str(k) for k in known]
+    close = difflib.get_close_matches(str(word), known, n=n, cutoff=0.6)
+    close += [k for k in known if word and str(word).lower() in k.lower() and k not in close][: n - len(close)]
+    return f" Did you mean {' or '.join(close)}?" if close else ""
+
+
 class UnknownLessonError(LearnError):
     def __init__(self, lesson: str, known: list[str]):
         self.lesson, self.known = lesson, known
         choices = ", ".join(known) if known else "(none installed)"
-        super().__init__(f"unknown lesson '{lesson}'. Known lessons: {choices}")
+        super().__init__(f"unknown lesson '{lesson}'.{did_you_mean(lesson, known)} Known lessons: {choices}")
 
 
 class UnknownNotebookError(LearnError):

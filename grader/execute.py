@@ -31,6 +31,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
+from . import live
 from .errors import ExecutionError
 from .harness import MIME, PROGRESS_FILE, harness_cell_source, new_nonce, probe_in_flight
 from .kernels import KernelPool, Limits, Slot
@@ -53,6 +54,8 @@ class KernelJob:
     profile: str = "torch"
     limits: Limits = field(default_factory=Limits)
     max_restarts: int = 3
+    label: str = ""  # what live progress calls this run (default: the notebook's name)
+    skip_cells: frozenset[int] = frozenset()  # cells not to run (they did not finish in an earlier run of the same notebook)
 
 
 @dataclass
@@ -421,6 +424,11 @@ class _Run:
             if cell.cell_type != "code" or not cell.source.strip():
                 continue
             remaining = deadline - time.monotonic()
+            if index in self.job.skip_cells:
+                self.out.cells.append(CellRun(index=index, status="skipped", evalue="not run again: it did not finish the first time"))
+                continue
+            # numbered as the report numbers cells: 1-based over all the notebook's cells
+            live.cell(self.job, index + 1, len(self.job.notebook.cells), min(self.job.cell_timeout, max(0.0, remaining)))
             if not alive or remaining <= 0:
                 reason = "notebook time limit reached" if remaining <= 0 else "the kernel could not be restarted"
                 self.out.cells.append(CellRun(index=index, status="skipped", evalue=reason))
@@ -442,6 +450,8 @@ class _Run:
         deadline = time.monotonic() + self.job.probe_budget
         started = time.monotonic()
         nonce = new_nonce()
+        live.checking(self.job, len(pending))
+        hung: list[str] = []
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -452,7 +462,8 @@ class _Run:
             self.client.probe_messages = []
             with contextlib.suppress(OSError):
                 (self.slot.work / PROGRESS_FILE).unlink()
-            run = await self.exec_source(-2, harness_cell_source(pending, nonce, define=not self.harness_defined), remaining)
+            source = harness_cell_source(pending, nonce, hung, define=not self.harness_defined)
+            run = await self.exec_source(-2, source, remaining)
             self.harness_defined = self.harness_defined or run.status == "ok"
             for msg in self.client.probe_messages:
                 if isinstance(msg, dict) and msg.get("nonce") == nonce and msg.get("id") in {p["id"] for p in pending}:
@@ -467,6 +478,8 @@ class _Run:
             culprit_id = probe_in_flight(_read_text(self.slot.work / PROGRESS_FILE))
             culprit = next((p for p in pending if p["id"] == culprit_id), pending[0])
             pending.remove(culprit)
+            if run.status == "timeout" and not culprit.get("replace") and culprit.get("check"):
+                hung.append(culprit["check"])  # judged once (kernel_side._judged_once)
             self.out.probes[culprit["id"]] = {
                 "id": culprit["id"],
                 "status": "timeout" if run.status == "timeout" else "died",
@@ -488,6 +501,7 @@ async def run_job(pool: KernelPool, job: KernelJob) -> JobOutcome:
         slot.prepare_job()
         run = _Run(slot, job, pool.box.mode)
         threads = pool.threads_per_kernel
+        live.started(job)
         try:
             await run.start_kernel(threads)
             await run.run_cells(threads)
@@ -496,6 +510,7 @@ async def run_job(pool: KernelPool, job: KernelJob) -> JobOutcome:
                     await run.replace_kernel(threads, time.monotonic() + job.notebook_timeout)
                 await run.run_probes(threads)
         finally:
+            live.finished(job)
             await run.stop_kernel(kill=not pool.keep_warm)
         run.out.duration = time.monotonic() - started
         return run.out
@@ -511,9 +526,22 @@ class KernelSession:
     def outcome(self) -> JobOutcome:
         return self._run.out
 
-    async def probe(self, probes: list[dict]) -> dict[str, dict]:
-        """Run one round of probes in the same kernel; the raw result of each, by id."""
+    @property
+    def workdir(self) -> Path:
+        """The kernel's working directory (a relay passes files through it)."""
+        return self._run.slot.work
+
+    @property
+    def uid(self) -> int | None:
+        """The uid the kernel runs as, when it is not ours."""
+        return self._run.slot.uid
+
+    async def probe(self, probes: list[dict], budget: float | None = None) -> dict[str, dict]:
+        """Run one round of probes in the same kernel; the raw result of each, by id. `budget`:
+        seconds for the whole round (default: the job's probe budget)."""
         self._run.job.probes = probes
+        if budget is not None:
+            self._run.job.probe_budget = budget
         self._run.out.probes = {}
         if self._run.client is None or not await self._run.client.km.is_alive():
             await self._run.replace_kernel(self._threads, time.monotonic() + self._run.job.notebook_timeout)
@@ -531,15 +559,19 @@ async def open_session(pool: KernelPool, job: KernelJob):
     nothing else, staged and started as this one was, taken here when the job is the same."""
     async with pool.slot(job.profile) as slot:
         threads = pool.threads_per_kernel
-        run = await _adopt_prerun(slot, job) if pool.prerun else None
-        if run is None:
-            run = await _prerun(slot, job, pool.box.mode, threads)
-        if pool.prerun:
-            slot.make_spare = functools.partial(_prerun, slot, dataclasses.replace(job, probes=[]), pool.box.mode, threads)
+        live.started(job)
+        run = None
         try:
+            run = await _adopt_prerun(slot, job) if pool.prerun else None
+            if run is None:
+                run = await _prerun(slot, job, pool.box.mode, threads)
+            if pool.prerun:
+                slot.make_spare = functools.partial(_prerun, slot, dataclasses.replace(job, probes=[]), pool.box.mode, threads)
             yield KernelSession(run, threads)
         finally:
-            await run.stop_kernel(kill=not pool.keep_warm)
+            live.finished(job)
+            if run is not None:
+                await run.stop_kernel(kill=not pool.keep_warm)
 
 
 async def _prerun(slot: Slot, job: KernelJob, sandbox: str, threads: int) -> _Run:
@@ -547,8 +579,12 @@ async def _prerun(slot: Slot, job: KernelJob, sandbox: str, threads: int) -> _Ru
     _stage_files(slot, job)
     slot.prepare_job()
     run = _Run(slot, job, sandbox)
-    await run.start_kernel(threads)
-    await run.run_cells(threads)
+    try:
+        await run.start_kernel(threads)
+        await run.run_cells(threads)
+    except BaseException:
+        await run.stop_kernel()
+        raise
     return run
 
 

@@ -89,27 +89,32 @@ def csv_text(records: list[SubmissionRecord], manual_rows: dict | None = None) -
         row["auto"] += r.points
         row["manual"] += given
         row["pending"] += sum(m.max_points for m in hand if m.state != "graded")
-        row["status"].append(r.status if r.state == "graded" else "not graded")
+        row["status"].append(r.status if r.state == "graded" else "not submitted" if r.state == "not_submitted" else "not graded")
         if multi:
-            row[f"{r.assignment} total"] = _fmt(r.points + given)
+            row[f"{r.assignment} total"] = fmt_points(r.points + given)
         for c in r.checks:
-            row[columns[(r.assignment, c.name)]] = _fmt(c.points)
+            row[columns[(r.assignment, c.name)]] = fmt_points(c.points)
         row["problems"] += r.problems + ([r.error] if r.error else [])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([csv_cell(h) for h in header])  # text cells made inert (student ids and problems come from learners)
     for row in rows.values():
         statuses = row["status"]
-        row["status"] = "error" if "error" in statuses or "not graded" in statuses else "failed" if "failed" in statuses else "ok"
-        row["percent"] = _fmt(100.0 * row["total"] / row["possible"]) if row["possible"] else ""
-        row["total"], row["possible"] = _fmt(row["total"]), _fmt(row["possible"])
-        row["auto"], row["manual"], row["pending"] = _fmt(row["auto"]), _fmt(row["manual"]), _fmt(row["pending"])
+        if all(s == "not submitted" for s in statuses):  # the course server lists every student, these with 0
+            row["status"] = "not submitted"
+        else:
+            row["status"] = (
+                "error" if {"error", "not graded"} & set(statuses) else "failed" if {"failed", "not submitted"} & set(statuses) else "ok"
+            )
+        row["percent"] = fmt_points(100.0 * row["total"] / row["possible"]) if row["possible"] else ""
+        row["total"], row["possible"] = fmt_points(row["total"]), fmt_points(row["possible"])
+        row["auto"], row["manual"], row["pending"] = fmt_points(row["auto"]), fmt_points(row["manual"]), fmt_points(row["pending"])
         row["problems"] = " | ".join(dict.fromkeys(p.replace("\n", " ") for p in row["problems"]))
         writer.writerow([csv_cell(row.get(h, "")) for h in header])  # numbers (ours) stay numbers, text never a formula
     return out.getvalue()
 
 
-def _fmt(value: float) -> int | float:
+def fmt_points(value: float) -> int | float:
     value = round(float(value), 2)
     return int(value) if value.is_integer() else value
 

@@ -100,7 +100,7 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _owner_dead(owner: str | None) -> bool:
+def owner_dead(owner: str | None) -> bool:
     """True when the owner ran on this host and its process is gone."""
     if not owner:
         return True
@@ -289,7 +289,7 @@ class Gradebook:
             ).fetchone()
             if row is not None:
                 state, *old_key, owner, until = row
-                if owner and owner != self.owner and (until or 0) > now and not _owner_dead(owner):
+                if owner and owner != self.owner and (until or 0) > now and not owner_dead(owner):
                     return "busy"
                 if state == "graded" and tuple(old_key) == key and not regrade:
                     return "unchanged"

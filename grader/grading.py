@@ -19,135 +19,28 @@ import os
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, wire
-from .cache import environment_fingerprint, grader_fingerprint
-from .checks import Case, Check
-from .compare import Tolerance, Verdict, compare, fmt_shape
+from . import __version__, explain, wire
+from .checks import Check
+from .compare import Verdict, compare, describe
 from .errors import ExecutionError, LearnError, LessonPackError, NotebookLoadError, UnknownNotebookError
 from .execute import JobOutcome, KernelJob, run_job
+from .fingerprint import environment_fingerprint, grader_fingerprint
 from .kernels import KernelPool, Limits
 from .lessons import CheckSpec, Lesson, NotebookSpec, all_lessons, identify
 from .notebook import definitions, load_notebook
 from .paths import cache_dir
+from .plan import Plan, PlannedCase, plan
 from .results import CaseResult, CellProblem, CheckResult, NotebookResult, RunResult, Status
+from .tracebacks import fold
 
 __all__ = ["Grader", "check_notebook", "check_notebooks", "new_seed"]
 
 
 def new_seed() -> int:
     return random.SystemRandom().randrange(1, 10**6)
-
-
-@dataclass
-class PlannedCase:
-    id: str
-    check: str
-    case: Case
-    label: str
-    call: str
-    tol: Tolerance
-
-
-@dataclass
-class Plan:
-    lesson: Lesson
-    spec: NotebookSpec
-    seed: int
-    checks: list[CheckSpec]
-    code: dict[str, Check]
-    cases: dict[str, list[PlannedCase]] = field(default_factory=dict)
-
-    def probes(self, reference: bool) -> list[dict]:
-        out = []
-        for spec in self.checks:
-            check = self.code[spec.name]
-            for pc in self.cases[spec.name]:
-                if reference and not pc.case.reference:
-                    continue
-                base = _probe_spec(pc, check, spec)
-                out.append(base)
-                if reference:
-                    for mistake in check.mistakes:
-                        out.append({**base, "id": f"{pc.id}~{mistake.name}", "replace": mistake.wire()})
-        return out
-
-
-def _default_probe_source(name: str) -> str:
-    return f"def call_graded(ns, *args, **kwargs):\n    return ns[{name!r}](*args, **kwargs)\n"
-
-
-def _probe_spec(pc: PlannedCase, check: Check, spec: CheckSpec) -> dict:
-    from .checks import probe_source
-
-    if pc.case.probe is not None:
-        source, entry = probe_source(pc.case.probe)
-    else:
-        source, entry = _default_probe_source(check.name), "call_graded"
-    return {
-        "id": pc.id,
-        "source": source,
-        "entry": entry,
-        "args": wire.encode(tuple(pc.case.args)),
-        "kwargs": wire.encode(dict(pc.case.kwargs)),
-        "requires": check.required_names(),
-        "callables": check.callable_names(),
-        "seed": pc.case.seed,
-        "timeout": pc.case.timeout or spec.probe_timeout,
-    }
-
-
-def _show_value(value) -> str:
-    from .compare import torch  # imported only if some value is a tensor
-
-    if type(value) is torch.Tensor:
-        if value.numel() <= 6:
-            body = repr(_round(value.tolist()))
-            return f"tensor({body})"
-        return f"tensor<{fmt_shape(value.shape)}, {str(value.dtype).replace('torch.', '')}>"
-    if type(value) is float:
-        return f"{value:.4g}"
-    if type(value) in (list, tuple) and len(value) > 6:
-        return f"{type(value).__name__}[{len(value)} items]"
-    return repr(value)
-
-
-def _round(value):
-    if isinstance(value, float):
-        return float(f"{value:.4g}")
-    if isinstance(value, list):
-        return [_round(v) for v in value]
-    return value
-
-
-def show_call(name: str, case: Case) -> str:
-    if case.show:
-        return case.show
-    parts = [_show_value(a) for a in case.args] + [f"{k}={_show_value(v)}" for k, v in case.kwargs.items()]
-    return f"{name}({', '.join(parts)})"
-
-
-def plan(lesson: Lesson, spec: NotebookSpec, seed: int, only: list[str] | None = None) -> Plan:
-    code = lesson.check_code()
-    checks = [c for c in lesson.checks_for(spec) if not only or c.name in only]
-    p = Plan(lesson, spec, seed, checks, code)
-    for cspec in checks:
-        check = code[cspec.name]
-        tol = Tolerance(rtol=cspec.rtol, atol=cspec.atol, check_dtype=cspec.check_dtype)
-        planned = []
-        n_fixed = n_random = 0
-        for i, case in enumerate(check.build_cases(seed)):
-            if case.random:
-                n_random += 1
-                label = case.label or f"random input {n_random}"
-            else:
-                n_fixed += 1
-                label = case.label or f"fixed input {n_fixed}"
-            planned.append(PlannedCase(f"{cspec.name}/{i}", cspec.name, case, label, show_call(cspec.name, case), case.tol or tol))
-        p.cases[cspec.name] = planned
-    return p
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,42 +55,35 @@ def _rewrite_cells(lines: list[str], input_map: dict[int, int]) -> list[str]:
         idx = input_map.get(int(m.group(1)))
         return f"cell {idx + 1}" if idx is not None else m.group(0)
 
-    return [_IN_REF.sub(sub, line) for line in lines]
+    return fold([_IN_REF.sub(sub, line) for line in lines])  # the learner's cells; library frames folded
 
 
 @dataclass
-class _Context:
+class JudgeContext:
     """What judging needs to explain failures: the notebook's cells and what went wrong in them."""
 
     path: Path
     defs: dict[str, int]
     problems: dict[int, CellProblem]
     outcome: JobOutcome
-
-    def where_defined(self, name: str) -> str:
-        idx = self.defs.get(name)
-        if idx is None:
-            return ""
-        problem = self.problems.get(idx + 1)
-        if problem is None:
-            return f" (it is defined in cell {idx + 1})"
-        what = f"{problem.ename}: {problem.evalue}".strip(": ") if problem.ename else problem.evalue or problem.kind
-        return f" - it is defined in cell {idx + 1}, but that cell failed ({what[:200]})"
+    nb: object = None  # the notebook, to find the cell meant to define a name even when it does not parse
 
 
-def _probe_failure(raw: dict, check: CheckSpec, ctx: _Context) -> tuple[Status, str, str, list[str] | None]:
+def _probe_failure(raw: dict, check: CheckSpec, ctx: JudgeContext) -> tuple[Status, str, str, list[str] | None]:
     """(status, kind, message, traceback) for a probe that did not return a value."""
     status = raw.get("status")
     fname = f"`{check.name}`"
     if status == "missing":
-        names = raw.get("names", [])
-        missing = ", ".join(f"`{n}`" for n in names)
-        details = "".join(ctx.where_defined(n) for n in names[:1])
-        return Status.ERROR, "missing", f"{missing} is not defined in {ctx.path.name}{details}", None
+        return Status.ERROR, "missing", explain.missing(raw.get("names", []), ctx), None
     if status == "not_callable":
         names, types = raw.get("names", []), raw.get("types", [])
         pairs = ", ".join(f"`{n}` is a {t}" for n, t in zip(names, types))
         return Status.ERROR, "not_callable", f"{pairs}, not a function", None
+    if status == "helper_hung":
+        names = " and ".join(f"`{n}`" for n in raw.get("names", []))
+        return Status.TIMEOUT, "helper_hung", f"{fname} was not called: {names}, which it uses, never returned (see {names})", None
+    if status == "timeout" and raw.get("judged_once"):
+        return Status.TIMEOUT, "timeout", f"{fname} was not called again: an earlier call did not return", None
     if status == "timeout":
         seconds = raw.get("seconds", check.probe_timeout)
         return (
@@ -216,11 +102,13 @@ def _probe_failure(raw: dict, check: CheckSpec, ctx: _Context) -> tuple[Status, 
         )
         if ename == "NotImplementedError":
             return Status.FAILED, "not_implemented", f"{fname} is not written yet (it still raises NotImplementedError)", tb
-        message = f"{fname} raised {ename}: {evalue}".rstrip(": ")
-        m = re.match(r"name '(\w+)' is not defined", evalue)
-        if ename == "NameError" and m:
-            message += ctx.where_defined(m.group(1)) or f" - `{m.group(1)}` is not defined anywhere in the notebook"
-        return Status.ERROR, "exception", message, tb
+        if raw.get("origin") == "probe":  # the check's own code choked on what the function returned: the value is wrong
+            what = f"{ename}: {evalue}".rstrip(": ")
+            return Status.FAILED, "unusable_value", f"{fname} returned a value this check cannot use ({what[:300]})", None
+        named = explain.exception(check.name, ename, evalue, tb, ctx)  # a classic mistake, in the learner's terms
+        if named is not None:
+            return Status.ERROR, named[0], named[1], tb
+        return Status.ERROR, "exception", f"{fname} raised {ename}: {evalue}".rstrip(": "), tb
     if status == "interrupted":
         return Status.TIMEOUT, "timeout", f"{fname} was interrupted (time limit)", None
     return Status.ERROR, "lost", f"no result came back for {fname} (the kernel stopped before reporting)", None
@@ -231,7 +119,7 @@ def _decode(raw: dict):
 
 
 def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | None, reference: dict | None,
-               mistakes: dict[str, dict], ctx: _Context) -> tuple[CaseResult, list[str] | None, object, object]:  # fmt: skip
+               mistakes: dict[str, dict], ctx: JudgeContext) -> tuple[CaseResult, list[str] | None, object, object]:  # fmt: skip
     """Verdict on one case: (result, learner traceback, got value, expected value)."""
     base = dict(label=pc.label, call=None if spec.hidden else pc.call, weight=pc.case.weight)
     learner = learner or {"status": "lost"}
@@ -250,8 +138,22 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
     except wire.WireError as exc:
         msg = f"`{spec.name}` returned a value the grader cannot read: {exc}"
         return CaseResult(status=Status.ERROR, message=msg, duration=duration, kind="unreadable", **base), None, None, expected
+    if learner.get("changed") and not check.changes_inputs:
+        named = next((m for m in check.mistakes if m.name == "changes_input"), None)
+        inputs = " and ".join(f"`{p}`" for p in learner["changed"][:3])
+        message = (f"`{spec.name}` changed its input {inputs} in place: after the call, the caller's tensor holds other values. "
+                   "Build the result as a new tensor and leave the inputs as they were (no in-place operation such as "
+                   "`.mul_()`, `+=` or an item assignment on an input).")  # fmt: skip
+        if named is not None:
+            message = f"{named.message}\n{message}"
+        return (CaseResult(status=Status.FAILED, message=message, duration=duration, kind="changes_input", mistake="changes_input", **base),
+                None, got, expected)  # fmt: skip
     judge = pc.case.judge or compare
-    verdict: Verdict = judge(got, expected, pc.tol)
+    try:
+        verdict: Verdict = judge(got, expected, pc.tol)
+    except Exception as exc:  # a judge must never crash on a learner's value: the value is what is wrong
+        verdict = Verdict(False, f"`{spec.name}` returned {describe(got)}, which this check cannot compare with "
+                          f"the expected {describe(expected)} ({type(exc).__name__}: {str(exc)[:200]})", kind="unusable_value")  # fmt: skip
     if verdict.ok:
         status = Status.SKIPPED if verdict.kind == "skipped" else Status.PASSED
         return CaseResult(status=status, message=verdict.message, duration=duration, **base), None, got, expected
@@ -261,10 +163,11 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
         raw = mistakes.get(f"{pc.id}~{mistake.name}")
         if raw and raw.get("status") == "ok":
             try:
-                if compare(got, _decode(raw), dataclasses.replace(pc.tol, equal_nan=True)).ok:  # the same NaNs: the same mistake
+                same = dataclasses.replace(pc.tol, equal_nan=True)  # the same values, blown up in the same places: the same mistake
+                if compare(_nonfinite_as_nan(got), _nonfinite_as_nan(_decode(raw)), same).ok:
                     mistake_name, message = mistake.name, f"{mistake.message}\n{verdict.message}"
                     break
-            except (wire.WireError, TypeError):
+            except Exception:  # an odd value: simply not this mistake
                 continue
     kind = "known_mistake" if mistake_name else verdict.kind or (verdict.diff.kind if verdict.diff else "values")
     return (
@@ -275,7 +178,23 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
     )
 
 
-def judge_check(spec: CheckSpec, check: Check, cases: list[PlannedCase], learner: dict, reference: dict, ctx: _Context) -> CheckResult:
+def _nonfinite_as_nan(value):
+    """inf and nan alike as nan: once a computation blew up, which non-finite value came out depends
+    on how a gradient was chained (a Jacobian product or a mask), not on the mistake."""
+    from .compare import torch
+
+    if type(value) is torch.Tensor and value.is_floating_point():
+        return torch.where(torch.isfinite(value), value, torch.full_like(value, float("nan")))
+    if type(value) is float:
+        return value if value - value == 0 else float("nan")
+    if type(value) in (list, tuple):
+        return type(value)(_nonfinite_as_nan(v) for v in value)
+    if type(value) is dict:
+        return {k: _nonfinite_as_nan(v) for k, v in value.items()}
+    return value
+
+
+def judge_check(spec: CheckSpec, check: Check, cases: list[PlannedCase], learner: dict, reference: dict, ctx: JudgeContext) -> CheckResult:
     results: list[CaseResult] = []
     traceback = None
     got_values, expected_values = [], []
@@ -401,7 +320,7 @@ def cell_problems(nb, outcome: JobOutcome) -> list[CellProblem]:
                 kind=kind,
                 ename=run.ename,
                 evalue=evalue,
-                traceback=_rewrite_cells(run.traceback, {run.execution_count: run.index} if run.execution_count else {}),
+                traceback=_rewrite_cells(run.traceback, {r.execution_count: r.index for r in outcome.cells if r.execution_count}),
                 source=head,
                 duration=run.duration,
             )
@@ -435,7 +354,7 @@ def _profile(spec: NotebookSpec, nb) -> str:
     return "fastai" if any("fastai" in c.source for c in nb.cells if c.cell_type == "code") else "torch"
 
 
-def _kernel_job(nb, name: str, lesson: Lesson, spec: NotebookSpec, probes: list[dict], cell_timeout: float | None = None) -> KernelJob:
+def kernel_job(nb, name: str, lesson: Lesson, spec: NotebookSpec, probes: list[dict], cell_timeout: float | None = None) -> KernelJob:
     budget = min(600.0, 15.0 + sum(float(p["timeout"]) for p in probes))
     return KernelJob(
         notebook=nb,
@@ -504,7 +423,8 @@ class Grader:
             except (OSError, ValueError):
                 pass
         nb = load_notebook(p.lesson.solution_path(p.spec))
-        outcome = await run_job(self.pool, _kernel_job(nb, p.spec.file, p.lesson, p.spec, probes))
+        job = dataclasses.replace(kernel_job(nb, p.spec.file, p.lesson, p.spec, probes), label=f"{p.spec.file} (the reference solution)")
+        outcome = await run_job(self.pool, job)
         bad = [c for c in outcome.cells if c.status != "ok"]
         if bad:
             c = bad[0]
@@ -553,11 +473,11 @@ class Grader:
         t0 = time.monotonic()
         p = plan(lesson, spec, self.seed, self.only)
         probes = p.probes(reference=False)
-        learner_task = run_job(self.pool, _kernel_job(nb, path.name, lesson, spec, probes, self.cell_timeout))
+        learner_task = run_job(self.pool, kernel_job(nb, path.name, lesson, spec, probes, self.cell_timeout))
         reference, outcome = await asyncio.gather(self.reference(p), learner_task)
         t1 = time.monotonic()
         problems = cell_problems(nb, outcome)
-        ctx = _Context(path, definitions(nb), {c.cell: c for c in problems}, outcome)
+        ctx = JudgeContext(path, definitions(nb), {c.cell: c for c in problems}, outcome, nb)
         checks = [judge_check(s, p.code[s.name], p.cases[s.name], outcome.probes, reference, ctx) for s in p.checks]
         checks = await self._cascade(nb, path, p, checks, reference, ctx)
         result.checks = checks
@@ -588,7 +508,7 @@ class Grader:
         await asyncio.shield(self.pool.relay_started)
         return self.pool.relay
 
-    async def _cascade(self, nb, path: Path, p: Plan, checks: list[CheckResult], reference: dict, ctx: _Context) -> list[CheckResult]:
+    async def _cascade(self, nb, path: Path, p: Plan, checks: list[CheckResult], reference: dict, ctx: JudgeContext) -> list[CheckResult]:
         """Re-check failing functions with correct graded helpers (see `cascade`)."""
         from . import cascade
 
@@ -596,8 +516,9 @@ class Grader:
         wanted = cascade.targets(p, by_name)
         if not wanted:
             return checks
-        learner_job = _kernel_job(nb, path.name, p.lesson, p.spec, [], self.cell_timeout)
-        reference_job = _kernel_job(load_notebook(p.lesson.solution_path(p.spec)), p.spec.file, p.lesson, p.spec, [])
+        learner_job = kernel_job(nb, path.name, p.lesson, p.spec, [], self.cell_timeout)
+        learner_job.skip_cells = frozenset(c.index for c in ctx.outcome.cells if c.status in ("timeout", "died"))
+        reference_job = kernel_job(load_notebook(p.lesson.solution_path(p.spec)), p.spec.file, p.lesson, p.spec, [])
         try:
             relay_pool = await self._relay_pool()
             raw, outcome = await cascade.relay(self.pool, relay_pool, learner_job, reference_job, p, wanted)
@@ -606,7 +527,7 @@ class Grader:
                 if check.name in wanted:
                     check.relay = f"machinery: {exc}"
             return checks
-        iso_ctx = _Context(ctx.path, ctx.defs, ctx.problems, outcome)
+        iso_ctx = JudgeContext(ctx.path, ctx.defs, ctx.problems, outcome)
         out = []
         for check in checks:
             if check.name in wanted:

@@ -27,7 +27,7 @@ __all__ = ["MIME", "PROGRESS_FILE", "HARNESS_MODULE", "harness_cell_source", "ne
 
 
 @functools.lru_cache(maxsize=1)
-def _kernel_code() -> str:
+def kernel_code() -> str:
     return (_HERE / "wire.py").read_text() + "\n\n" + (_HERE / "kernel_side.py").read_text()
 
 
@@ -39,18 +39,40 @@ PROGRESS_FILE = ".learn-probe-progress"
 
 
 HARNESS_MODULE = "__learn_harness__"
+BLOB_MIN = 2048  # encoded arguments at least this long are sent once per cell, however many probes share them
+
+
+def _share_blobs(probes: list[dict]) -> tuple[list[dict], dict[str, object]]:
+    """Probes whose (large) arguments repeat - one case run against several mistakes or mutants -
+    refer to one copy: {"$learn_blob": digest} in place of the encoded value."""
+    import hashlib
+
+    blobs: dict[str, object] = {}
+    out = []
+    for probe in probes:
+        probe = dict(probe)
+        for key in ("args", "kwargs"):
+            text = json.dumps(probe.get(key), sort_keys=True)
+            if len(text) >= BLOB_MIN:
+                digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+                blobs.setdefault(digest, probe[key])
+                probe[key] = {"$learn_blob": digest}
+        out.append(probe)
+    return out, blobs
 
 
 @functools.lru_cache(maxsize=1)
 def _compiled_kernel_code() -> str:
-    code = compile(_kernel_code(), "<learn harness>", "exec")
+    code = compile(kernel_code(), "<learn harness>", "exec")
     return base64.b64encode(zlib.compress(marshal.dumps(code), 1)).decode("ascii")
 
 
-def harness_cell_source(probes: list[dict], nonce: str, define: bool = True) -> str:
-    """The cell that runs `probes`; `define`: also (re)define the harness in this kernel, which a
-    kernel's first round must do."""
-    job = json.dumps({"probes": probes, "nonce": nonce, "progress": PROGRESS_FILE})
+def harness_cell_source(probes: list[dict], nonce: str, hung: list[str] = (), define: bool = True) -> str:
+    """The cell that runs `probes`. `hung`: graded names whose calls never returned in an earlier
+    round (judged once). `define`: also (re)define the harness in this kernel, which a kernel's
+    first round must do."""
+    probes, blobs = _share_blobs(probes)
+    job = json.dumps({"probes": probes, "blobs": blobs, "nonce": nonce, "progress": PROGRESS_FILE, "hung": list(hung)})
     if not define:
         return f"__import__('sys').modules[{HARNESS_MODULE!r}]._learn_main({job!r})\n"
     load = f"__import__('marshal').loads(__import__('zlib').decompress(__import__('base64').b64decode({_compiled_kernel_code()!r})))"

@@ -1,9 +1,13 @@
-"""HTML views of results: the report of a check, the progress page, plots as inline SVG.
+"""HTML views of results: the report of a check, the progress page, the in-notebook result.
+
+    RunResult ─► feedback.notebook_view (what to show, in the order a tutor explains it)
+              ─► report.html.j2 + macros.html.j2 (jinja2, autoescaped) ─► one self-contained page
+    plots: grader.plots (inline SVG, re-exported here)
 
 Every page is one self-contained file (inline CSS and SVG, no scripts, no network loads, and a
 Content-Security-Policy that forbids both), so it works offline and as a mail attachment. Pages
 are jinja2 templates in `templates/` with autoescaping on: learner output, messages and
-tracebacks are always escaped; the only markup inserted as-is is SVG made here by matplotlib.
+tracebacks are always escaped; the only markup inserted as-is is SVG made by grader.plots.
 
 Reusable pieces (the instructor's per-student feedback and class dashboard use them):
 
@@ -17,18 +21,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import html as _html
-import io
 import math
 import os
-import re
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from . import __version__, inert
+from .feedback import DIFF_LINES, check_view, notebook_view, problem_line
+from .plots import COLORS, CYCLE, MAX_PLOT_POINTS, svg_bars, svg_histogram, svg_lines, svg_plot  # noqa: F401 - their public home was here
 from .results import RunResult, Status
+from .tracebacks import fold, scrub_paths
 
 __all__ = [
     "REPORT_NAME",
@@ -49,9 +52,6 @@ __all__ = [
 ]
 
 REPORT_NAME = "learn-report.html"
-MAX_PLOT_POINTS = 2000  # a learner's 10^6-step loss list must not make a 100 MB report
-COLORS = {"reference": "#0969da", "yours": "#d1242f", "data": "#8c959f"}
-CYCLE = ["#d1242f", "#0969da", "#1a7f37", "#8250df", "#bf8700", "#57606a"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def _environment(folder: str):
     env.filters.update(
         num=_num, seconds=_seconds, index=_index, when=_when, subtitle=_subtitle, inert=inert.visible, strip_ansi=inert.visible
     )
-    env.filters.update(verdict=verdict_paragraph, case_views=lambda check: [
+    env.filters.update(verdict=verdict_paragraph, fold=fold, problem_line=problem_line, case_views=lambda check: [
         {"case": c, "message": m, "passed": c.passed} for c, m in zip(check.cases, case_messages(check))
     ])  # fmt: skip
     return env
@@ -187,31 +187,10 @@ def series_plots(check) -> list[str]:
     return plots
 
 
-_DIFF_LINES = (
-    "values differ",
-    "greatest absolute difference",
-    "greatest relative difference",
-    "first mismatch at index",
-    "got NaN",
-    "got inf",
-)
-
-
 def verdict_paragraph(check) -> str:
-    """One paragraph per function: whom to blame, how many cases fail, which known mistake shows."""
-    counted = [c for c in check.cases if c.status is not Status.SKIPPED]
-    failing = [c for c in counted if not c.passed]
-    if check.kind == "kernel_died" or check.hidden or not counted:
-        return check.message
-    parts = [check.blame] if check.blame else []
-    if not failing:
-        if not check.blame:
-            parts.append(f"All {len(counted)} cases pass." if len(counted) > 1 else "It passes.")
-    else:
-        tally = f"{len(failing)} of {len(counted)} cases fail" if len(counted) > 1 else "It fails"
-        named = sorted({c.mistake for c in failing if c.mistake})
-        parts.append(tally + (f", showing a known mistake ({', '.join(named)})." if named else "."))
-    return " ".join(parts)
+    """One paragraph per function: whom to blame, what is wrong (a named mistake's explanation, or what the
+    most telling case shows), and how many cases fail (grader.feedback decides it)."""
+    return check_view(check).verdict
 
 
 def case_messages(check) -> list[str]:
@@ -226,7 +205,8 @@ def case_messages(check) -> list[str]:
         if check.hint and text.startswith(check.hint):
             text = text[len(check.hint) :].lstrip("\n")
         if case.diff is not None and not check.hidden:
-            text = "\n".join(line for line in text.splitlines() if not line.startswith(_DIFF_LINES))
+            text = "\n".join(line for line in text.splitlines() if not line.startswith(DIFF_LINES))
+        text = scrub_paths(text)
         key = (text, case.diff.kind if case.diff else None, case.diff.path if case.diff else None)
         shown.append("same as above" if key == last and text else text)
         last = key
@@ -237,7 +217,7 @@ def _notebook_items(run: RunResult) -> list[dict]:
     items = []
     for i, nb in enumerate(run.notebooks):
         plots = {c.name: series_plots(c) for c in nb.checks}
-        items.append({"nb": nb, "name": Path(nb.path).name, "anchor": f"nb-{i + 1}", "plots": plots})
+        items.append({"nb": nb, "view": notebook_view(nb), "name": Path(nb.path).name, "anchor": f"nb-{i + 1}", "plots": plots})
     return items
 
 
@@ -322,7 +302,7 @@ def render_progress_page(summary, *, title: str = "Your learn progress") -> str:
         colors = [COLORS["reference"] if i.solved else CYCLE[0] for _, i in attempted]
         attempts_plot = svg_bars(labels, [i.attempts for _, i in attempted], title="Checks per function",
                                  xlabel="checks (blue: solved now, red: not yet)", colors=colors)  # fmt: skip
-    from .review import panel
+    from .cards import panel
 
     return render_template(
         "progress.html.j2",
@@ -337,166 +317,7 @@ def render_progress_page(summary, *, title: str = "Your learn progress") -> str:
 
 def render_check_fragment(result, *, lesson: str | None = None, note: str = "") -> str:
     """A compact HTML block for one CheckResult (the in-notebook `check()`); not a whole page."""
-    from .report import most_informative
-
-    case = most_informative(result)
-    message = case_messages(result)[result.cases.index(case)] if case is not None else ""
-    return render_template("check_fragment.html.j2", check=result, plots=series_plots(result), lesson=lesson, note=note,
-                           case=case, case_message=message)  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-# plots: matplotlib Figures drawn straight to SVG without pyplot, so no global backend is
-# switched (the in-notebook check runs inside the learner's Jupyter kernel)
-
-
-def _floats(values: Any) -> list[float]:
-    out = []
-    for v in values or []:
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            f = float("nan")
-        out.append(f if math.isfinite(f) else float("nan"))
-    return out
-
-
-def _thin(xs: list, ys: list, limit: int = MAX_PLOT_POINTS) -> tuple[list, list]:
-    if len(xs) <= limit:
-        return xs, ys
-    step = math.ceil(len(xs) / limit)
-    return xs[::step], ys[::step]
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    return fig, fig.add_subplot()
-
-
-def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
-    if title:
-        ax.set_title(title, fontsize=11, loc="left")
-    ax.set_xlabel(xlabel, fontsize=9)
-    ax.set_ylabel(ylabel, fontsize=9)
-    ax.tick_params(labelsize=8)
-    ax.grid(True, color="#eaeef2", linewidth=0.8)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-
-
-def _to_svg(fig, label: str = "") -> str:
-    """The figure as an inline <svg> element: no XML prolog, DOCTYPE, metadata or external link."""
-    import matplotlib
-
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": None}), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. a date axis spanning seconds: the plot is still right
-        fig.savefig(buf, format="svg", metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
-    text = buf.getvalue()
-    text = re.sub(r"<\?xml[^>]*\?>\s*", "", text)
-    text = re.sub(r"<!DOCTYPE[^>]*>\s*", "", text)
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
-    start = text.find("<svg")
-    text = text[start:] if start >= 0 else text
-    attrs = f' role="img" aria-label="{_html.escape(label, quote=True)}"' if label else ' role="img"'
-    return text.replace("<svg", "<svg" + attrs, 1).strip()
-
-
-def _log_scale_helps(ys: Iterable[float]) -> bool:
-    values = [v for v in ys if v == v]
-    return bool(values) and min(values) > 0 and max(values) / min(values) > 100
-
-
-def svg_plot(spec: dict, *, width: float = 5.4, height: float = 3.3) -> str:
-    """Draw a `grader.checks.line_plot` dict: named lines over x, and optional data points.
-
-    Lines named "reference" and "yours" get fixed colours (reference dashed), others the cycle.
-    A line whose length differs from x is drawn over its own index. Loss-like curves spanning
-    more than two decades get a log y axis.
-    """
-    fig, ax = _figure(width, height)
-    x = _floats(spec.get("x")) if spec.get("x") is not None else None
-    points = spec.get("points")
-    if points and points[0] is not None and points[1] is not None:
-        px, py = _thin(_floats(points[0]), _floats(points[1]))
-        ax.scatter(px, py, s=12, color=COLORS["data"], alpha=0.8, label="data", zorder=2)
-    all_y: list[float] = []
-    for i, (name, values) in enumerate((spec.get("lines") or {}).items()):
-        ys = _floats(values)
-        if not ys:
-            continue
-        xs = x if x is not None and len(x) == len(ys) else list(range(len(ys)))
-        pairs = sorted(zip(xs, ys), key=lambda p: p[0]) if xs is x else list(zip(xs, ys))
-        xs, ys = _thin([p[0] for p in pairs], [p[1] for p in pairs])
-        all_y += ys
-        color = COLORS.get(name, CYCLE[i % len(CYCLE)])
-        style = "--" if name == "reference" else "-"
-        ax.plot(xs, ys, style, color=color, linewidth=2 if name == "yours" else 1.6, label=str(name), zorder=3)
-    title = str(spec.get("title") or "")
-    _style(ax, title, str(spec.get("xlabel") or ""), str(spec.get("ylabel") or ""))
-    if not points and _log_scale_helps(all_y):
-        ax.set_yscale("log")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, frameon=False)
-    return _to_svg(fig, title)
-
-
-def svg_lines(title: str, series: dict[str, tuple[Sequence, Sequence]], *, xlabel: str = "", ylabel: str = "",
-              dates: bool = False, ylim: tuple[float, float] | None = None, width: float = 6.4, height: float = 3.2) -> str:  # fmt: skip
-    """Several named lines, each with its own x (numbers, or datetimes with `dates=True`)."""
-    fig, ax = _figure(width, height)
-    for i, (name, (xs, ys)) in enumerate(series.items()):
-        ys = _floats(ys)
-        xs = list(xs) if dates else _floats(xs)
-        ax.plot(xs, ys, "-o", color=CYCLE[(i + 1) % len(CYCLE)], markersize=3.5, linewidth=1.6, label=str(name))
-    _style(ax, title, xlabel, ylabel)
-    if ylim:
-        ax.set_ylim(*ylim)
-    if dates:
-        import matplotlib.dates as mdates
-
-        locator = mdates.AutoDateLocator(maxticks=6)
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    if len(series) > 1 or (series and list(series)[0]):
-        ax.legend(fontsize=8, frameon=False)
-    return _to_svg(fig, title)
-
-
-def svg_bars(labels: Sequence[str], values: Sequence[float], *, title: str = "", xlabel: str = "",
-             colors: Sequence[str] | None = None, width: float = 6.4) -> str:  # fmt: skip
-    """A horizontal bar chart (one bar per label, top to bottom in the order given)."""
-    height = min(12.0, 1.0 + 0.28 * max(1, len(labels)))
-    fig, ax = _figure(width, height)
-    positions = list(range(len(labels)))
-    ax.barh(positions, _floats(values), color=list(colors) if colors else CYCLE[1], height=0.7)
-    ax.set_yticks(positions, [str(label) for label in labels])
-    ax.invert_yaxis()
-    _style(ax, title, xlabel, "")
-    ax.grid(True, axis="x", color="#eaeef2")
-    ax.grid(False, axis="y")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _to_svg(fig, title)
-
-
-def svg_histogram(values: Sequence[float], *, bins: int | Sequence[float] = 10, title: str = "", xlabel: str = "",
-                  ylabel: str = "count", range: tuple[float, float] | None = None, marker: float | None = None,
-                  marker_label: str = "", width: float = 5.4, height: float = 3.0) -> str:  # fmt: skip
-    """A histogram (e.g. of a class's scores), optionally with a vertical marker line (e.g. the mean)."""
-    fig, ax = _figure(width, height)
-    data = [v for v in _floats(values) if v == v]
-    ax.hist(data, bins=bins, range=range, color=CYCLE[1], edgecolor="white")
-    if marker is not None and math.isfinite(marker):
-        ax.axvline(marker, color=CYCLE[0], linestyle="--", linewidth=1.5, label=marker_label or None)
-        if marker_label:
-            ax.legend(fontsize=8, frameon=False)
-    _style(ax, title, xlabel, ylabel)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    return _to_svg(fig, title)
+    view = check_view(result)
+    next_step = f'More help, one step at a time: hint("{result.name}") (and solution("{result.name}"), last).' if view.next_step else ""
+    return render_template("check_fragment.html.j2", check=result, view=view, plots=series_plots(result), lesson=lesson, note=note,
+                           next_step=next_step)  # fmt: skip

@@ -151,10 +151,10 @@ _MISSING = object()
 
 def _kernel_functions() -> dict:
     """`_run_probe` with the wire format in its globals, exactly as the harness sends them."""
-    from .harness import _kernel_code
+    from .harness import kernel_code
 
     scope: dict = {"__name__": "__learn__"}
-    exec(compile(_kernel_code(), "<learn harness>", "exec"), scope)
+    exec(compile(kernel_code(), "<learn harness>", "exec"), scope)
     return scope
 
 
@@ -223,7 +223,8 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
     if path is not None:  # the saved file, graded elsewhere: nothing of grading is imported here
         return _show(_check_file(path, [spec.name], lesson_obj.id, seed)[0])
     from .errors import ExecutionError, LessonPackError
-    from .grading import _Context, judge_check, plan
+    from .grading import JudgeContext, judge_check
+    from .plan import plan
 
     nb_spec = lesson_obj.notebook(spec.notebook)
     solution = lesson_obj.solution_path(nb_spec)
@@ -243,7 +244,7 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
         learner = _run_learner_probes([q for q in p.probes(reference=False) if q["id"].startswith(spec.name + "/")], ns)
     from .execute import JobOutcome
 
-    ctx = _Context(Path("your notebook"), {}, {}, JobOutcome())
+    ctx = JudgeContext(Path("your notebook"), {}, {}, JobOutcome())
     result = judge_check(spec, p.code[spec.name], p.cases[spec.name], learner, reference, ctx)
     outcome = InlineResult(spec.name, result=result, lesson=lesson_obj.id)
     if _plain_script():
@@ -356,6 +357,9 @@ def hint(name: str, *, lesson: str | None = None) -> InlineText:
     your progress history exactly like `learn hint NAME`."""
     from .helpers import next_hint
 
+    if in_grading_sandbox():  # `learn check` runs this cell too: a note, never an error that costs a grade
+        return _show(InlineText(f"hint({name!r})", "Hints are not shown while `learn check` grades this notebook.",
+                                note="run the cell in Jupyter to see it"))  # fmt: skip
     h = next_hint(name, lesson)
     if h is None:
         return _show(InlineText(f"No hints for {name}", "Re-read the notebook's instructions, or run check() for details."))
@@ -368,6 +372,8 @@ def solution(name: str, *, lesson: str | None = None, confirm: bool = False) -> 
     your progress history that you looked (it runs `learn solution NAME --yes`)."""
     from .helpers import find_check
 
+    if in_grading_sandbox():  # `learn check` runs this cell too: a note, never an error (and never the solution)
+        return _show(InlineText(f"solution({name!r})", "Solutions are not shown while `learn check` grades this notebook."))
     lesson_obj, spec = find_check(name, lesson)
     if not confirm:
         return _show(InlineText(
@@ -407,10 +413,32 @@ def check_all(*, notebook: str | Path | None = None, seed: int | None = None) ->
     """Check every graded function of this (saved) notebook with `learn check` in a subprocess."""
     if in_grading_sandbox():
         return _show(InlineAll([InlineResult("(notebook)", unavailable="this notebook is being graded by `learn check`")]))
-    path = _notebook_file(_caller_namespace(), notebook)
+    ns = _caller_namespace()
+    path = _notebook_file(ns, notebook) or _running_notebook(ns)
     if path is None:
         return _show(InlineAll([InlineResult("(notebook)", unavailable="cannot tell which notebook file this is: pass notebook=")]))
     return _show(InlineAll(_check_file(path, None, None, seed)))
+
+
+def _running_notebook(ns: dict) -> Path | None:
+    """The notebook a kernel without a Jupyter session runs (`jupyter nbconvert --execute` starts it in the
+    notebook's folder): the one notebook there holding the cell being run now."""
+    history = ns.get("In") or ns.get("_ih") or []
+    current = str(history[-1]).strip() if history else ""
+    if not current:
+        return None
+    import json
+
+    found = []
+    for candidate in sorted(Path.cwd().glob("*.ipynb")):
+        try:
+            cells = json.loads(candidate.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        sources = ["".join(c.get("source", "")) if isinstance(c.get("source"), list) else str(c.get("source", "")) for c in cells]
+        if any(src.strip() == current for src in sources):
+            found.append(candidate.resolve())
+    return found[0] if len(found) == 1 else None
 
 
 def _plain_script() -> bool:

@@ -537,6 +537,7 @@ class PredictSession:
     results: dict[str, DrillResult] = field(default_factory=dict)
     finished: bool = False
     warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C: `learn predict` exits 130, like every command
 
 
 def print_drill(console, drill: Drill, number: int, total: int) -> None:
@@ -603,7 +604,8 @@ def run_interactive(
             warning = _save_state(lesson.id, state)
             if warning and warning not in session.warnings:
                 session.warnings.append(warning)
-    except (EOFError, KeyboardInterrupt):
+    except (EOFError, KeyboardInterrupt) as exc:
+        session.interrupted = isinstance(exc, KeyboardInterrupt)
         console.print()
         console.print(
             Text(f"Stopped: {len(state['answered'])} of {len(drills)} drills done, saved. Run `learn predict {lesson.id}` to go on.")
@@ -634,7 +636,7 @@ def _record(pack: str, done, session: PredictSession, console) -> None:
     if warning:
         session.warnings.append(warning)
         console.print(Text(f"warning: {warning}", style="yellow"))
-    from .review import record_items
+    from .cards import record_items
 
     warning = record_items([("drill", f"{pack}:{d.id}", r.correct) for d, r in done])
     if warning:
@@ -657,9 +659,10 @@ def render_answers(rows, console) -> int:
     from .inert import terminal
 
     right = broken = 0
+    missing = [d.id for d, r in rows if r is None]
     for d, r in rows:
         if r is None:
-            console.print(Text(f"✘ {d.id}: no prediction given", style="red"))
+            continue  # listed once, below
         elif not r.graded:
             broken += 1
             console.print(Text(f"! {d.id}: {terminal(r.message)} (not counted)", style="yellow"))
@@ -668,6 +671,11 @@ def render_answers(rows, console) -> int:
             console.print(Text(f"✔ {d.id}", style="green"))
         else:
             console.print(Text(f"✘ {d.id}: {terminal(r.message)}", style="red"))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        console.print(
+            Text(f"✘ {len(missing)} of {len(rows)} drills have no prediction in the file and count as wrong: {shown}", style="red")
+        )
     console.print()
     console.print(Text(f"Drills right: {right}/{len(rows)}", style="bold"))
     if broken:

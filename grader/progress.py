@@ -119,7 +119,7 @@ def connect(path: Path | None = None, create: bool = True) -> Iterator[sqlite3.C
         conn.close()
 
 
-def _warning(exc: Exception, path: Path | None = None) -> str:
+def history_warning(exc: Exception, path: Path | None = None) -> str:
     return f"progress history not updated ({path or db_path()}: {exc}); grading is unaffected"
 
 
@@ -134,7 +134,7 @@ def append_rows(schema: str, insert: str, rows: list[tuple], path: Path | None =
             conn.executemany(insert, rows)
         return None
     except (sqlite3.Error, OSError) as exc:
-        return _warning(exc, path)
+        return history_warning(exc, path)
 
 
 def record_check(run: RunResult, workdir: str | Path | None = None, path: Path | None = None) -> str | None:
@@ -165,7 +165,7 @@ def record_check(run: RunResult, workdir: str | Path | None = None, path: Path |
                 )
         return None
     except (sqlite3.Error, OSError) as exc:
-        return _warning(exc, path)
+        return history_warning(exc, path)
 
 
 @dataclass
@@ -204,7 +204,7 @@ def record_quiz(lesson: str, answers: list[QuizAnswer], duration: float = 0.0, p
             )
         return None
     except (sqlite3.Error, OSError) as exc:
-        return _warning(exc, path)
+        return history_warning(exc, path)
 
 
 def record_event(kind: str, item: str, lesson: str | None = None, detail: str | None = None, path: Path | None = None) -> str | None:
@@ -213,7 +213,7 @@ def record_event(kind: str, item: str, lesson: str | None = None, detail: str | 
             conn.execute("INSERT INTO events (at, kind, lesson, item, detail) VALUES (?, ?, ?, ?, ?)", (_now(), kind, lesson, item, detail))
         return None
     except (sqlite3.Error, OSError) as exc:
-        return _warning(exc, path)
+        return history_warning(exc, path)
 
 
 def count_events(kind: str, item: str, lesson: str | None = None, path: Path | None = None) -> int:

@@ -1,6 +1,10 @@
 """Views of results for people: the terminal summary (rich) and the JSON file.
 
-The HTML report lives in `html.py`; both render the same `RunResult` and decide nothing.
+    RunResult ─► per notebook: header, the table of functions (the summary), then feedback.notebook_view:
+                 each failing function top-down (verdict, failing call and diff, the learner's frames,
+                 the cells it broke, where to go next), the other cell problems, what is not written yet
+
+The HTML report lives in `html.py`; both draw the same views (grader.feedback) and decide nothing.
 """
 
 from __future__ import annotations
@@ -15,15 +19,16 @@ from rich.table import Table
 from rich.text import Text
 
 from . import inert
+from .feedback import CheckView, notebook_view, problem_line
 from .results import INPUT_ERROR_KINDS, CheckResult, NotebookResult, RunResult, Status
 
-__all__ = ["render_run", "write_json", "STATUS_STYLE"]
+__all__ = ["render_run", "render_notebook", "write_json", "STATUS_STYLE"]
 
 STATUS_STYLE = {
     Status.PASSED: ("✔ pass", "green"),
     Status.FAILED: ("✘ fail", "red"),
     Status.ERROR: ("✘ error", "red"),
-    Status.TIMEOUT: ("⏱ timeout", "yellow"),
+    Status.TIMEOUT: ("◔ timeout", "yellow"),
     Status.SKIPPED: ("– skipped", "dim"),
 }
 
@@ -65,54 +70,57 @@ def _checks_table(nb: NotebookResult) -> Table:
     return table
 
 
-def most_informative(check: CheckResult):
-    """The one failing case a learner should look at: a recognised mistake first, then a case
-    with a value diff, then the first failure."""
-    failing = [c for c in check.cases if not c.passed and c.status is not Status.SKIPPED]
-    return next((c for c in failing if c.mistake), None) or next((c for c in failing if c.diff), None) or next(iter(failing), None)
-
-
-def _failure_details(check: CheckResult) -> list:
-    """Compact: one verdict line, the most informative case with its diff, the hint."""
+def _failure_details(view: CheckView) -> list:
+    """One function, top-down: the verdict, the failing call with its diff, the learner's own frames,
+    the cells it broke, then where to go next."""
+    check = view.check
     label, style = STATUS_STYLE[check.status]
-    counted = [c for c in check.cases if c.status is not Status.SKIPPED]
-    failing = [c for c in counted if not c.passed]
-    tally = f"  ({len(failing)} of {len(counted)} cases fail)" if len(counted) > 1 and failing else ""
-    out: list = [Text.assemble((f"{label.split()[0]} {check.name}", f"bold {style}"), ("  " + (check.title or ""), "dim"), (tally, "dim"))]
-    if check.blame:
-        out.append(Text("   " + check.blame, style="bold"))
-    case = most_informative(check)
-    if case is None or check.kind in ("missing", "not_callable"):
-        body = check.message if not check.blame else check.message[len(check.blame) :].lstrip(": ")
-        out.extend(Text("   " + line) for line in body.splitlines())
-    else:
+    out: list = [Text.assemble((f"{label.split()[0]} {check.name}", f"bold {style}"), ("  " + _subtitle(check), "dim"))]
+    out.extend(Text("   " + line, style="bold") for line in view.verdict.splitlines())
+    case = view.focus
+    if case is not None and check.kind not in ("missing", "not_callable"):
         if case.call:
             out.append(Text(f"   {case.label}: {case.call}", style="cyan"))
-        body = case.message
-        if case.mistake and check.hint and body.startswith(check.hint):
-            body = body[len(check.hint) :].lstrip("\n")  # the explanation is shown once, as the hint
-        out.extend(Text("   " + line) for line in body.splitlines())
-    if check.traceback:
-        out.append(Text("   your code's traceback:", style="dim"))
-        out.extend(Text("     " + line, style="dim") for line in check.traceback[-8:])
-    if check.hint:
-        out.append(Text.assemble(("   hint: ", "bold magenta"), (check.hint, "magenta")))
+        if case.diff is not None and case.diff.expected and case.diff.got and not check.hidden:
+            out.append(Text(f"   expected {case.diff.expected}, got {case.diff.got}"))
+        out.extend(Text("   " + line) for line in view.focus_message.splitlines())
+    if view.traceback:
+        raised = view.raised
+        where = f" ({raised.label}{': ' + raised.call if raised.call else ''})" if raised is not None and raised is not case else ""
+        out.append(Text(f"   where it happened in your code{where}:", style="dim"))
+        out.extend(Text("     " + line, style="dim") for line in view.traceback[-10:])
+    for problem in view.problems:
+        more = view.same_as.get(problem.cell, [])
+        also = f" (and cell{'s' * (len(more) > 1)} {', '.join(map(str, more))}, the same way)" if more else ""
+        out.append(Text(f"   cell {problem.cell}{also}: {problem_line(problem)[:300]}", style="yellow"))
+    if view.hint:
+        out.append(Text.assemble(("   hint: ", "bold magenta"), (view.hint, "magenta")))
+    if view.next_step:
+        out.append(Text("   " + view.next_step, style="dim"))
     return out
+
+
+def _subtitle(check: CheckResult) -> str:
+    """The check's title without the "name:" manifests start it with."""
+    title = (check.title or "").strip()
+    return title[len(check.name) + 1 :].strip() if title.startswith(check.name + ":") else title
 
 
 def _blame_note(check: CheckResult) -> list:
     """A function that passes on its own although it fails as written: say whom to fix."""
-    return [Text.assemble(("✔ " + check.name, "bold green"), ("  " + (check.title or ""), "dim")), Text("   " + check.blame)]
+    return [Text.assemble(("✔ " + check.name, "bold green"), ("  " + _subtitle(check), "dim")), Text("   " + check.blame)]
 
 
-def _cell_problems(nb: NotebookResult) -> list:
-    if not nb.cell_problems:
+def _other_problems(problems: list, same_as: dict[int, list[int]]) -> list:
+    """Cells no graded function explains: after the functions, one line each (the HTML report has the rest)."""
+    if not problems:
         return []
-    out: list = [Text("problems while running the notebook:", style="bold yellow")]
-    for p in nb.cell_problems:
-        what = f"{p.ename}: {p.evalue}".strip(": ") if p.ename else p.evalue or p.kind
+    out: list = [Text("other problems while running the notebook:", style="bold yellow")]
+    for p in problems:
         first = p.source.splitlines()[0] if p.source else ""
-        out.append(Text(f"   cell {p.cell} ({p.kind}): {what[:300]}", style="yellow"))
+        more = same_as.get(p.cell, [])
+        also = f" (and cell{'s' * (len(more) > 1)} {', '.join(map(str, more))}, the same way)" if more else ""
+        out.append(Text(f"   cell {p.cell}{also} ({p.kind.replace('_', ' ')}): {problem_line(p)[:300]}", style="yellow"))
         if first:
             out.append(Text(f"     > {first[:100]}", style="dim"))
     return out
@@ -128,17 +136,21 @@ def render_notebook(nb: NotebookResult, verbose: bool = False) -> Group:
         if not nb.checks:
             return Group(*parts)
     parts.append(_checks_table(nb))
-    parts.extend(_cell_problems(nb))
-    todo = [c for c in nb.checks if c.kind == "not_implemented"]
-    for check in nb.checks:
+    view = notebook_view(nb)
+    todo = [v.check for v in view.checks if v.check.kind == "not_implemented"]
+    for check_view in view.checks:
+        check = check_view.check
         if check in todo:
             continue
         if check.status not in (Status.PASSED, Status.SKIPPED) or (verbose and check.message):
             parts.append(Text(""))
-            parts.extend(_failure_details(check))
+            parts.extend(_failure_details(check_view))
         elif check.blame:
             parts.append(Text(""))
             parts.extend(_blame_note(check))
+    if view.other_problems:
+        parts.append(Text(""))
+        parts.extend(_other_problems(view.other_problems, view.same_as))
     if todo:
         names = ", ".join(c.name for c in todo)
         parts.append(Text(""))
@@ -171,8 +183,8 @@ def render_run(run: RunResult, console: Console | None = None, verbose: bool = F
         summary.append(f"  ·  {passed}/{total} functions pass")
     errors = len(run.notebooks) - len(graded)
     if errors:
-        summary.append(f"  ·  {errors} notebook{'s' * (errors != 1)} could not be graded", style="bold red")
-    if run.seed is not None:
+        summary.append(("  ·  " if summary else "") + f"{errors} notebook{'s' * (errors != 1)} could not be graded", style="bold red")
+    if run.seed is not None and graded:
         summary.append(f"  ·  seed {run.seed}", style="dim")
     modes = {n.sandbox for n in graded if n.sandbox}
     if modes:

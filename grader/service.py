@@ -49,10 +49,11 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["ServiceUnavailable", "NotRunning", "Setup", "setup", "disabled", "call", "check", "status", "stop", "start",
-           "tell_once", "main"]  # fmt: skip
+__all__ = ["ServiceUnavailable", "NotRunning", "Setup", "setup", "disabled", "call", "check", "run_check", "status", "stop",
+           "start", "tell_once", "main"]  # fmt: skip
 
 PROTOCOL = 1
 OFF_ENV = "LEARN_NO_SERVICE"
@@ -310,7 +311,7 @@ def call(request: dict, *, start_if_needed: bool = True, timeout: float | None =
 
 def check(paths: list[Path], *, seed: int | None = None, only: list[str] | None = None, cell_timeout: float | None = None,
           use_cache: bool = True, record: bool = True, html: Path | None | bool = False):  # fmt: skip
-    """`checkrun.check` done by the service: the CheckRun of `paths`, as `learn check` would
+    """`run_check` done by the service: the CheckRun of `paths`, as `learn check` would
     make it in this process. Raises ServiceUnavailable when there is no service to be had."""
     from .checkrun import CheckRun
 
@@ -325,6 +326,25 @@ def check(paths: list[Path], *, seed: int | None = None, only: list[str] | None 
     if outcome.report and html not in (None, False) and outcome.report == os.path.join(here, html):
         outcome.report = str(html)  # as the learner wrote it, as `learn check` prints it
     return outcome
+
+
+def run_check(paths: list[Path], *, seed: int | None = None, only: list[str] | None = None, jobs: int | None = None,
+              cell_timeout: float | None = None, use_cache: bool = True, html: Path | None | bool = None, service: bool = True,
+              warn: Callable[[str], None] | None = None):  # fmt: skip
+    """`learn check` of `paths`: the CheckRun from this user's grading service (started if needed),
+    or - with `service=False`, $LEARN_NO_SERVICE=1, or where none can be had (`warn` hears why,
+    once) - from this process (`checkrun.check_here`), exactly as before the service existed.
+    `html`: False writes no report, None writes it next to the notebooks, a path writes it there.
+    `jobs` only sizes the kernel pool of this process; the service keeps its own warm."""
+    from .checkrun import check_here
+
+    options = dict(seed=seed, only=only, cell_timeout=cell_timeout, use_cache=use_cache, html=html)
+    if service and not disabled():
+        try:
+            return check(paths, **options)
+        except ServiceUnavailable as exc:
+            tell_once(warn, exc)
+    return check_here(paths, jobs=jobs, **options)
 
 
 def status() -> dict | None:
@@ -530,20 +550,30 @@ class Service:
         return {"ok": True, "check": outcome.to_dict()}
 
     async def _check(self, request: dict):
+        import asyncio
+
         from . import cache
         from .checkrun import CheckRun, record, write_check_report
         from .grading import Grader
+        from .workspace import check_readable
 
         paths, shown = [Path(p) for p in request["paths"]], [str(p) for p in request["display"]]
         seed, only, cell_timeout = request.get("seed"), request.get("only") or None, request.get("cell_timeout")
+        use_cache = bool(request.get("use_cache", True))
 
         async def grade(misses: list[Path]):
             async with Grader(pool=self.pool, seed=self.seed if seed is None else seed, only=only, cell_timeout=cell_timeout,
                               lessons=self.lessons) as grader:  # fmt: skip
                 return await grader.grade_many(misses)
 
-        run = await cache.check_with(grade, paths, seed=seed, only=only, cell_timeout=cell_timeout,
-                                     use_cache=bool(request.get("use_cache", True)), lessons=self.lessons)  # fmt: skip
+        loop = asyncio.get_running_loop()
+
+        def graded(todo: list[Path], **options):  # check_readable's grader, run from its thread on this loop
+            work = cache.check_with(grade, todo, use_cache=use_cache, lessons=self.lessons, **options)
+            return asyncio.run_coroutine_threadsafe(work, loop).result()
+
+        # as `learn check` does it: a file that is no exercise notebook is refused at once
+        run = await asyncio.to_thread(check_readable, paths, graded, seed=seed, only=only, cell_timeout=cell_timeout)
         outcome = CheckRun(run, notes=list(self.notes))
         warning = record(run) if request.get("record") else None  # before the paths are shown as given: they resolve here
         for nb, path, given in zip(run.notebooks, paths, shown):

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
 ARTIFACTS = ROOT / "test-artifacts"
+DOCS_SHOTS = ARTIFACTS / "docs"  # scripts/docs-screenshots copies these into docs/img/
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -139,3 +140,14 @@ def open_page(browser, path: Path):
     page.goto(path.as_uri())
     page.wait_for_load_state("load")
     return page, events
+
+
+def keep_screenshot(page, name: str, docs_name: str | None = None) -> None:
+    """Keep a full-page screenshot in test-artifacts/NAME.png for people to look at; with
+    `docs_name`, also the first screen as a small JPEG, test-artifacts/docs/DOCS_NAME.jpg, which
+    scripts/docs-screenshots copies into docs/img/ (the pictures of the documentation)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if docs_name:
+        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS_SHOTS / f"{docs_name}.jpg"), type="jpeg", quality=70)

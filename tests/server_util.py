@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -171,3 +172,54 @@ def db_url(request):
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("pg_cluster").new_database()
+
+
+# ---------------------------------------------------------------------------------------------
+# the app on a real socket, in this process (no kernels unless the app has a worker)
+
+
+@contextlib.contextmanager
+def running(app):
+    """Serve `app` with uvicorn on 127.0.0.1 in a thread; yields the base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def grade_now(course, sid: int, *checks, cell_problems=(), store_report: bool = True):
+    """Grade submission `sid` with these CheckResults as the queue worker would (lease, result,
+    rendered reports, manual answers), without kernels. Returns the RunResult."""
+    from grader.results import NotebookResult, RunResult, Status
+    from grader.server.queue import QueueWorker
+    from grader.server.render import report_title, variants
+
+    status = Status.PASSED if all(c.passed for c in checks) else Status.FAILED
+    nb = NotebookResult("squares.ipynb", "squares.ipynb", "tiny", status, checks=list(checks), cell_problems=list(cell_problems),
+                        points=sum(c.points for c in checks), max_points=sum(c.max_points for c in checks))  # fmt: skip
+    run = RunResult([nb], seed=1)
+    worker = QueueWorker(course, executor_factory=None)
+    with course.db.transaction() as tx:  # this submission's job first, whatever else waits
+        tx.run("UPDATE jobs SET state = 'leased', lease_owner = ?, lease_until = ?, attempts = 1 WHERE submission_id = ? AND "
+               "state = 'queued'", worker.owner, 1e12, sid)  # fmt: skip
+        job = tx.one("SELECT * FROM jobs WHERE submission_id = ? AND lease_owner = ? AND state = 'leased'", sid, worker.owner)
+    reports = variants(run.to_dict(), report_title(course.submission(sid)["assignment"], sid)) if store_report else None
+    assert worker.finish(job, run, reports=reports)
+    return run

@@ -8,7 +8,7 @@ import pytest
 
 from grader.cli import cli
 
-from .conftest import ARTIFACTS, open_page, solution, variant
+from .conftest import keep_screenshot, open_page, solution, variant
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -57,17 +57,17 @@ def test_report_in_chromium(pages, browser):  # pages first: playwright runs an 
         assert page.locator("h1").first.is_visible() and "learn check" in page.locator("h1").first.inner_text()
         fit = page.locator("details#check-fit_quad")
         assert fit.get_attribute("open") is not None and fit.locator("summary .badge.failed").is_visible()
-        assert "never resets the gradients" in fit.inner_text()
-        assert fit.locator(".hint").is_visible()
+        assert "never resets the gradients" in fit.locator(".verdict").inner_text()  # the named mistake is the verdict
+        assert "learn hint fit_quad" in fit.locator(".next").inner_text()  # the ladder goes on with `learn hint`
         sizes = svg_sizes(page)
         assert len(sizes) >= 2 and all(w > 200 and h > 100 for w, h in sizes), sizes
         assert fit.locator("svg").first.is_visible()
         assert images_loaded(page)
+        page.locator("details.other-problems > summary").click()  # a cell problem no function explains: folded below them
         assert PWN in page.locator(".problem").first.inner_text()  # shown as text, not run
         assert events["dialogs"] == [] and events["console"] == [], events
         assert all(url.startswith("file://") for url in events["requests"]), events["requests"]
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        keep_screenshot(page, "report")
     finally:
         page.close()
 
@@ -86,8 +86,7 @@ def test_progress_page_in_chromium(pages, browser):
         assert images_loaded(page)
         assert events["dialogs"] == [] and events["console"] == [], events
         assert all(url.startswith("file://") for url in events["requests"]), events["requests"]
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "progress.png"), full_page=True)
+        keep_screenshot(page, "progress", docs_name="progress")
     finally:
         page.close()
 
@@ -128,12 +127,86 @@ def test_report_is_compact_in_chromium(issue_report, browser):
         mse = page.locator("details#check-mse")
         first_diff = mse.locator("table.diff").first.inner_text()
         assert "4.333" in first_diff and "13" in first_diff and "tensor()" not in first_diff  # a scalar shows its values
-        passing = page.locator("details#check-quad details.passing-cases")
-        assert passing.count() == 1 and passing.get_attribute("open") is not None  # all pass: shown
-        folded = page.locator("details#check-fit_quad details.passing-cases")
-        assert folded.count() == 0 or folded.get_attribute("open") is None
+        passing = page.locator("details#check-quad details.all-cases")
+        assert passing.count() == 1 and "pass" in passing.locator("summary").text_content()
+        folded = page.locator("details#check-fit_quad details.all-cases")
+        assert folded.count() == 1 and folded.get_attribute("open") is None  # every case, folded under the teaching
         assert events["console"] == [] and events["dialogs"] == [], events
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "report-compact.png"), full_page=True)
+        keep_screenshot(page, "report-compact", docs_name="report")
+    finally:
+        page.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 23: three typical mistakes per pack, read top-down the way a tutor would explain them
+
+TYPICAL = {
+    "lesson3": ("01_quadratic.ipynb", {
+        "mse": MSE_SUM,
+        "add_noise": "def add_noise(x, mult, add):\n    noise = torch.randn_like(x\n    return x * (1 + noise * mult) + torch.randn_like(x) * add",
+        "fit_quad": FIT_QUAD_NO_ZERO_GRAD.replace("        with torch.no_grad():\n            params -= params.grad * lr\n",
+                                                  "        params -= params.grad * lr\n        params.grad.zero_()\n"),
+    }),
+    "chapter4": ("04_mnist_basics.ipynb", {
+        "mean_image": "def mean_image(stack):\n    return stack.sum(0)",
+        "sigmoid": "import math\n\ndef sigmoid(x):\n    return 1 / (1 + math.exp(-x))",
+        "calc_grad": "def calc_grad(xb, yb, model):\n    loss = mnist_loss(model(xb), yb)\n    loss.backward()\n    loss.backward()",
+    }),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def typical_reports(tmp_path_factory):
+    """pack -> the HTML report of its notebook with three typical mistakes (both graded in one kernel pool)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grader.html import write_report
+    from grader.results import RunResult
+
+    from .conftest import grade_all
+
+    work = tmp_path_factory.mktemp("typical")
+    jobs = {pack: variant(solution(pack, nb), work / pack / nb, replace=code) for pack, (nb, code) in TYPICAL.items()}
+    with ThreadPoolExecutor(1) as pool:  # the browser fixture may already run playwright's event loop here
+        results = pool.submit(grade_all, jobs, 2323).result()
+    return {pack: write_report(RunResult([result], seed=2323), work / f"{pack}.html") for pack, result in results.items()}
+
+
+def _top(locator) -> float:
+    return locator.evaluate("e => e.getBoundingClientRect().top + window.scrollY")
+
+
+@pytest.mark.parametrize("pack", sorted(TYPICAL))
+def test_a_report_of_typical_mistakes_reads_top_down(typical_reports, browser, pack):
+    page, events = open_page(browser, typical_reports[pack])
+    try:
+        text = page.locator("main").inner_text()
+        assert "site-packages" not in text and "_engine_run_backward" not in text  # the learner's frames only
+        checks = page.locator("details.check")
+        first_check = _top(checks.first)
+        for traceback in page.locator("pre.traceback").all():
+            assert not traceback.is_visible() or _top(traceback) > first_check  # no traceback above the graded functions
+        others = page.locator("details.other-problems")
+        if others.count():
+            assert _top(others) > _top(checks.last) and others.get_attribute("open") is None  # after them, folded
+        for name in TYPICAL[pack][1]:
+            check = page.locator(f"details#check-{name}")
+            assert check.get_attribute("open") is not None, name
+            verdict = check.locator(".verdict").inner_text()
+            assert len(verdict.split()) >= 8 and not any(code in verdict for code in (".mean(", "zero_()", "torch.exp", "no_grad():")), (
+                verdict
+            )
+            order = [_top(check.locator(sel).first) for sel in (".verdict", ".next") if check.locator(sel).count()]
+            assert order == sorted(order), name  # the verdict first, where to go next last
+        if pack == "lesson3":
+            assert "syntax error at line 2" in page.locator("details#check-add_noise").inner_text()
+            assert "torch.no_grad()" in page.locator("details#check-fit_quad .verdict").inner_text()
+        else:
+            calc = page.locator("details#check-calc_grad")
+            assert "a second time" in calc.locator(".verdict").inner_text()
+            assert "frames inside torch" in calc.locator("pre.traceback").first.inner_text()
+            assert "math.exp" in page.locator("details#check-sigmoid .verdict").inner_text()
+        assert events["dialogs"] == [] and events["console"] == [], events
+        keep_screenshot(page, f"report-typical-{pack}")
     finally:
         page.close()

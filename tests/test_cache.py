@@ -84,7 +84,9 @@ def test_the_machine_is_part_of_the_key(cache_env, monkeypatch):
         keys[mode] = cache._key_for(nb, options, lessons)
     monkeypatch.setenv("LEARN_KERNEL_BACKEND", "spawn")
     keys["spawn"] = cache._key_for(nb, options, lessons)
-    monkeypatch.setattr(cache, "_library_versions", lambda: ("3.11.0", "torch=0.0", "ipython=9.7.0"))
+    from grader import fingerprint
+
+    monkeypatch.setattr(fingerprint, "_library_versions", lambda: ("3.11.0", "torch=0.0", "ipython=9.7.0"))
     keys["versions"] = cache._key_for(nb, options, lessons)
     assert len(set(keys.values())) == 4, keys
     assert cache._key_for(nb, options, lessons) == keys["versions"]  # and stable

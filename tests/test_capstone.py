@@ -44,18 +44,18 @@ class Learner:
 # name -> (check, replacements by defined name / by containing text, mistake name or failure kind, words in the message)
 WRONG = {
     "softmax_no_max": ("softmax", {"softmax": "def softmax(x):\n    return x.exp() / x.exp().sum(dim=-1, keepdim=True)"},
-                       "no_max", "Subtract each row's maximum"),
+                       "no_max", "does not change softmax"),
     "softmax_axis": ("softmax", {"softmax": "def softmax(x):\n    e = (x - x.max(-1, keepdim=True).values).exp()\n    return e / e.sum(0, keepdim=True)"},
-                     "wrong_axis", "dim=0"),
+                     "wrong_axis", "down the columns"),
     "ce_no_max": ("cross_entropy", {"cross_entropy": "def cross_entropy(preds, targets):\n"
                   "    lp = preds - preds.exp().sum(-1, keepdim=True).log()\n    return -lp[range(len(targets)), targets].mean()"},
                   "no_max", "overflow"),
     "ce_log_softmax": ("cross_entropy", {"cross_entropy": "def cross_entropy(preds, targets):\n"
                        "    return -softmax(preds)[torch.arange(len(targets)), targets].log().mean()"},
-                       "log_of_softmax", "log(0)"),
+                       "log_of_softmax", "the log of 0"),
     "ce_axis": ("cross_entropy", {"cross_entropy": "def cross_entropy(preds, targets):\n"
                 "    s = preds - preds.max(0, keepdim=True).values\n    lp = s - s.exp().sum(0, keepdim=True).log()\n"
-                "    return -lp[torch.arange(len(targets)), targets].mean()"}, "wrong_axis", "dim=0"),
+                "    return -lp[torch.arange(len(targets)), targets].mean()"}, "wrong_axis", "over the batch axis"),
     "ce_one_hot": ("cross_entropy", {"cross_entropy": "def cross_entropy(preds, targets):\n"
                    "    lp = torch.log_softmax(preds, dim=-1)\n    return -(lp * targets).sum(-1).mean()"}, "one_hot", "class indices"),
     "optim_no_zero_grad": ("BasicOptim", {"class BasicOptim:": "class BasicOptim:\n    def __init__(self, params, lr):\n"
@@ -66,18 +66,18 @@ WRONG = {
                      "        self.params, self.lr = list(params), lr\n    def step(self):\n        for p in self.params:\n"
                      "            p.data += p.grad.data * self.lr\n    def zero_grad(self):\n        for p in self.params:\n"
                      "            p.grad = None\n"},
-                     "uphill", "subtract"),
+                     "uphill", "points uphill"),
     "net_no_relu": ("simple_net", {"simple_net = nn.Sequential(": "simple_net = nn.Sequential(nn.Linear(784, 64), nn.Linear(64, 10))"},
                     "layers", "ReLU"),
     "net_one_output": ("simple_net", {"simple_net = nn.Sequential(": "simple_net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 1))"},
                        "shape", "ten scores"),
-    "fit_no_zero_grad": ("fit", {"class Learner:": LEARNER_OK.format(zero_grad="pass", split="valid")}, "no_zero_grad", "zero_grad"),
+    "fit_no_zero_grad": ("fit", {"class Learner:": LEARNER_OK.format(zero_grad="pass", split="valid")}, "no_zero_grad", "never clears the gradients"),
     "fit_one_epoch": ("fit", {"class Learner:": LEARNER_OK.format(zero_grad="self.opt.zero_grad()", split="valid").replace(
                       "        for epoch in range(epochs):\n            for xb, yb in self.dls.train:\n                loss = self.loss_func(self.model(xb), yb)\n"
                       "                loss.backward()\n                self.opt.step()\n                self.opt.zero_grad()",
                       "        for xb, yb in self.dls.train:\n            loss = self.loss_func(self.model(xb), yb)\n"
                       "            loss.backward()\n            self.opt.step()\n            self.opt.zero_grad()")},
-                      "one_epoch", "range(epochs)"),
+                      "one_epoch", "a third of the steps"),
     "validate_last_batch": ("validate", {"class Learner:": LEARNER_OK.format(zero_grad="self.opt.zero_grad()", split="valid").replace(
                             "            accs = [(self.model(xb).argmax(dim=-1) == yb).float().mean() for xb, yb in self.dls.valid]",
                             "            accs = [(self.model(xb).argmax(dim=-1) == yb).float().mean() for xb, yb in list(self.dls.valid)[-1:]]")},

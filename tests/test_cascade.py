@@ -3,6 +3,7 @@ graded helpers, relayed through the grader; both verdicts are kept and scored by
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -103,7 +104,7 @@ def test_shim_asks_then_answers_with_the_reference_value_and_gradient(kernel_cod
     assert first["status"] == "need" and first["request"]["name"] == "mse" and first["request"]["grad"] is True
     assert ns["mse"](torch.tensor([1.0])) == 100  # the learner's own function is back afterwards
     # the reference side answers (here: a correct mse, mean of squares) with value and Jacobian
-    answer = kernel_code["_answer"](lambda p: (p**2).mean(), first["request"])
+    answer, _ = kernel_code["_answer"](lambda p: (p**2).mean(), first["request"])
     spec["isolate"]["table"][first["request"]["key"]] = encode(answer)
     second = run_probe(spec, ns)
     assert second["status"] == "ok", second
@@ -126,14 +127,48 @@ def test_responder_answers_in_the_probe_setting(kernel_code):
     encode = kernel_code["encode"]
     ns = {}
     exec("def helper(s):\n    return x * s\ndef target(s):\n    return helper(s)", ns)
-    key, blob = kernel_code["_relay_key"]("helper", (2.0,), {}, False)
-    request = {"name": "helper", "key": key, "args": blob[1], "kwargs": blob[2], "grad": False}
+    key, blob = kernel_code["_relay_key"]("helper", [((2.0,), {})], False)
+    request = {"name": "helper", "key": key, "stages": blob[1], "grad": False}
     spec = {"id": "r", "source": source, "entry": entry, "args": encode((torch.tensor([3.0]),)), "kwargs": encode({}),
             "requires": [], "callables": [], "respond": {"target": "target", "requests": [request]}}  # fmt: skip
     out = kernel_code["_run_probe"](spec, ns)
     assert out["status"] == "answers"
     assert kernel_code["decode"](out["value"])[0]["value"].tolist() == [6.0]
     assert ns["target"].__name__ == "target"  # restored
+
+
+def test_a_helper_that_returns_a_function_is_relayed_call_by_call(kernel_code):
+    """mk_quad returns a function: the shim hands back a stand-in whose calls are relayed too, so a
+    learner's wrong (or hanging) mk_quad never runs, and the gradient still flows into params."""
+    import torch
+
+    from grader.checks import probe_source
+
+    def probe(ns, p, x):
+        p = p.clone().requires_grad_()
+        value = ns["user"](p, x)
+        value.sum().backward()
+        return {"value": value.detach(), "grad": p.grad}
+
+    source, entry = probe_source(probe)
+    encode, decode = kernel_code["encode"], kernel_code["decode"]
+    ns = {}
+    exec("def mk(a, b):\n    while True:\n        pass\ndef user(p, x):\n    return mk(*p)(x)", ns)
+    spec = {"id": "c", "source": source, "entry": entry, "args": encode((torch.tensor([2.0, 3.0]), torch.tensor([1.0, 2.0]))),
+            "kwargs": encode({}), "requires": ["user"], "callables": ["user"], "isolate": {"deps": ["mk"], "table": {}}}  # fmt: skip
+
+    def reference_mk(a, b):
+        return lambda x: a * x + b
+
+    for _ in range(3):
+        out = kernel_code["_run_probe"](spec, ns)
+        if out["status"] != "need":
+            break
+        spec["isolate"]["table"][out["request"]["key"]] = encode(kernel_code["_answer"](reference_mk, out["request"])[0])
+    assert out["status"] == "ok", out
+    value = decode(out["value"])
+    assert value["value"].tolist() == [5.0, 7.0]  # 2 * x + 3
+    assert value["grad"].tolist() == [3.0, 2.0]  # d/da sum(a x + b) = sum(x), d/db = len(x)
 
 
 def _check(name, status, **kw) -> CheckResult:
@@ -224,16 +259,23 @@ def test_json_carries_both_verdicts(graded):
 def test_reference_code_never_reaches_the_learner_kernel(tmp_path, monkeypatch):
     """Every probe sent to the learner's kernel during a relay holds plain values only: no
     responder, no mistake, no line of the solution's code."""
-    from grader import execute
+    from grader import cascade, execute
 
     sent: list[tuple[str, list[dict]]] = []
-    original = execute.KernelSession.probe
+    answers: list[str] = []
+    original, put = execute.KernelSession.probe, cascade._put
 
-    async def spy(self, probes):
+    async def spy(self, probes, budget=None):
         sent.append((self._run.job.name, probes))
-        return await original(self, probes)
+        return await original(self, probes, budget)
+
+    def spy_put(folder, name, text):
+        if name.startswith("ans-"):
+            answers.append(text)
+        return put(folder, name, text)
 
     monkeypatch.setattr(execute.KernelSession, "probe", spy)
+    monkeypatch.setattr(cascade, "_put", spy_put)
     nb = variant(solution("lesson3", QUAD), tmp_path / "w" / QUAD, replace={"mse": MSE_SUM})
     result = grade_all({"w": nb}, seed=5, pool_size=1)["w"]
     assert find_check(result, "quad_mse").passed
@@ -245,19 +287,55 @@ def test_reference_code_never_reaches_the_learner_kernel(tmp_path, monkeypatch):
         assert "respond" not in probe and "replace" not in probe
         text = json.dumps(probe)
         assert not any(line in text for line in solution_lines if len(line) > 12)
+    assert answers, "answers travelled to the learner's kernel"
+    for text in answers:  # plain encoded values only
+        assert not any(line in text for line in solution_lines if len(line) > 12)
+        assert set(json.loads(text)) <= {"answer", "backward", "error"}
 
 
 @pytest.mark.slow
-def test_a_relay_that_does_not_settle_blames_nobody(tmp_path, monkeypatch):
+def test_a_helper_that_never_returns_is_judged_once_and_its_callers_keep_their_points(tmp_path):
+    """An mse that loops forever: its own check times out once (its other inputs are not tried),
+    quad_mse and fit_quad are not called with it at all but re-checked against the reference's mse
+    (full points, mse named), cells that hung are not run again for that, and the whole check
+    stays within the notebook's own limits (it took 6.5 minutes when every caller waited)."""
+    import time
+
+    from grader.grading import Grader
+
+    nb = variant(solution("lesson3", QUAD), tmp_path / "w" / QUAD, replace={"mse": "def mse(preds, acts):\n    while True:\n        pass"})
+
+    async def run():
+        async with Grader(pool_size=2, seed=5, cell_timeout=5) as grader:
+            return await grader.grade(nb)
+
+    started = time.monotonic()
+    result = asyncio.run(run())
+    took = time.monotonic() - started
+    mse = find_check(result, "mse")
+    assert mse.status is Status.TIMEOUT and "not called again" in " ".join(c.message for c in mse.cases[1:])
+    for caller in ("quad_mse", "fit_quad"):
+        check = find_check(result, caller)
+        assert check.points == check.max_points and check.blamed_on == ["mse"], check.message
+        assert "was not called" in check.as_written["message"]  # not made to wait for mse as written
+    hung = [p for p in result.cell_problems if p.kind == "timeout"]
+    limits = len(hung) * 5 + 10 + 60  # the hung cells, one probe limit, kernels and the relay's replay
+    assert hung and took < limits, (took, limits)
+
+
+@pytest.mark.slow
+def test_a_relay_that_cannot_be_answered_blames_nobody(tmp_path, monkeypatch):
+    """When the relay breaks (here: every request refused as if forged), the verdicts as written
+    stand, nobody is blamed, and nothing waits for an answer that will not come."""
     from grader import cascade
 
-    monkeypatch.setattr(cascade, "MAX_ROUNDS", 6)
+    monkeypatch.setattr(cascade, "_valid_request", lambda text, deps: False)
     nb = variant(solution("lesson3", QUAD), tmp_path / "w" / QUAD, replace={"mse": MSE_SUM})
     result = grade_all({"w": nb}, seed=5, pool_size=1)["w"]
-    f = find_check(result, "fit_quad")  # 10 steps need 11+ rounds: the relay gives up
+    f = find_check(result, "fit_quad")
     assert f.isolated is None and f.blamed_on == [] and f.scored == "as_written"
-    assert f.status is Status.FAILED  # the verdict as written stands
-    assert find_check(result, "quad_mse").passed  # a few rounds were enough there
+    assert f.status is Status.FAILED and "invalid relay request" in f.relay  # the verdict as written stands
+    assert result.duration < 60
 
 
 def test_a_stub_that_raises_itself_is_not_re_checked():

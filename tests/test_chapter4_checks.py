@@ -18,18 +18,19 @@ from grader.lessons import get_lesson
 from grader.results import Status
 
 from .conftest import SOLUTIONS, exercise, find_check, grade_all, solution, variant
+from .leaks import leaks
 
 NB = "04_mnist_basics.ipynb"
 PACK = SOLUTIONS / "chapter4"
 
 # check -> (replacement definition, expected failure kind, words the message must contain)
 WRONG = {
-    "mean_image": ("def mean_image(stack):\n    return stack.mean()", "known_mistake", "axis 0"),
-    "mnist_distance": ("def mnist_distance(a, b): return (a-b).abs().sum((-1,-2))", "known_mistake", "mean"),
+    "mean_image": ("def mean_image(stack):\n    return stack.mean()", "known_mistake", "one average per pixel"),
+    "mnist_distance": ("def mnist_distance(a, b): return (a-b).abs().sum((-1,-2))", "known_mistake", "grows with the number of pixels"),
     "is_3": ("def is_3(x):\n    return mnist_distance(x, mean3) > mnist_distance(x, mean7)", "known_mistake", "wrong way round"),
     "init_params": ("def init_params(size, std=1.0):\n    return torch.randn(size, requires_grad=True) * std", "known_mistake", "leaf"),
     "linear1": ("def linear1(xb):\n    return xb @ weights", "known_mistake", "bias"),
-    "sigmoid": ("def sigmoid(x):\n    return 1 / (1 + torch.exp(x))", "known_mistake", "exp(-x)"),
+    "sigmoid": ("def sigmoid(x):\n    return 1 / (1 + torch.exp(x))", "known_mistake", "flipped"),
     "mnist_loss": (
         "def mnist_loss(preds, targets):\n    return torch.where(targets == 1, 1 - preds, preds).mean()",
         "known_mistake",
@@ -38,7 +39,7 @@ WRONG = {
     "calc_grad": (
         "def calc_grad(xb, yb, model):\n    loss = mnist_loss(model(xb), yb)",
         "known_mistake",
-        "loss.backward()",
+        "No gradients were computed",
     ),  # named: no_backward
     "train_epoch": (
         "def train_epoch(model, lr, params):\n"
@@ -52,14 +53,14 @@ WRONG = {
     "batch_accuracy": (
         "def batch_accuracy(xb, yb):\n    return ((xb.sigmoid() > 0.5) == yb).float().sum()",
         "known_mistake",
-        ".mean(), not .sum()",
+        "fraction that is correct",
     ),
     "validate_epoch": (
         "def validate_epoch(model):\n"
         "    accs = [batch_accuracy(model(xb), yb) for xb, yb in dl]\n"
         "    return round(torch.stack(accs).mean().item(), 4)",
         "known_mistake",
-        "valid_dl",
+        "training batches",
     ),
     "BasicOptim": (
         "class BasicOptim:\n"
@@ -109,7 +110,7 @@ MORE = {
         "    errors = [1 - p if t == 1 else p for p, t in zip(preds, targets)]\n"
         "    return torch.stack(errors).mean()",
         "python_loop",
-        "torch.where",
+        "whole tensor at once",
     ),
     "loss_swapped": (
         "mnist_loss",
@@ -129,7 +130,7 @@ MORE = {
         "        for p in self.params:\n"
         "            p.grad = None\n",
         "known_mistake",
-        "subtract",
+        "climbs the loss",
     ),
     "epoch_uphill": (
         "train_epoch",
@@ -140,7 +141,7 @@ MORE = {
         "            p.data += p.grad * lr\n"
         "            p.grad.zero_()\n",
         "known_mistake",
-        "climbs the loss",
+        "points uphill",
     ),
     "epoch_rebinds": (
         "train_epoch",
@@ -152,7 +153,7 @@ MORE = {
         None,
         "did not change the parameters",
     ),
-    "net_function": ("simple_net", "def simple_net(xb):\n    return xb[:, :1]", "wrong_type", "nn.Sequential"),
+    "net_function": ("simple_net", "def simple_net(xb):\n    return xb[:, :1]", "wrong_type", "not a model"),
 }
 
 pytestmark = pytest.mark.slow
@@ -205,6 +206,8 @@ def test_wrong_answer_fails_with_specific_message(graded, name):
     assert check.kind == kind, check.message
     assert words in check.message
     assert check.hint, "a failing check shows its first hint"
+    given = leaks(check.message + "\n" + check.hint, get_lesson("chapter4"), NB, WRONG[name][0])
+    assert not given, f"the verdict gives the reference code away: {given}"
 
 
 @pytest.mark.parametrize("key", sorted(MORE))
@@ -216,6 +219,8 @@ def test_more_wrong_answers(graded, key):
     if kind:
         assert check.kind == kind, check.message
     assert words in check.message
+    given = leaks(check.message + "\n" + (check.hint or ""), get_lesson("chapter4"), NB, MORE[key][1])
+    assert not given, f"the verdict gives the reference code away: {given}"
 
 
 def test_other_checks_unaffected_by_one_wrong_function(graded):

@@ -48,7 +48,7 @@ def test_empty_notebook_is_graded_as_missing_everything(runner, tmp_path):
     nbformat.write(nbformat.v4.new_notebook(), str(nb))
     result = check(runner, nb)
     assert result.exit_code == 1
-    assert "`rectified_linear` is not defined in 02_relu.ipynb" in result.output
+    assert "no cell of 02_relu.ipynb defines `rectified_linear`" in result.output
 
 
 def test_renamed_function_is_reported_missing(runner, tmp_path):
@@ -58,7 +58,7 @@ def test_renamed_function_is_reported_missing(runner, tmp_path):
     nb.write_text(text)
     result = check(runner, nb, "--only", "mse", "--only", "quad_mse")
     assert result.exit_code == 1
-    assert "`mse` is not defined in 01_quadratic.ipynb" in result.output
+    assert "no cell of 01_quadratic.ipynb defines `mse`" in result.output and "by this exact name" in result.output
     assert "quad_mse" in result.output
 
 
@@ -69,8 +69,9 @@ def test_learner_exception_shows_their_traceback_and_cell(runner, tmp_path):
     assert result.exit_code == 1
     data = json.loads((tmp_path / "r.json").read_text())
     chk = data["notebooks"][0]["checks"][0]
-    assert chk["kind"] == "exception"
-    assert "NameError: name 'helper' is not defined" in chk["message"]
+    assert chk["kind"] == "unknown_name"
+    assert "no cell of the notebook defines anything called `helper`" in chk["message"]
+    assert "NameError: name 'helper' is not defined" in chk["message"]  # and Python's own words
     cell = 1 + next(i for i, c in enumerate(nbformat.read(str(nb), as_version=4).cells) if "def double_relu" in c.source)
     assert any(f"cell {cell}," in line for line in chk["traceback"]), chk["traceback"]
 

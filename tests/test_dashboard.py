@@ -9,7 +9,7 @@ from grader.cli import cli
 from grader.dashboard import render_dashboard, summarise
 from grader.gradebook import Gradebook
 
-from .conftest import ARTIFACTS, open_page
+from .conftest import keep_screenshot, open_page
 from .test_gradebook import fake_run, fill
 
 PWN = '<script>alert("pwn")</script>'
@@ -71,7 +71,6 @@ def test_dashboard_in_chromium(gradebook, tmp_path, browser):
         assert len(attention) == 3 and PWN in attention[0] and "wrong" in attention[1] and "slowpoke" in attention[2]
         assert events["dialogs"] == [] and events["console"] == [], events
         assert all(url.startswith("file://") for url in events["requests"]), events["requests"]
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        keep_screenshot(page, "dashboard", docs_name="dashboard")
     finally:
         page.close()

@@ -135,11 +135,15 @@ def test_check_in_process_judges_right_wrong_and_missing():
     right = check("quad", namespace=namespace(QUAD_RIGHT))
     assert right.status is Status.PASSED and right.passed and "1/1 points" in str(right)
     wrong = check("quad", namespace=namespace(QUAD_WRONG))
-    assert wrong.status is Status.FAILED and wrong.result.kind == "known_mistake" and "x**2" in wrong.result.message
+    assert (
+        wrong.status is Status.FAILED
+        and wrong.result.kind == "known_mistake"
+        and "doubles x where it should square it" in wrong.result.message
+    )
     html = wrong._repr_html_()
     assert "learn-check" in html and "fail" in html and "learn check" in html
     missing = check("fit_quad", namespace=namespace(QUAD_RIGHT))
-    assert missing.status is Status.ERROR and "`fit_quad` is not defined" in missing.result.message
+    assert missing.status is Status.ERROR and "no cell of your notebook defines `fit_quad`" in missing.result.message
 
 
 @pytest.mark.slow

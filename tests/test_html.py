@@ -165,7 +165,7 @@ def test_learner_text_is_escaped_everywhere(report):
 
 
 def test_every_status_renders(report):
-    for label in ("✔ pass", "✘ fail", "✘ error", "⏱ timeout", "– skipped", "to do", "cannot be graded"):
+    for label in ("✔ pass", "✘ fail", "✘ error", "◔ timeout", "– skipped", "to do", "cannot be graded"):
         assert label in report, label
     assert "1/6 functions pass" in report  # skipped checks do not count
     assert "is not valid JSON" in report
@@ -176,7 +176,7 @@ def test_failure_details_show_the_diff_and_hint(report):
                  "rtol=0.0001, atol=0.0001", "index [0]: expected 2.146, got 4.579", "known mistake: no_zero_grad",
                  "Call params.grad.zero_() after each update.", "fit_quad(tensor([1.1, 1.1, 1.1]), lr=0.01, steps=10)"):  # fmt: skip
         assert text in report, text
-    assert "Traceback of your code" in report and "cell 12, line 2, in mse" in report
+    assert "Where it happened in your code" in report and "cell 12, line 2, in mse" in report
     assert "Cell 21" in report and "ValueError" in report
 
 
@@ -196,7 +196,7 @@ def test_hidden_checks_show_name_and_message_only(report):
 
 def test_tracebacks_can_be_left_out_and_title_set():
     html = render_report(sample_run(), title="Feedback for <student>", show_tracebacks=False)
-    assert "Traceback of your code" not in html and "cell 12, line 2" not in html
+    assert "Where it happened in your code" not in html and "cell 12, line 2" not in html
     assert "<title>Feedback for &lt;student&gt;</title>" in html
 
 
@@ -328,7 +328,7 @@ def test_compact_views_collapse_repeats_and_drop_what_the_table_shows():
         CaseResult("d", Status.PASSED),
     ])  # fmt: skip
     assert case_messages(check) == ["", "`mse` raised TypeError: boom", "same as above", ""]
-    assert verdict_paragraph(check) == "3 of 4 cases fail, showing a known mistake (sum)."
+    assert verdict_paragraph(check) == "You added up the squared errors; take their mean. (3 of 4 cases fail.)"  # the mistake, in words
     blamed = CheckResult(
         "quad_mse", Status.PASSED, 1, 1, blame="`quad_mse` is right: fix `mse` first.", cases=[CaseResult("a", Status.PASSED)]
     )

@@ -72,3 +72,27 @@ def test_check_and_check_all_grade_the_saved_notebook_in_a_subprocess(home, tmp_
     with connect(create=False) as conn:  # both runs are in the progress history, like any `learn check`
         rows = conn.execute("SELECT item, status FROM results WHERE item = 'mse'").fetchall()
     assert rows == [("mse", "failed"), ("mse", "failed")]
+
+
+def test_hint_and_solution_are_harmless_while_learn_check_grades_the_notebook(home, monkeypatch):
+    """A `hint("mse")` left in a notebook must not fail its grade: in the grading sandbox the packs are invisible."""
+    from grader import hint, inline, solution
+
+    monkeypatch.setattr(inline, "in_grading_sandbox", lambda: True)
+    for shown in (hint("mse"), solution("mse"), solution("no_such_function", confirm=True)):
+        assert "not shown while `learn check` grades this notebook" in str(shown)
+    assert count_events("hint", "mse", "lesson3") == 0
+
+
+def test_check_all_finds_its_notebook_without_a_jupyter_session(tmp_path, monkeypatch):
+    """`jupyter nbconvert --execute` runs the kernel in the notebook's folder with no session name."""
+    import nbformat
+
+    from grader.inline import _running_notebook
+
+    monkeypatch.chdir(tmp_path)
+    for name, cells in (("other.ipynb", ["x = 1"]), ("01_quadratic.ipynb", ["x = 1", "from grader import check_all\ncheck_all()"])):
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), str(tmp_path / name))
+    found = _running_notebook({"In": ["", "x = 1", "from grader import check_all\ncheck_all()"]})
+    assert found == (tmp_path / "01_quadratic.ipynb").resolve()
+    assert _running_notebook({"In": ["", "x = 1"]}) is None  # two notebooks hold that cell: no guess

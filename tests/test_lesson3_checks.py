@@ -14,6 +14,7 @@ from grader.lessons import get_lesson
 from grader.results import Status
 
 from .conftest import exercise, find_check, grade_all, solution, variant
+from .leaks import leaks
 
 pytestmark = pytest.mark.slow
 
@@ -21,10 +22,10 @@ QUAD, RELU, MATMUL = "01_quadratic.ipynb", "02_relu.ipynb", "03_matmul.ipynb"
 
 # check -> (notebook, replacement definition, expected failure kind, words the message must contain)
 WRONG = {
-    "quad": (QUAD, "def quad(a, b, c, x):\n    return a * x * 2 + b * x + c", "known_mistake", "x**2"),
-    "mk_quad": (QUAD, "def mk_quad(a, b, c):\n    return quad(a, b, c, 1.0)", "exception", "not callable"),
+    "quad": (QUAD, "def quad(a, b, c, x):\n    return a * x * 2 + b * x + c", "known_mistake", "doubles x where it should square it"),
+    "mk_quad": (QUAD, "def mk_quad(a, b, c):\n    return quad(a, b, c, 1.0)", "unusable_value", "not callable"),
     "add_noise": (QUAD, "def add_noise(x, mult, add):\n    return x + torch.randn_like(x) * add", "known_mistake", "(1 + noise * mult)"),
-    "mse": (QUAD, "def mse(preds, acts):\n    return ((preds - acts) ** 2).sum()", "known_mistake", ".mean()"),
+    "mse": (QUAD, "def mse(preds, acts):\n    return ((preds - acts) ** 2).sum()", "known_mistake", "adds the squared errors up"),
     "quad_mse": (QUAD, "def quad_mse(params):\n    f = mk_quad(*params)\n    return mse(f(x), x)", "known_mistake", "values differ"),
     "fit_quad": (
         QUAD,
@@ -45,7 +46,7 @@ WRONG = {
         RELU,
         "def rectified_linear(m, b, x):\n    return torch.clip(m * x + b, max=0.0)",
         "known_mistake",
-        "clips from below",
+        "keeps the negative part",
     ),
     "double_relu": (
         RELU,
@@ -103,7 +104,12 @@ WRONG = {
         "python_loop",
         "Python loop",
     ),
-    "matmul_einsum": (MATMUL, "def matmul_einsum(a, b):\n    return torch.einsum('ik,jk->ij', a, b)", "known_mistake", "'ik,kj->ij'"),
+    "matmul_einsum": (
+        MATMUL,
+        "def matmul_einsum(a, b):\n    return torch.einsum('ik,jk->ij', a, b)",
+        "known_mistake",
+        "subscripts read b transposed",
+    ),
     "linear": (MATMUL, "def linear(x, w, b):\n    return x @ w", "known_mistake", "bias"),
     "prep_money": (
         MATMUL,
@@ -111,12 +117,19 @@ WRONG = {
         "    filled = torch.where(torch.isnan(amounts), torch.nanmedian(amounts), amounts)\n"
         "    return torch.log(filled)",
         "known_mistake",
-        "log1p",
+        "-inf",
     ),
 }
 
 TYPE_ERRORS = {  # wrong return types: the message says what was expected
-    "mse_item": (QUAD, "mse", "def mse(preds, acts):\n    return ((preds - acts) ** 2).mean().item()", "wrong_type", "not a Python number"),
+    # a named mistake since issue 23: the verdict says what was expected, and calls it by name
+    "mse_item": (
+        QUAD,
+        "mse",
+        "def mse(preds, acts):\n    return ((preds - acts) ** 2).mean().item()",
+        "known_mistake",
+        "not a Python number",
+    ),
     "quad_list": (
         QUAD,
         "quad",
@@ -188,6 +201,9 @@ def test_wrong_answer_fails_with_specific_message(graded, name):
         assert check.kind == kind, check.message
     assert words in check.message
     assert check.hint, "a failing check shows its first hint"
+    lesson = get_lesson("lesson3")
+    given = leaks(check.message + "\n" + check.hint, lesson, WRONG[name][0], WRONG[name][1])
+    assert not given, f"the verdict gives the reference code away: {given}"
 
 
 @pytest.mark.parametrize("key", sorted(TYPE_ERRORS))
@@ -200,10 +216,11 @@ def test_wrong_return_type_says_what_was_expected(graded, key):
     assert "expected" in check.message
 
 
-def test_zero_grad_bug_is_named_in_the_hint(graded):
+def test_zero_grad_bug_is_named_and_the_fix_waits_for_the_last_hint(graded):
     check = find_check(graded["wrong:fit_quad"], "fit_quad")
-    assert "zero_" in check.message
-    assert "zero_()" in check.hint
+    assert "never resets the gradients" in check.message and "never resets the gradients" in check.hint
+    assert "zero_" not in check.message and "zero_" not in check.hint  # the verdict says what is wrong, not the code
+    assert "zero_()" in get_lesson("lesson3").checks["fit_quad"].hints[2]  # the code is the third rung of the ladder
 
 
 def test_failures_carry_diffs_with_tolerances(graded):
@@ -222,7 +239,7 @@ def test_results_record_seed_and_sandbox(graded):
 
 
 def test_randomized_inputs_follow_the_seed():
-    from grader.grading import plan
+    from grader.plan import plan
 
     lesson = get_lesson("lesson3")
     spec = lesson.notebook(QUAD)

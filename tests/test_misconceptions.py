@@ -16,6 +16,7 @@ from grader.checks import probe_source
 from grader.lessons import get_lesson
 
 from .conftest import find_check, grade_all, solution, variant
+from .leaks import leaks
 
 PACKS = ("lesson3", "chapter4")
 # judged by behaviour, not against one reference value: the judge itself names the misconception
@@ -90,8 +91,11 @@ def test_misconception_is_recognised_by_name(graded, lesson_id, name, mistake):
     assert check.points < check.max_points, check.message
     named = {c.mistake for c in check.cases if c.mistake}
     assert mistake in named, f"{name}: {check.message}"
-    explanation = next(m.message for m in get_lesson(lesson_id).check_code()[name].mistakes if m.name == mistake)
-    assert check.hint == explanation or explanation in check.message  # the learner is told, in words
+    lesson = get_lesson(lesson_id)
+    impl = next(m for m in lesson.check_code()[name].mistakes if m.name == mistake)
+    assert check.hint == impl.message or impl.message in check.message  # the learner is told, in words
+    given = leaks(check.message + "\n" + check.hint, lesson, lesson.checks[name].notebook, as_learner_code(name, impl.replace[name]))
+    assert not given, f"{name} ({mistake}): the verdict gives the reference code away: {given}"  # the answer waits for `learn hint`
 
 
 @pytest.mark.slow
@@ -128,7 +132,10 @@ def test_judges_name_misconceptions_too(tmp_path):
         where = {"replace": {name: code}} if code.lstrip().startswith(("def", "import")) else {"replace_containing": {f"{name} = ": code}}
         jobs[(pack, name, mistake)] = variant(solution(pack, spec.notebook), tmp_path / f"{name}-{mistake}" / spec.notebook, **where)
     results = grade_all(jobs, seed=99)
-    for (_pack, name, mistake), result in results.items():
+    for (pack, name, mistake), result in results.items():
         check = find_check(result, name)
         assert check.points < check.max_points and check.kind == "known_mistake", (mistake, check.message)
         assert mistake in {c.mistake for c in check.cases}, (mistake, check.message)
+        notebook = get_lesson(pack).checks[name].notebook
+        given = leaks(check.message + "\n" + (check.hint or ""), get_lesson(pack), notebook, JUDGED[(pack, name)][mistake])
+        assert not given, f"{name} ({mistake}): the verdict gives the reference code away: {given}"

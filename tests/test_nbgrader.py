@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from grader import assign as assign_mod
-from grader.assign import _stage, leak_check
+from grader.assign import leak_check, stage
 from grader.cli import cli
 from grader.errors import AnswerLeakError, LessonPackError
 from grader.generate import generate_lesson
@@ -41,7 +41,7 @@ SECRETS = [
 
 
 def staged(tmp_path: Path, source: Path = SOURCE):
-    lesson = _stage([str(source)], tmp_path / "staging", None)
+    lesson = stage([str(source)], tmp_path / "staging", None)
     generate_lesson(lesson, tmp_path / "staging" / "release")
     return lesson, tmp_path / "staging" / "release"
 
@@ -157,7 +157,7 @@ def test_autotest_without_autotests_yml_is_refused_by_name(tmp_path, runner):
 @pytest.mark.slow
 def test_autotest_directives_become_the_asserts_nbgrader_writes(tmp_path, runner):
     src = _with_autotest(tmp_path, "### AUTOTEST mae([1, 2, 3], [2, 2, 2]); len(VALUES)\n### HASHED AUTOTEST mae(VALUES, [0] * 4)")
-    lesson = _stage([str(src)], tmp_path / "staging", None)
+    lesson = stage([str(src)], tmp_path / "staging", None)
     test = nbformat.read(str(lesson.root / "problem1.ipynb"), as_version=4).cells[7].source
     assert test == NBGRADER_AUTOTEST_CELL  # byte for byte what nbgrader's own release holds
     assert "AUTOTEST" not in test and test.startswith("from hashlib import sha1\n") and test.endswith("print('Success!')")
@@ -495,7 +495,7 @@ def test_a_pack_without_torch_gets_kernels_that_do_not_preload_it(tmp_path):
     nb = nbformat.read(str(src / "problem2.ipynb"), as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("import torch\nassert torch.ones(1).item() == 1"))
     nbformat.write(nb, str(src / "problem2.ipynb"))
-    lesson = _stage([str(src)], tmp_path / "staging2", None)
+    lesson = stage([str(src)], tmp_path / "staging2", None)
     assert [n.profile for n in lesson.notebooks] == ["python", None] and lesson.kernel_profile() == "torch"
 
 
@@ -556,7 +556,7 @@ def test_autotest_problems_name_the_cell(tmp_path, cell, source, message):
     nb.cells[cell].source = source
     nbformat.write(nb, str(src / "problem1.ipynb"))
     with pytest.raises(LessonPackError, match=message):
-        _stage([str(src)], tmp_path / "staging", None)
+        stage([str(src)], tmp_path / "staging", None)
 
 
 def test_cluster_payloads_carry_the_instructors_locked_cells(tmp_path):

@@ -291,6 +291,8 @@ SPECIFIC_WRONG = {
     "accuracy": "def accuracy(probs, targets):\n    return ((probs > 0.5) == targets).float().sum()\n",
     "double_odds": "def double_odds(xs): return [2 * x for x in xs]",
 }
+# right values, but the caller's tensor changed: the prompt says "a new tensor; do not change w"
+IN_PLACE = {"sgd_step": "def sgd_step(w, grad, lr):\n    w -= lr * grad\n    return w\n"}
 
 
 @pytest.mark.slow
@@ -305,6 +307,8 @@ def test_every_code_question_grades_right_and_wrong_in_kernels():
                 items.append((q, wrong_answer(q), False))
                 if q.function in SPECIFIC_WRONG:
                     items.append((q, SPECIFIC_WRONG[q.function], False))
+                if q.function in IN_PLACE:
+                    items.append((q, IN_PLACE[q.function], False))
     assert {q.function for q, _, _ in items} >= set(SPECIFIC_WRONG)
 
     async def run():
@@ -317,6 +321,8 @@ def test_every_code_question_grades_right_and_wrong_in_kernels():
         assert feedback.correct is expected, (q.id, code, feedback.message)
         if not expected:
             assert f"{q.function}(" in feedback.message, feedback.message  # names the failing call
+        if code == IN_PLACE.get(q.function):
+            assert "in place" in feedback.message and "`w`" in feedback.message, feedback.message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +378,17 @@ def test_missing_answers_count_as_wrong(runner, tmp_path, home):
     path.write_text("sigmoid-zero: 0.5\n")
     result = runner.invoke(cli, ["quiz", "chapter4", "--answers", str(path), "--topic", "sigmoid"])
     assert result.exit_code == 1
-    assert "✔ sigmoid-zero" in result.output and "no answer given" in result.output
+    assert "✔ sigmoid-zero" in result.output and "have no answer in the file and count as wrong" in result.output
+    assert result.output.count("✘") == 1  # one line for the unanswered questions, not one per question
+
+
+def test_an_answers_file_for_a_few_questions_lists_the_rest_once(runner, tmp_path, home):
+    path = tmp_path / "a.yaml"
+    path.write_text("sigmoid-zero: 0.5\n")
+    result = runner.invoke(cli, ["quiz", "chapter4", "--answers", str(path)])
+    total = len(find_quiz("chapter4").questions)
+    assert result.exit_code == 1 and f"✘ {total - 1} of {total} questions have no answer in the file" in result.output
+    assert len(result.output.splitlines()) < 10, result.output
 
 
 @pytest.mark.parametrize(
@@ -479,7 +495,7 @@ def test_end_of_input_saves_and_resume_continues(runner, home):
     answers = [typed_answer(q) for q in questions[2:]]
     result = runner.invoke(cli, ["quiz", "chapter4"], input=_typed(["y", *answers]))
     assert result.exit_code == 0, result.output
-    assert "You have an unfinished chapter4 quiz: 2 of" in result.output
+    assert "You have an unfinished chapter4 quiz (topic mini-batches): 2 of" in result.output
     assert f"Question 3/{len(questions)}" in result.output and "Question 1/" not in result.output
     assert f"Final score: {len(questions)}/{len(questions)}" in result.output
     attempts, topics = _quiz_attempts(home)
@@ -537,12 +553,11 @@ def test_interactive_code_answers_run_in_kernels(runner, home):
     assert f"Final score: {n - 1}/{n}" in result.output
 
 
-def test_readme_answers_example_is_right():
+def test_docs_answers_example_is_right():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Chapter 4 and the quiz")[1]
-    example = section.split("```yaml")[1].split("```")[0]
+    page = (Path(__file__).resolve().parent.parent / "docs" / "learners" / "study.md").read_text()
+    example = page.split('```yaml title="answers.yaml"')[1].split("```")[0]
     quiz = find_quiz("chapter4")
     for qid, raw in yaml.safe_load(example).items():
         q = quiz.question(qid)

@@ -69,7 +69,7 @@ def test_review_schedules_quiz_questions_and_failed_checks_over_simulated_days(r
                                                                             "check:lesson3:quad": {"rating": 3}})])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Review for 2026-03-02: 2 items (1 questions, 0 drills, 1 functions to re-do)" in result.output
-    assert "Re-do it in your notebook, then run `learn check --only quad`." in result.output
+    assert "Re-do it in your notebook, then run `learn check lesson3 --only quad`" in result.output
     assert result.output.count("rated good: next review in") == 2
     assert "✔ Correct!" in result.output
 
@@ -109,7 +109,7 @@ def test_review_schedules_quiz_questions_and_failed_checks_over_simulated_days(r
 
 
 def test_a_right_answer_is_scheduled_later_and_counted_in_the_forecast(home, monkeypatch):
-    from grader.review import due_forecast, due_items, record_items
+    from grader.cards import due_forecast, due_items, record_items
 
     at = DAY0
     assert record_items([("quiz", "chapter4:rank-definition", True), ("drill", "lesson3:xs-shape", False)], at=at) is None
@@ -135,7 +135,8 @@ class FakeDrills:
 def test_drills_come_back_in_review(home, monkeypatch):
     from rich.console import Console
 
-    from grader.review import record_items, run_review
+    from grader.cards import record_items
+    from grader.review import run_review
 
     _day(monkeypatch, 0)
     record_items([("drill", "lesson3:x-none-shape", False)])
@@ -165,7 +166,7 @@ def test_bad_review_answers_files_exit_2(runner, home, tmp_path, data, message):
 
 
 def test_a_bad_answer_for_a_due_item_is_named(runner, home, tmp_path, monkeypatch):
-    from grader.review import record_items
+    from grader.cards import record_items
 
     _day(monkeypatch, 0)
     record_items([("quiz", "chapter4:rank-definition", False)])
@@ -180,7 +181,7 @@ def test_bad_clock_is_a_clear_error(runner, home, monkeypatch):
 
 
 def test_progress_page_has_a_review_panel_with_a_14_day_chart(runner, home, tmp_path, monkeypatch):
-    from grader.review import record_items
+    from grader.cards import record_items
 
     _day(monkeypatch, 0)
     record_items([("quiz", "chapter4:rank-definition", False), ("quiz", "chapter4:valid-set-purpose", True),
@@ -197,7 +198,7 @@ def test_progress_page_has_a_review_panel_with_a_14_day_chart(runner, home, tmp_
 @pytest.mark.slow
 @pytest.mark.browser
 def test_review_panel_in_chromium(runner, home, tmp_path, monkeypatch, browser):
-    from grader.review import record_items
+    from grader.cards import record_items
 
     from .conftest import ARTIFACTS, open_page
 
@@ -223,7 +224,7 @@ def test_review_panel_in_chromium(runner, home, tmp_path, monkeypatch, browser):
 
 
 def test_reading_the_queue_writes_nothing(home):
-    from grader.review import due_forecast, due_items, panel
+    from grader.cards import due_forecast, due_items, panel
 
     assert due_items() == [] and sum(n for _, n in due_forecast()) == 0 and panel() is None
     assert not (home / "progress.db").exists()
@@ -236,8 +237,9 @@ def test_reading_the_queue_writes_nothing(home):
                                  max_size=3),
                  st.lists(st.integers(), max_size=2), st.text(max_size=20)))  # fmt: skip
 def test_review_answers_parser_fuzzed_gives_only_answers_errors(data):
+    from grader.cards import RATINGS
     from grader.errors import QuizAnswersError
-    from grader.review import RATINGS, _parse_review_answers
+    from grader.review import _parse_review_answers
 
     try:
         parsed = _parse_review_answers(yaml.safe_dump(data), "fuzz.yaml")
@@ -249,7 +251,7 @@ def test_review_answers_parser_fuzzed_gives_only_answers_errors(data):
 
 @pytest.mark.slow
 def test_review_runs_a_due_drill_in_a_real_kernel(runner, home, tmp_path, monkeypatch):
-    from grader.review import record_items
+    from grader.cards import record_items
 
     _day(monkeypatch, 0)
     record_items([("drill", "lesson3:x-none-shape", False), ("drill", "lesson3:no-such-drill", False)])

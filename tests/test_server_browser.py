@@ -1,8 +1,10 @@
 """The course server's flow in a real headless Chromium, against `learn serve` on 127.0.0.1:
 the instructor signs in with the first-start link, creates an assignment and uploads a roster;
 a student uploads a wrong notebook, sees the feedback, uploads a fixed one and sees full marks;
-the instructor overrides a grade with a reason, grades a free-response answer, sets an
-extension and exports CSV. Screenshots go to test-artifacts/."""
+the instructor overrides a grade with a reason (it stays in force over the fixed submission until
+cleared), grades a free-response answer with a comment the student then reads, sets an
+extension and exports CSV; the sign-in links download as CSV; a too-large upload is stopped
+in the page with the real limit; signing out ends the session. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import time
 import nbformat
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT
+from tests.conftest import ROOT, keep_screenshot
 from tests.server_util import declare_manual_item
 from tests.test_grade import GOOD, tiny_pack
 
@@ -53,8 +55,7 @@ def server(tmp_path):
 
 
 def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"server-{name}.png"), full_page=True)
+    keep_screenshot(page, f"server-{name}", docs_name=f"server-{name}")
 
 
 def wait_state(page, state: str, timeout: float = 180) -> None:
@@ -81,6 +82,9 @@ def test_course_flow_in_chromium(server, browser, tmp_path):
     prof.set_input_files("input[name=roster]", str(roster))
     prof.click("#upload-roster")
     links = dict(row.split("\t") for row in prof.inner_text("#links").splitlines())
+    with prof.expect_download() as download:
+        prof.click("#links-csv")
+    assert {r["name"]: r["link"] for r in csv.DictReader(open(download.value.path()))} == {k: v.strip() for k, v in links.items()}
     prof.goto(f"{base}/staff")
     prof.click("#publish-squares")
     prof.wait_for_selector("text=Unpublish")
@@ -93,10 +97,16 @@ def test_course_flow_in_chromium(server, browser, tmp_path):
     ann.wait_for_url(f"{base}/me")
     ann.click("a[href='/a/squares']")
     assert "Late policy" in ann.inner_text("body") and "Due:" in ann.inner_text("body")
+    big = tmp_path / "big" / "squares.ipynb"
+    big.parent.mkdir()
+    big.write_bytes(b" " * 21 * 2**20)
+    ann.set_input_files("input[name=files]", str(big))
+    ann.click("#submit")
+    assert "the limit is 20 MB per submission" in ann.inner_text("#upload-problem") and ann.url == f"{base}/a/squares"  # never sent
     ann.set_input_files("input[name=files]", str(notebook(tmp_path / "w" / "squares.ipynb", *WRONG)))
     ann.click("#submit")
     wait_state(ann, "graded")
-    assert "1 / 3" in ann.inner_text("#score")
+    assert "1 / 5" in ann.inner_text("#score")  # 2 more points are graded by hand
     wrong_url = ann.url
     report = ann.context.new_page()
     report.goto(ann.get_attribute("#report", "href") and base + ann.get_attribute("#report", "href"))
@@ -106,19 +116,30 @@ def test_course_flow_in_chromium(server, browser, tmp_path):
     ann.set_input_files("input[name=files]", str(notebook(tmp_path / "f" / "squares.ipynb", *GOOD, answer=f"It is linear {PWN}")))
     ann.click("#submit")
     wait_state(ann, "graded")
-    assert "3 / 3" in ann.inner_text("#score")
+    assert "3 / 5" in ann.inner_text("#score")
+    fixed_url = ann.url
     # the instructor: override with a reason, a free-response grade, an extension, the CSV
     prof.goto(wrong_url)
     prof.fill("input[name=points]", "2")
     prof.fill("input[name=reason]", "the rubric allows x+x for 2")
     prof.click("#override")
     assert "the rubric allows x+x for 2" in prof.inner_text("body")
+    ann.goto(fixed_url)  # the override is the student's grade for the assignment, with its reason, until cleared
+    assert "the rubric allows x+x for 2" in ann.inner_text("#grade") and "2 / 5" in ann.inner_text("#final")
+    prof.goto(fixed_url)
+    with prof.expect_navigation():  # by keyboard: headless Chromium can drop the first clicks while the report's frame paints
+        prof.locator("#clear-override").press("Enter")
+    assert "override cleared" in prof.inner_text("#flash")
     prof.goto(f"{base}/staff/a/squares/manual")
     assert PWN in prof.inner_text("pre")  # shown as text
     prof.fill("form.manual input[name=points]", "2")
+    prof.fill("form.manual input[name=comment]", f"well put {PWN}")
     prof.press("form.manual input[name=points]", "Enter")
     prof.wait_for_load_state("load")
     assert prof.input_value("form.manual input[name=points]") == "2"
+    ann.goto(fixed_url)  # the student reads the points and the comment graded by hand
+    grade = ann.inner_text("#grade")
+    assert f"2 / 2 - well put {PWN}" in grade and "5 / 5" in ann.inner_text("#final")
     prof.goto(f"{base}/staff/a/squares")
     prof.fill("input[name=student]", "ann")
     prof.fill("input[name=due]", time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 7 * 86400)))
@@ -129,6 +150,11 @@ def test_course_flow_in_chromium(server, browser, tmp_path):
     rows = {r["student"]: r for r in csv.DictReader(io.StringIO(open(download.value.path()).read()))}
     assert rows["ann"]["total"] == "5" and rows["ann"]["possible"] == "5"  # 3 from the checks, 2 graded by hand
     prof.goto(f"{base}/staff/a/squares")
-    assert "5 / 5" in prof.inner_text("table")
+    assert "5 / 5" in prof.inner_text("#students")
     shot(prof, "assignment")
+    # signing out ends the session: the pages ask to sign in again
+    ann.locator("nav button").press("Enter")  # (on a page with the report's frame: see the clear above)
+    ann.wait_for_url(f"{base}/signin")
+    ann.goto(fixed_url)
+    assert ann.url == f"{base}/signin"
     assert dialogs == []  # no learner HTML ran

@@ -104,12 +104,9 @@ def test_free_response_answers_are_collected_for_manual_grading(tmp_path, db_url
     from starlette.testclient import TestClient  # noqa: F401 - the app below
 
     from grader.results import RunResult
-    from grader.server import views
     from grader.server.app import build_app
-    from grader.server.auth import RateLimiter
     from tests.server_util import session_csrf, signed_in
 
-    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
     course, ids = make_course(tmp_path, db_url)
     worker = _worker(course)
     worker.finish(worker.claim(), RunResult([], seed=1))  # the fixture's submission: no free-response cells
@@ -147,12 +144,9 @@ def test_free_response_answers_are_collected_for_manual_grading(tmp_path, db_url
 
 def test_hidden_checks_show_at_the_policys_time(tmp_path, db_url, monkeypatch):
     from grader.results import CheckResult, NotebookResult, RunResult, Status
-    from grader.server import views
     from grader.server.app import build_app
-    from grader.server.auth import RateLimiter
     from tests.server_util import signed_in
 
-    monkeypatch.setattr(views, "SIGNIN_LIMIT", RateLimiter(10_000, 60))
     course, ids = make_course(tmp_path, db_url)
     checks = [CheckResult("square", Status.PASSED, 2, 2), CheckResult("cube", Status.PASSED, 1, 1, hidden=True)]
     nb = NotebookResult("ann/squares.ipynb", "squares.ipynb", "tiny", Status.PASSED, points=3, max_points=3, checks=checks)

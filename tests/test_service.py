@@ -166,12 +166,12 @@ def test_the_fallback_is_said_once(monkeypatch):
 
 def test_no_service_means_no_service(tmp_path, monkeypatch):
     """LEARN_NO_SERVICE=1 (and --no-service) never touches a socket: checks run in this process."""
-    from grader import checkrun
+    from grader.results import RunResult
 
     monkeypatch.setenv("LEARN_NO_SERVICE", "1")
     monkeypatch.setattr(service, "check", lambda *a, **k: pytest.fail("the service was asked"))
-    monkeypatch.setattr("grader.cache.cached_check", lambda paths, **k: checkrun.RunResult([], seed=3))
-    assert checkrun.check([tmp_path / "x.ipynb"], html=False).run.seed == 3
+    monkeypatch.setattr("grader.checkrun.check_here", lambda paths, **k: RunResult([], seed=3))
+    assert service.run_check([tmp_path / "x.ipynb"], html=False).seed == 3
 
 
 # ---------------------------------------------------------------------------------------------

@@ -132,7 +132,8 @@ def _student_files(folder: Path) -> list[Path]:
 def grade_class(quiz, folder: Path, gradebook_path: Path, overrides: dict | None = None, now: str | None = None) -> ClassResult:
     """Grade every STUDENT.yaml in `folder`; write one row per student and question."""
     from ..gradebook import Gradebook
-    from . import _jsonable, grade_answers, parse_answers
+    from .answers import jsonable
+    from .report import grade_answers, parse_answers
 
     overrides = overrides or {}
     files = _student_files(folder)
@@ -165,7 +166,7 @@ def grade_class(quiz, folder: Path, gradebook_path: Path, overrides: dict | None
                 student.max_points += q.points
                 student.overrides += override is not None
                 detail = fb.detail.get("provisional") if fb is not None and fb.detail else None
-                rows.append((quiz.id, student.student, q.id, q.topic, q.type, json.dumps(_jsonable(fb.given)) if fb else None,
+                rows.append((quiz.id, student.student, q.id, q.topic, q.type, json.dumps(jsonable(fb.given)) if fb else None,
                              int(bool(fb and fb.correct)), json.dumps(detail) if detail else None,
                              json.dumps(override) if override else None, points, q.points, now))  # fmt: skip
             with gb.transaction() as c:

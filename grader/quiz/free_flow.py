@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS free_answers (
 
 
 def _input_error(message: str):
-    from . import QuizInputError
+    from .feedback import QuizInputError
 
     return QuizInputError(message)
 
@@ -66,7 +66,7 @@ def _detail(provisional: FreeVerdict, confirmed: dict | None) -> dict:
 
 def check_free(question, given):
     """Grade a parsed free answer: provisional, then corrected by a given self-assessment."""
-    from . import Feedback
+    from .feedback import Feedback
 
     text = given["answer"] if isinstance(given, dict) else given
     confirmed = given.get("key_points") if isinstance(given, dict) else None
@@ -134,7 +134,7 @@ def ask_free(question, console, read_line):
     """One free question in an interactive session: answer, automatic check, self-assessment."""
     from rich.text import Text
 
-    from . import Feedback
+    from .feedback import Feedback
 
     while True:
         text = read_line("Your answer (a sentence or two): ").strip()

@@ -7,13 +7,20 @@
                                  every query (turned into %s for psycopg)
 
 Ids come from a `counters` table (`UPDATE ... RETURNING`), so the SQL is the same on both.
-Each call opens its own short transaction; a connection is per thread (SQLite) or per call
-from a small pool (PostgreSQL), so the web handlers and the queue worker never share one.
+Each call opens its own short transaction; a connection is per thread (SQLite) or taken from a
+small pool of idle connections (PostgreSQL), so the web handlers and the queue worker never
+share one. Reads (`db.all/one/value`, `transaction(write=False)`) never take SQLite's write
+lock: WAL readers see the last commit while the queue writes, so a page never waits on a grade.
+
+Everything the database writes is its owner's only: course.db, its -wal and -shm are 0600
+(SQLite gives the WAL and shared-memory files the database file's mode).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import queue
 import re
 import sqlite3
 import threading
@@ -91,6 +98,8 @@ class Database:
             path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
             self.path = Path(path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()  # PostgreSQL connections between transactions
 
     @classmethod
     def open(cls, url: str) -> Database:
@@ -100,6 +109,13 @@ class Database:
 
     def _connect(self):
         if self.postgres:
+            while True:  # an idle connection that still works, else a new one
+                try:
+                    conn = self._idle.get_nowait()
+                except queue.Empty:
+                    break
+                if not conn.closed and not conn.broken:
+                    return conn
             try:
                 import psycopg
             except ImportError:
@@ -121,13 +137,14 @@ class Database:
         return conn
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """A transaction; one opened inside another on the same thread joins it."""
+    def transaction(self, write: bool = True) -> Iterator[Tx]:
+        """A transaction; one opened inside another on the same thread joins it. `write=False`
+        (reads only) does not wait for SQLite's write lock."""
         outer = getattr(self._local, "tx", None)
         if outer is not None:
             yield outer
             return
-        with self._begin() as tx:
+        with self._begin(write) as tx:
             self._local.tx = tx
             try:
                 yield tx
@@ -135,17 +152,20 @@ class Database:
                 self._local.tx = None
 
     @contextlib.contextmanager
-    def _begin(self) -> Iterator[Tx]:
+    def _begin(self, write: bool = True) -> Iterator[Tx]:
         conn = self._connect()
         if self.postgres:
             try:
                 with conn.transaction(), conn.cursor() as cur:
                     yield Tx(cur, True)
             finally:
-                conn.close()
+                if conn.broken or conn.closed or self._idle.qsize() >= POOL_IDLE:
+                    conn.close()
+                else:
+                    self._idle.put(conn)
             return
         cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield Tx(cur, False)
         except BaseException:
@@ -156,17 +176,17 @@ class Database:
         finally:
             cur.close()
 
-    # shorthands: one transaction each
+    # shorthands: one transaction each (reads do not take the write lock)
     def all(self, sql: str, *params: Any) -> list[dict]:
-        with self.transaction() as tx:
+        with self.transaction(write=False) as tx:
             return tx.all(sql, *params)
 
     def one(self, sql: str, *params: Any) -> dict | None:
-        with self.transaction() as tx:
+        with self.transaction(write=False) as tx:
             return tx.one(sql, *params)
 
     def value(self, sql: str, *params: Any) -> Any:
-        with self.transaction() as tx:
+        with self.transaction(write=False) as tx:
             return tx.value(sql, *params)
 
     def run(self, sql: str, *params: Any) -> int:
@@ -201,3 +221,21 @@ class Database:
         if conn is not None:
             conn.close()
             self._local.conn = None
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                break
+
+
+POOL_IDLE = 8  # PostgreSQL connections kept open between transactions
+
+
+def private_file(path: Path) -> None:
+    """Create `path` (if missing) readable and writable by its owner only, and make it so if it
+    exists; the same for SQLite's -wal and -shm files next to it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(p, 0o600)

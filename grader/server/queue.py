@@ -1,13 +1,23 @@
-"""The durable job queue: jobs in the database, leased, worked by an Executor in a thread.
+"""The durable job queue: jobs in the database, leased fairly, worked by an Executor in a thread.
 
-    submit ──► submissions + jobs(state=queued)           one transaction (course.Course.submit)
+    submit ──► submissions + jobs(state=queued)           one transaction (course.Course.accept)
     worker thread (its own event loop):
-        claim   UPDATE jobs SET state='leased', lease_owner=me, lease_until=now+LEASE
-                WHERE state='queued' OR (state='leased' AND lease_until < now)   - as the executor has room
+        claim   the next job in fair order (below), as the executor has room:
+                UPDATE jobs SET state='leased', lease_owner=me, lease_until=now+LEASE
+                WHERE state='queued' OR (state='leased' AND lease_until < now)
         renew   every LEASE/3 for the jobs in flight
-        grade   executor.run(GradingJob)  (grader.executor: the local warm pool, or Dask)
-        finish  one transaction: the job leased by me -> done, and only then the result onto the
-                submission; a job whose lease someone else took over writes nothing
+        grade   executor.run(GradingJob)  (grader.executor: the local warm pool, or Dask), within
+                the assignment's time budget per submission
+        render  the feedback report (grader.server.render), in a worker thread
+        finish  one transaction: the job leased by me -> done, and only then the result and its
+                report onto the submission; a job whose lease someone else took over writes nothing
+
+Fair order: round-robin over students. A job's rank is how many of its student's jobs are ahead
+of it (in flight, or queued earlier); the lowest rank goes first, then the student whose last
+job finished longest ago, then the oldest job. A student with Limits.jobs_per_student jobs in
+flight waits. So one student's four infinite loops hold
+at most one slot, and another student's first submission is next in line: it waits at most
+one job's time budget, whatever the first student queued.
 
 A restart or `kill -9` loses nothing: the submission and its job are in the database before the
 upload is answered, and a lease that is not renewed runs out (or its owner's process is gone),
@@ -25,13 +35,42 @@ import time
 from pathlib import Path
 
 from ..errors import ExecutionError, SandboxRequiredError
-from ..gradebook import _owner_dead, new_owner
+from ..gradebook import new_owner, owner_dead
+from .render import report_title, variants
 
-__all__ = ["QueueWorker", "LEASE_S", "MAX_ATTEMPTS"]
+__all__ = ["QueueWorker", "LEASE_S", "MAX_ATTEMPTS", "fair_order"]
 
 LEASE_S = 60.0
 MAX_ATTEMPTS = 3
+SERVED_S = 3600.0  # round-robin remembers whose job finished last for this long
 log = logging.getLogger("learn.serve")
+
+
+def fair_order(rows: list[dict], now: float, per_student: int, me: str | None = None, served: dict | None = None) -> list[dict]:
+    """The jobs that may be claimed now, in fair order (module docstring). `rows`: the queued
+    and leased jobs, oldest first; `served`: when each student's last job finished. A lease
+    that is current and whose owner lives counts as in flight; one that ran out (or whose owner
+    is gone) can be taken over, first in line. Order: fewest of the student's jobs ahead, then
+    the student served longest ago (round-robin), then the oldest job."""
+    served = served or {}
+    in_flight: dict = {}
+    takeable = []
+    for row in rows:
+        live = row["state"] == "leased" and (
+            row["lease_owner"] == me or ((row["lease_until"] or 0) > now and not owner_dead(row["lease_owner"]))
+        )
+        if live:
+            in_flight[row["user_id"]] = in_flight.get(row["user_id"], 0) + 1
+        else:
+            takeable.append(row)
+    ahead = dict(in_flight)
+    ranked = []
+    for row in takeable:  # oldest first: a student's k-th waiting job has k-1 of theirs ahead
+        user = row["user_id"]
+        ranked.append((ahead.get(user, 0), 0 if row["state"] == "leased" else 1, served.get(user, 0.0), row["id"], row))
+        ahead[user] = ahead.get(user, 0) + 1
+    ranked.sort(key=lambda r: r[:4])
+    return [r[4] for r in ranked if in_flight.get(r[4]["user_id"], 0) < max(1, per_student)]
 
 
 class QueueWorker:
@@ -140,16 +179,16 @@ class QueueWorker:
     # --- the database side ---------------------------------------------------------------------
 
     def claim(self) -> dict | None:
-        """Lease the oldest job that is queued, or leased by someone whose lease ran out or whose
-        process is gone. Returns the job with its submission, or None."""
+        """Lease the next job in fair order (module docstring) that is queued, or leased by
+        someone whose lease ran out or whose process is gone. Returns the job, or None."""
         now = time.time()
         with self.db.transaction() as tx:
-            rows = tx.all("SELECT id, lease_owner, lease_until, state FROM jobs WHERE state IN ('queued', 'leased') ORDER BY id LIMIT 200")
-            for row in rows:
-                if row["state"] == "leased" and row["lease_owner"] == self.owner:
-                    continue
-                if row["state"] == "leased" and (row["lease_until"] or 0) > now and not _owner_dead(row["lease_owner"]):
-                    continue
+            rows = tx.all("SELECT id, lease_owner, lease_until, state, user_id FROM jobs WHERE state IN ('queued', 'leased') ORDER BY id")
+            if not rows:
+                return None
+            served = {r["user_id"]: r["last"] for r in tx.all("SELECT user_id, MAX(finished_at) AS last FROM jobs WHERE state = 'done' "
+                                                                "AND finished_at > ? GROUP BY user_id", now - SERVED_S)}  # fmt: skip
+            for row in fair_order(rows, now, self.course.limits.jobs_per_student, self.owner, served):
                 take = "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ? AND "
                 if row["state"] == "queued":
                     took = tx.run(take + "state = 'queued'", self.owner, now + LEASE_S, row["id"])
@@ -162,9 +201,10 @@ class QueueWorker:
                     return job
         return None
 
-    def finish(self, job: dict, run=None, error: str | None = None, retry: bool = False) -> bool:
-        """Write the outcome of a job once: only while the lease is still ours. `retry` (the
-        machinery failed) puts the job back in the queue unless it has failed too often."""
+    def finish(self, job: dict, run=None, error: str | None = None, retry: bool = False, reports: dict | None = None) -> bool:
+        """Write the outcome of a job once: only while the lease is still ours, with its rendered
+        `reports` (grader.server.render.variants). `retry` (the machinery failed) puts the job
+        back in the queue unless it has failed too often."""
         from ..gradebook import submission_status
 
         now = time.time()
@@ -185,6 +225,8 @@ class QueueWorker:
                        run.max_points, json.dumps(run.to_dict()), error, now, job["submission_id"])  # fmt: skip
                 sub = tx.one("SELECT * FROM submissions WHERE id = ?", job["submission_id"])
                 self.course.collect_manual(tx, sub)
+                if reports:
+                    self.course.store_reports(tx, job["submission_id"], reports)
             else:
                 tx.run("UPDATE submissions SET state = 'failed', error = ?, graded_at = ?, grade_count = grade_count + 1 WHERE id = ?",
                        error or "grading failed", now, job["submission_id"])  # fmt: skip
@@ -194,7 +236,7 @@ class QueueWorker:
 
     def grading_job(self, sub: dict):
         from ..batch import match_notebooks
-        from ..executor import GradingJob, default_budget
+        from ..executor import GradingJob
 
         a = self.db.one("SELECT * FROM assignments WHERE id = ?", sub["assignment_id"])
         student = self.db.value("SELECT name FROM users WHERE id = ?", sub["user_id"])
@@ -203,7 +245,7 @@ class QueueWorker:
         files = sorted(p for p in folder.rglob("*.ipynb") if p.is_file() and not p.is_symlink())
         matched, missing, extra, notes = match_notebooks(files, lesson)
         notes = json.loads(sub["notes"] or "[]") + notes + [f"extra notebook (not part of the assignment, ignored): {n}" for n in extra]
-        return GradingJob(lesson, student, matched, a["seed"], default_budget(lesson), None, notes, Path(folder),
+        return GradingJob(lesson, student, matched, a["seed"], self.course.budget(a), None, notes, Path(folder),
                           self.course.allow_unsandboxed)  # fmt: skip
 
     async def _work(self, executor, job: dict) -> None:
@@ -223,7 +265,13 @@ class QueueWorker:
                 return
             run.duration = time.monotonic() - started
             first = next((nb for nb in run.notebooks if nb.error), None)
-            self.finish(job, run, error=f"{Path(first.path).name}: {first.error}" if first else None)
+            reports = None
+            try:  # rendered once, here, off the web server's event loop
+                slug = self.db.value("SELECT slug FROM assignments WHERE id = ?", sub["assignment_id"])
+                reports = await asyncio.to_thread(variants, run.to_dict(), report_title(slug, sub["id"]))
+            except Exception:  # a report can be rendered again when it is read; the grade stands
+                log.exception("rendering the report of submission %s failed", job["submission_id"])
+            self.finish(job, run, error=f"{Path(first.path).name}: {first.error}" if first else None, reports=reports)
         finally:
             self.in_flight.discard(job["id"])
             await executor.release()

@@ -338,7 +338,7 @@ def judge_simple_net(got, expected, tol):
         return todo(got)
     if type(got) is not dict or not got.get("module"):
         kind = got.get("type") if type(got) is dict else type(got).__name__
-        return Verdict(False, f"simple_net is a {kind}; make it a model: nn.Sequential(nn.Linear(28*28, 64), nn.ReLU(), nn.Linear(64, 10))",
+        return Verdict(False, f"simple_net is a {kind}, not a model: it should be a PyTorch module made of layers, which can be called on a batch",
                        kind="wrong_type")  # fmt: skip
     layers, linear = got.get("layers"), got.get("linear") or []
     if layers != ["Linear", "ReLU", "Linear"]:
@@ -364,8 +364,15 @@ def judge_basic_optim(got, expected, tol):
         verdict.message = "after step() the parameters are not p - lr * grad.\n" + verdict.message
         return verdict
     if got.get("cleared") is not True:
-        return Verdict(False, "after zero_grad() the gradients are still there: set each p.grad to None (or zero it in place)",
+        return Verdict(False, "after zero_grad() the gradients are still there, so the next backward() would add to them",
                        kind="behaviour")  # fmt: skip
+    return compare(got, expected, tol)
+
+
+def judge_validate(got, expected, tol):
+    """Values as the reference's, and rounded to 4 digits as the docstring says."""
+    if type(got) is float and got == got and got != round(got, 4):
+        return Verdict(False, f"validate() returned {got!r}: the accuracy should be rounded to 4 digits", kind="values")
     return compare(got, expected, tol)
 
 
@@ -374,8 +381,8 @@ def judge_fit(got, expected, tol):
         return compare(got, expected, tol)
     if got.get("optimisers") != 1:
         n = got.get("optimisers")
-        return Verdict(False, f"fit() created the optimiser {n} times; create it once, at the start of fit, with "
-                       "self.opt_func(self.model.parameters(), lr)", kind="behaviour")  # fmt: skip
+        return Verdict(False, f"fit() created the optimiser {n} times; it should be created once, at the start of fit, "
+                       "from the model's parameters and the learning rate", kind="behaviour")  # fmt: skip
     if got.get("init") != expected.get("init"):
         n_params, lr = expected["init"]
         return Verdict(False, f"the optimiser was given {got.get('init')} (parameters, learning rate); expected the model's "
@@ -457,10 +464,10 @@ EXTREME = torch.tensor([[1000.0, 999.0, 0.0], [-1000.0, -1001.0, -999.0], [88.0,
 @check(
     "softmax",
     mistakes=[
-        Mistake("no_max", "Your softmax exponentiates the raw scores: large ones overflow to inf and give nan. "
-                "Subtract each row's maximum first (x - x.max(dim=-1, keepdim=True).values).", softmax_no_max),
-        Mistake("wrong_axis", "You normalised down the columns (dim=0), mixing different images; each row - one image's "
-                "scores - must sum to one: sum over dim=-1.", softmax_wrong_axis),
+        Mistake("no_max", "Your softmax gives nan for large scores: exp(1000.) overflows to inf, and inf / inf is nan. "
+                "Subtracting the same number from every score of a row does not change softmax.", softmax_no_max),
+        Mistake("wrong_axis", "You normalised down the columns, mixing different images: your columns sum to one, where "
+                "each row - one image's scores - should.", softmax_wrong_axis),
     ],
 )  # fmt: skip
 def softmax_cases(rng):
@@ -474,14 +481,16 @@ def softmax_cases(rng):
 @check(
     "cross_entropy",
     mistakes=[
-        Mistake("no_max", "Your log-softmax exponentiates the raw scores: large ones overflow. Subtract each row's maximum "
-                "before exp, and add nothing back: log p = x - m - log(sum(exp(x - m))).", cross_entropy_no_max),
-        Mistake("log_of_softmax", "You took the log of softmax probabilities: a tiny probability rounds to 0 and log(0) is "
-                "-inf. Compute log-softmax directly in log space: x - m - log(sum(exp(x - m))).", cross_entropy_log_of_softmax),
-        Mistake("wrong_axis", "You normalised over the batch axis (dim=0); log-softmax works along each row, the classes "
-                "(dim=-1), and only the final mean runs over the batch.", cross_entropy_wrong_axis),
-        Mistake("one_hot", "Your loss treats targets as one-hot rows, but they are class indices, like train_y: pick "
-                "log_probs[torch.arange(n), targets].", cross_entropy_one_hot),
+        Mistake("no_max", "Your loss is inf or nan for large scores: exp of a large score overflows. Shifting a row's "
+                "scores by the same number does not change its log-softmax, and a well-chosen shift keeps exp finite.",
+                cross_entropy_no_max),
+        Mistake("log_of_softmax", "Your loss is inf for a hopeless prediction: you took the log of softmax probabilities, "
+                "a tiny probability rounds to 0, and the log of 0 is -inf. Log-softmax can be computed in log space, without "
+                "ever forming the probabilities.", cross_entropy_log_of_softmax),
+        Mistake("wrong_axis", "You normalised over the batch axis, mixing different images; log-softmax works along each "
+                "row, over the classes, and only the final mean runs over the batch.", cross_entropy_wrong_axis),
+        Mistake("one_hot", "Your loss treats targets as one-hot rows, but they are class indices, like train_y: target 2 "
+                "means the score in column 2 of its row.", cross_entropy_one_hot),
     ],
 )  # fmt: skip
 def cross_entropy_cases(rng):
@@ -501,9 +510,9 @@ def cross_entropy_cases(rng):
     "BasicOptim",
     mistakes=[
         Mistake("no_zero_grad", "Your zero_grad() does nothing: PyTorch adds new gradients to old ones, so each step would "
-                "follow the sum of every gradient so far. Set each p.grad to None.", BasicOptimNoZeroGrad),
-        Mistake("uphill", "Your step() adds the gradient: that climbs the loss. The gradient points uphill, so "
-                "subtract lr times it to go down.", BasicOptimUphill),
+                "follow the sum of every gradient so far.", BasicOptimNoZeroGrad),
+        Mistake("uphill", "Your step() moves the parameters along the gradient, which points uphill: the loss grows "
+                "after each step.", BasicOptimUphill),
     ],
 )  # fmt: skip
 def basic_optim_cases(rng):
@@ -526,10 +535,10 @@ def _batches(rng, n_batches, size):
     requires=("Learner",),
     series=fit_losses,
     mistakes=[
-        Mistake("no_zero_grad", "fit never clears the gradients: call self.opt.zero_grad() after each self.opt.step(), or "
-                "every step follows the sum of all gradients so far.", replace={"Learner": LearnerNoZeroGrad}),
-        Mistake("one_epoch", "fit went through the training batches once, whatever `epochs` said: loop over "
-                "range(epochs) around the loop over the batches.", replace={"Learner": LearnerOneEpoch}),
+        Mistake("no_zero_grad", "fit never clears the gradients: from the second step on, every step follows the sum of "
+                "all gradients so far, and your losses part from the reference's.", replace={"Learner": LearnerNoZeroGrad}),
+        Mistake("one_epoch", "fit went through the training batches once, whatever `epochs` said: with epochs=3 it took "
+                "a third of the steps.", replace={"Learner": LearnerOneEpoch}),
     ],
 )  # fmt: skip
 def fit_cases(rng):
@@ -549,9 +558,21 @@ def fit_cases(rng):
     ],
 )  # fmt: skip
 def validate_cases(rng):
-    valid = [(rng.randn(8, 6), torch.tensor([rng.randint(0, 2) for _ in range(8)])) for _ in range(3)]
-    train = [(rng.randn(8, 6), torch.tensor([rng.randint(0, 2) for _ in range(8)])) for _ in range(2)]
-    yield Case.call(rng.randn(3, 6), rng.randn(3), train, valid, probe=probe_validate, random=True, label="3 validation batches",
+    weight, bias = rng.randn(3, 6), rng.randn(3)
+
+    def batch(n, right=None):
+        """n inputs; labels at random, or all right / all wrong for the fixed linear model."""
+        x = rng.randn(n, 6)
+        predicted = (x @ weight.T + bias).argmax(dim=-1)
+        if right is None:
+            return x, torch.tensor([rng.randint(0, 2) for _ in range(n)])
+        return x, predicted if right else (predicted + 1) % 3
+
+    # batches of 7 (accuracies with more than 4 decimals); the first all wrong and the last all right,
+    # so the mean over the batches is never the last batch's accuracy; the training batches all wrong
+    valid = [batch(7, right=False), batch(7), batch(7, right=True)]
+    train = [batch(7, right=False) for _ in range(2)]
+    yield Case.call(weight, bias, train, valid, probe=probe_validate, judge=judge_validate, random=True, label="3 validation batches",
                     show="Learner(dls, model).validate() with a fixed linear model")  # fmt: skip
 
 

@@ -134,23 +134,29 @@ def judge_init_params(got, expected, tol):
     problems = []
     if got.get("shapes") != [[784, 1], [1], [3, 2]]:
         problems.append(f"init_params((784, 1)), init_params(1) and init_params((3, 2)) gave shapes {got.get('shapes')} "
-                        "(expected [784, 1], [1] and [3, 2]): pass size straight to torch.randn")  # fmt: skip
+                        "(expected [784, 1], [1] and [3, 2]): the result should have exactly the size asked for")  # fmt: skip
     if not got.get("requires_grad"):
-        problems.append("the result does not require gradients: call .requires_grad_() on it")
+        problems.append("the result does not require gradients, so backward() never gives it a gradient and training could not change it")
     elif not got.get("is_leaf"):
-        problems.append("the result is not a leaf tensor, so backward() will not fill its .grad "
-                        "(torch.randn(size, requires_grad=True) * std is a computed tensor): scale first, then .requires_grad_()")  # fmt: skip
+        problems.append("the result is not a leaf tensor: it was computed from another tensor that requires gradients "
+                        "(multiplying by std makes a new one), so backward() fills the gradient of that other tensor, not of this one")  # fmt: skip
     elif not got.get("grad_filled"):
         problems.append("after backward() the result's .grad is still None")
     std, std_default, mean = got.get("std", 0.0), got.get("std_default", 0.0), got.get("mean", 0.0)
     if not 0.48 <= std <= 0.52:
-        problems.append(f"init_params(size, std=0.5) has standard deviation {std:.3f} (expected about 0.5): multiply normal noise by std")
+        problems.append(
+            f"init_params(size, std=0.5) has standard deviation {std:.3f} (expected about 0.5): the spread of the numbers should be std"
+        )
     if not 0.96 <= std_default <= 1.04:
-        problems.append(f"init_params(size) has standard deviation {std_default:.3f}; the default std is 1.0")
+        problems.append(f"with the default std the values have standard deviation {std_default:.3f}; the default std is 1.0")
     if abs(mean) > 0.02:
-        problems.append(f"the values have mean {mean:.3f}; they should be centred on 0 (torch.randn, not torch.rand)")
+        problems.append(
+            f"the values have mean {mean:.3f}; they should be centred on 0, like normal noise (uniform numbers between 0 and 1 are not)"
+        )
     if not got.get("repeatable"):
-        problems.append("two calls after the same torch.manual_seed differ: draw with torch.randn")
+        problems.append(
+            "two calls after the same torch.manual_seed differ: the numbers do not come from torch's random generator, so the seed cannot repeat them"
+        )
     if problems:
         mistake = "no_requires_grad" if not got.get("requires_grad") else "not_leaf" if not got.get("is_leaf") else None
         return Verdict(False, "; ".join(problems), kind="behaviour", mistake=mistake)
@@ -162,16 +168,17 @@ def judge_basic_optim(got, expected, tol):
         return compare(got, expected, tol)
     verdict = compare(got.get("step"), expected["step"], tol, "['step']")
     if not verdict.ok:
-        verdict.message = "after step() the parameters are not p - lr * grad.\n" + verdict.message
+        verdict.message = (
+            "after step() the parameters are not where one step of gradient descent takes them (each one minus lr times its gradient).\n"
+            + verdict.message
+        )
         return verdict
     if got.get("grad_untouched") is not True:
         return Verdict(
             False, "step() changed the gradients; it should only move the parameters (zero_grad clears the gradients)", kind="behaviour"
         )
     if got.get("cleared") is not True:
-        return Verdict(
-            False, "after zero_grad() the gradients are still there: set each p.grad to None (or zero it in place)", kind="behaviour"
-        )
+        return Verdict(False, "after zero_grad() the gradients are still there, so the next backward() would add to them", kind="behaviour")
     verdict = compare(got.get("second_step"), expected["second_step"], tol, "['second_step']")
     if not verdict.ok:
         verdict.message = "a second step(), after zero_grad() and new gradients, went wrong.\n" + verdict.message
@@ -179,9 +186,19 @@ def judge_basic_optim(got, expected, tol):
     return compare(got, expected, tol)
 
 
+def judge_validate_epoch(got, expected, tol):
+    """Values as the reference's, and rounded to 4 decimals as the docstring says."""
+    if type(got) is float and got == got and got != round(got, 4):
+        return Verdict(False, f"validate_epoch returned {got!r}: the accuracy should be rounded to 4 decimals", kind="values")
+    return compare(got, expected, tol)
+
+
 def judge_simple_net(got, expected, tol):
     if type(got) is dict and got.get("module") is False:
-        return Verdict(False, f"simple_net is a {got.get('type')}; make it a model object: nn.Sequential(nn.Linear(28*28, 30), nn.ReLU(), nn.Linear(30, 1))", kind="wrong_type")  # fmt: skip
+        return Verdict(False, f"simple_net is a {got.get('type')}, not a model: it should be a PyTorch module made of layers, which can be called on a batch and trained", kind="wrong_type")  # fmt: skip
+    if type(got) is dict and got.get("forward_error"):
+        return Verdict(False, f"simple_net cannot process a batch of shape (5, 784) ({got['forward_error']}): each layer must take "
+                       "as many inputs as the layer before it gives out, from 784 pixels down to 1 output", kind="shape")  # fmt: skip
     verdict = compare(got, expected, tol)
     if verdict.ok or verdict.diff is None:
         return verdict
@@ -336,12 +353,12 @@ def probe_simple_net(ns, xb):
         raise NotImplementedError("simple_net is still an empty nn.Sequential")
     if not isinstance(net, nn.Module):
         return {"module": False, "type": type(net).__name__}
-    return {
-        "module": True,
-        "layers": [type(m).__name__ for m in net.children()],
-        "n_params": sum(p.numel() for p in net.parameters()),
-        "out_shape": list(net(xb).shape),
-    }
+    out = {"module": True, "layers": [type(m).__name__ for m in net.children()], "n_params": sum(p.numel() for p in net.parameters())}
+    try:
+        out["out_shape"] = list(net(xb).shape)
+    except Exception as exc:  # the layers do not fit together: reported, judged in the grader
+        out["forward_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return out
 
 
 def probe_simple_net_trains(ns, train_x, train_y, valid_x, epochs, lr, batch_size, seed):
@@ -378,6 +395,8 @@ def probe_simple_net_trains(ns, train_x, train_y, valid_x, epochs, lr, batch_siz
                         p.grad = None
             with torch.no_grad():
                 history.append(net(valid_x).flatten())
+    except (RuntimeError, ValueError, TypeError) as exc:  # layers that do not fit together: the model is what is wrong
+        return {"error": f"simple_net could not be trained on batches of shape (n, 784): {type(exc).__name__}: {str(exc)[:200]}"}
     finally:
         torch.set_num_threads(threads)
     return {"preds": history[-1], "history": torch.stack(history)}
@@ -439,8 +458,22 @@ def validate_epoch_last_batch(model):
     return round(acc.item(), 4)
 
 
+def linear1_relu(xb):
+    import torch
+
+    return torch.relu(xb @ weights + bias)  # noqa: F821
+
+
 def linear1_no_bias(xb):
     return xb @ weights  # noqa: F821
+
+
+def linear1_weights_first(xb):
+    return weights @ xb + bias  # noqa: F821
+
+
+def batch_accuracy_item(xb, yb):
+    return ((xb.sigmoid() > 0.5) == yb).float().mean().item()
 
 
 def sigmoid_sign(x):
@@ -545,17 +578,31 @@ class BasicOptimNoLr:
 # ---------------------------------------------------------------------------------------------
 # the ideal digits and pixel similarity
 
-MEAN_FIX = "the ideal digit is one image - average over axis 0 (the images) only, keeping the pixel grid: stack.mean(0)"
-DISTANCE_FIX = "average over the last two axes only, .mean((-1, -2)), and let broadcasting pair a batch (n, h, w) with one image (h, w)"
+MEAN_FIX = "the ideal digit is one image, (28, 28): average over the images only, keeping the pixel grid"
+DISTANCE_FIX = "average over the pixel grid (the last two axes) only, and let broadcasting pair a batch (n, h, w) with one image (h, w)"
 IS_3_FIX = "compare two distances computed by mnist_distance on the whole batch at once; the result has one True/False per image"
 
 
 @check(
     "mean_image",
     mistakes=[
-        Mistake("sum", "You added the images up; the ideal digit is their mean (.mean(0), not .sum(0)).", mean_image_sum),
-        Mistake("all_axes", "You averaged every pixel of every image into one number; average over axis 0 only.", mean_image_all),
-        Mistake("last_axis", "You averaged over the last axis (the columns); the images are counted by axis 0.", mean_image_last_axis),
+        Mistake(
+            "sum",
+            "Your ideal digit adds the images up: its pixels go far above 1 and grow with the number of images. "
+            "The ideal digit is the average image, with pixels between 0 and 1.",
+            mean_image_sum,
+        ),
+        Mistake(
+            "all_axes",
+            "You averaged every pixel of every image into one number; the ideal digit is an image, one average per pixel.",
+            mean_image_all,
+        ),
+        Mistake(
+            "last_axis",
+            "You averaged along each row of pixels (the last axis), giving one number per row of each image; "
+            "the images are counted by the first axis.",
+            mean_image_last_axis,
+        ),
     ],
 )
 def mean_image_cases(rng):
@@ -570,18 +617,25 @@ def mean_image_cases(rng):
     mistakes=[
         Mistake(
             "sum",
-            "You added up the absolute differences; take their mean, so the distance does not grow with the image size.",
+            "You added up the absolute differences, so your distance grows with the number of pixels (784 times the mean for a 28x28 image).",
             mnist_distance_sum,
         ),
         Mistake(
             "rmse",
-            "You computed the root mean squared error (L2); mnist_distance is the mean absolute difference (L1).",
+            "Your distance squares the differences and takes a square root (the L2 distance); mnist_distance is the mean absolute difference (L1).",
             mnist_distance_rmse,
         ),
         Mistake(
-            "all_axes", "You averaged over every axis, batch included; average over the last two axes only, (-1, -2).", mnist_distance_all
+            "all_axes",
+            "You averaged over every axis, batch included: a batch of images gets one number, where it should get one distance per image.",
+            mnist_distance_all,
         ),
-        Mistake("no_abs", "Without .abs() positive and negative differences cancel out.", mnist_distance_no_abs),
+        Mistake(
+            "no_abs",
+            "Your distance can be negative, or near 0 for very different images: positive and negative pixel "
+            "differences cancel out. A distance counts the size of each difference, whatever its sign.",
+            mnist_distance_no_abs,
+        ),
     ],
 )
 def mnist_distance_cases(rng):
@@ -605,10 +659,14 @@ def mnist_distance_cases(rng):
     mistakes=[
         Mistake(
             "reversed",
-            "The comparison is the wrong way round: an image is a 3 when its distance to mean3 is the SMALLER one.",
+            "The comparison is the wrong way round: your is_3 says True for the 7s. An image is a 3 when its distance to mean3 is the smaller one.",
             is_3_reversed,
         ),
-        Mistake("distance", "is_3 returned a distance; it should answer yes or no: is x closer to mean3 than to mean7?", is_3_distance),
+        Mistake(
+            "distance",
+            "is_3 returned a distance (a number per image); it should answer yes or no: is x closer to mean3 than to mean7?",
+            is_3_distance,
+        ),
     ],
 )
 def is_3_cases(rng):
@@ -622,6 +680,9 @@ def is_3_cases(rng):
     yield Case.call(mean3, mean7, images(d["valid7"][0]), probe=probe_is_3, judge=judge, label="a single 7", show="is_3(valid_sevens[0])")
     yield Case.call(rng.rand(28, 28), rng.rand(28, 28), rng.rand(6, 28, 28), probe=probe_is_3, judge=judge, random=True,
                     label="other ideals", show="is_3(x) with new values of mean3 and mean7")  # fmt: skip
+    same = rng.rand(28, 28)
+    yield Case.call(same, same.clone(), rng.rand(4, 28, 28), probe=probe_is_3, judge=judge, random=True, label="a tie",
+                    show="is_3(x) when mean3 and mean7 are the same image: no image is closer to the ideal 3")  # fmt: skip
     ideals = {"mean3": rng.rand(8, 8), "mean7": rng.rand(8, 8)}
     yield loop_case("is_3", (rng.rand(2, 8, 8),), (rng.rand(200, 8, 8),), setup=ideals, advice=IS_3_FIX, what="batches",
                     label="no loop over the batch", show="is_3 on batches of 2 and of 200 images")  # fmt: skip
@@ -640,27 +701,49 @@ def init_params_cases(rng):
 @check(
     "linear1",
     mistakes=[
-        Mistake("no_bias", "The bias is missing: linear1 computes xb @ weights + bias.", linear1_no_bias),
+        Mistake("no_bias", "The bias is missing: each of your outputs is off by exactly the bias.", linear1_no_bias),
+        Mistake(
+            "weights_first",
+            "Your matrix product is the wrong way round, weights first: a batch of one image of three pixels gives a 3x3 table "
+            "instead of one output. The batch, one row per image, comes first.",
+            linear1_weights_first,
+        ),
         Mistake(
             "elementwise",
-            "You multiplied element by element and summed into a flat vector; the matrix product xb @ weights keeps one column.",
+            "You multiplied element by element and summed into a flat vector of shape (n,); a matrix product keeps one column, (n, 1).",
             linear1_elementwise,
         ),
+        Mistake(
+            "relu_output",
+            "Your linear1 cuts negative outputs to 0 (a ReLU): a linear model's output can be any number; "
+            "negative means 'a 7' to the loss.",
+            linear1_relu,
+        ),  # fmt: skip
     ],
 )
 def linear1_cases(rng):
     yield Case.call(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[0.5], [-1.0], [2.0]]), torch.tensor([0.25]),
                     probe=probe_linear1, label="one input, three pixels", show="linear1(tensor([[1., 2., 3.]])) with weights [[0.5], [-1.], [2.]] and bias [0.25]")  # fmt: skip
-    yield Case.call(rng.rand(6, 784), rng.randn(784, 1), rng.randn(1), probe=probe_linear1, random=True,
+    xb, w = rng.rand(6, 784), rng.randn(784, 1, scale=0.1)
+    raw = xb @ w
+    bias = -(raw.min() + raw.max()).reshape(1) / 2  # outputs on both sides of 0, by half their range, for every seed
+    yield Case.call(xb, w, bias, probe=probe_linear1, random=True,
                     label="a batch of 6 images", show="linear1(xb) for a batch of 6, with new weights and bias")  # fmt: skip
 
 
 @check(
     "sigmoid",
     mistakes=[
-        Mistake("sign", "The sign in the exponent is flipped: sigmoid is 1 / (1 + exp(-x)), so large x gives values near 1.", sigmoid_sign),
         Mistake(
-            "missing_one", "The 1 + is missing in the denominator: without it the values are not squashed into (0, 1).", sigmoid_missing_one
+            "sign",
+            "Your sigmoid is flipped: it gives values near 0 for large inputs and near 1 for very negative ones; "
+            "sigmoid(30) should be about 1.",
+            sigmoid_sign,
+        ),
+        Mistake(
+            "missing_one",
+            "Your values are not squashed into (0, 1): for large inputs they grow without bound. The denominator is missing a 1 +.",
+            sigmoid_missing_one,
         ),  # fmt: skip
     ],
 )
@@ -669,7 +752,7 @@ def sigmoid_cases(rng):
     yield Case.call(rng.randn(4, 3, scale=3), random=True)
 
 
-LOSS_FIX = "pick each item's error with torch.where on the whole tensor at once and average with .mean()"
+LOSS_FIX = "pick each item's error on the whole tensor at once (one condition, two choices), then average, with no Python loop"
 
 
 def _targets(rng, *shape):
@@ -681,15 +764,19 @@ def _targets(rng, *shape):
     mistakes=[
         Mistake(
             "no_sigmoid",
-            "You forgot the sigmoid: raw predictions are not between 0 and 1, so 1 - preds can be negative and the loss can fall below zero. Apply sigmoid(preds) first.",
+            "You forgot the sigmoid: raw predictions are not between 0 and 1, so 1 - preds can be negative and your loss can fall below zero.",
             mnist_loss_no_sigmoid,
         ),
         Mistake(
             "swapped",
-            "The two branches of torch.where are swapped: for a target of 1 the error is 1 - preds, for 0 it is preds.",
+            "The two choices are swapped: your loss is small when the prediction is wrong. For a target of 1 the error is 1 - preds, for 0 it is preds.",
             mnist_loss_swapped,
         ),
-        Mistake("sum", "You added the errors up; take their mean, so the loss does not grow with the batch size.", mnist_loss_sum),
+        Mistake(
+            "sum",
+            "You added the errors up, so your loss grows with the batch size (a batch of 8 gives 8 times the mean error).",
+            mnist_loss_sum,
+        ),
     ],
 )
 def mnist_loss_cases(rng):
@@ -709,20 +796,20 @@ def _batch(rng, n, features=784):
     "calc_grad",
     requires=("calc_grad", "mnist_loss"),
     mistakes=[
-        Mistake("mse", "The gradients match the mean squared error; calc_grad should use mnist_loss.", calc_grad_mse),
+        Mistake(
+            "mse",
+            "Your gradients are those of the mean squared error; calc_grad should differentiate the chapter's mnist_loss.",
+            calc_grad_mse,
+        ),
         Mistake(
             "no_backward",
-            "No gradients were computed: after the loss, call its backward() so each parameter gets a .grad.",
+            "No gradients were computed: after calc_grad the weights and the bias still have no gradient.",
             calc_grad_no_backward,
         ),  # fmt: skip
     ],
 )
 def calc_grad_cases(rng):
-    judge = explained(
-        {
-            "['has_grad']": "After calc_grad the parameters still have no gradient: compute the loss with mnist_loss and call loss.backward()."
-        }
-    )
+    judge = explained({"['has_grad']": "After calc_grad the parameters still have no gradient: the loss was not differentiated."})
     for n in (4, 10):
         xb, yb = _batch(rng, n)
         yield Case.call(xb, yb, rng.randn(784, 1, scale=0.1), rng.randn(1, scale=0.1), probe=probe_calc_grad, judge=judge, random=True,
@@ -737,16 +824,20 @@ def calc_grad_cases(rng):
     mistakes=[
         Mistake(
             "no_zero_grad",
-            "The gradients are never reset: backward() adds each batch's gradient to .grad, so every step uses the sum of all gradients so far. Call p.grad.zero_() after each update.",
+            "The gradients are never reset: the backward pass adds each batch's gradient to the one already stored, so every step uses the sum of all gradients so far.",
             train_epoch_no_zero_grad,
         ),
-        Mistake("uphill", "You added lr * grad: that climbs the loss. Subtract it: p.data -= p.grad * lr.", train_epoch_uphill),
+        Mistake(
+            "uphill",
+            "Your parameters move along the gradient, which points uphill: the loss grows after each step instead of shrinking.",
+            train_epoch_uphill,
+        ),
     ],
 )
 def train_epoch_cases(rng):
     judge = explained(
         {
-            "['changed']": "train_epoch did not change the parameters: update them in place (p.data -= p.grad * lr), not by assigning a new tensor to the loop variable."
+            "['changed']": "train_epoch did not change the parameters: assigning a new tensor to the loop variable leaves the parameters as they were; they must be updated in place."
         }
     )
     judge = without_losses(judge)
@@ -768,14 +859,26 @@ def train_epoch_cases(rng):
     mistakes=[
         Mistake(
             "no_sigmoid",
-            "The raw outputs were compared with 0.5 without the sigmoid; sigmoid(x) > 0.5 is the same as x > 0.",
+            "Your threshold does not match the raw outputs: they were compared with 0.5 as if they were probabilities, but no sigmoid was applied.",
             batch_accuracy_no_sigmoid,
         ),
-        Mistake("count", "You counted the correct predictions; batch_accuracy is the fraction: .mean(), not .sum().", batch_accuracy_count),
+        Mistake(
+            "item",
+            "Your batch_accuracy returns a plain Python number (.item()) where a tensor is wanted: validate_epoch stacks the "
+            "batch accuracies into one tensor, which needs tensors.",
+            batch_accuracy_item,
+        ),
+        Mistake(
+            "count",
+            "You counted the correct predictions (your value can be above 1); batch_accuracy is the fraction that is correct.",
+            batch_accuracy_count,
+        ),
     ],
 )
 def batch_accuracy_cases(rng):
     yield Case.call(torch.tensor([[0.9], [0.4], [-2.0], [0.2]]), torch.tensor([[1], [0], [1], [0]]), label="four predictions")
+    yield Case.call(torch.tensor([[0.0], [0.0], [-3.0]]), torch.tensor([[1], [1], [0]]), label="outputs on the threshold",
+                    show="batch_accuracy(tensor([[0.], [0.], [-3.]]), tensor([[1], [1], [0]])): sigmoid(0) is exactly 0.5, not above it")  # fmt: skip
     for n in (16, 40):
         yield Case.call(rng.randn(n, 1), _targets(rng, n, 1), random=True, label=f"a batch of {n}")
 
@@ -785,18 +888,29 @@ def batch_accuracy_cases(rng):
     requires=("validate_epoch", "batch_accuracy"),
     callables=("validate_epoch",),
     mistakes=[
-        Mistake("on_dl", "You measured accuracy on the training batches (dl); validate_epoch uses valid_dl.", validate_epoch_on_dl),
-        Mistake("last_batch", "Only the last batch counts: collect every batch's accuracy, then average them.", validate_epoch_last_batch),
+        Mistake(
+            "on_dl", "You measured accuracy on the training batches; validate_epoch measures the validation batches.", validate_epoch_on_dl
+        ),
+        Mistake(
+            "last_batch",
+            "Only the last batch counts in your accuracy: the other batches are computed and then forgotten.",
+            validate_epoch_last_batch,
+        ),
     ],
 )
 def validate_epoch_cases(rng):
     for n_batches in (3, 5):
-        valid = [_batch(rng, 8, 10) for _ in range(n_batches)]
-        train = [_batch(rng, 8, 10) for _ in range(2)]
-        yield Case.call(
-            [x for x, _ in valid], [y for _, y in valid], [x for x, _ in train], [y for _, y in train], rng.randn(10, 1), rng.randn(1),
-            probe=probe_validate_epoch, random=True, label=f"{n_batches} validation batches",
-            show=f"validate_epoch(model) with a valid_dl of {n_batches} batches of 8",
+        w, b = rng.randn(10, 1), rng.randn(1)
+        xs = [rng.rand(7, 10) for _ in range(n_batches)]  # batches of 7: accuracies with more than 4 decimals
+        right = [((x @ w + b) > 0).long() for x in xs]
+        # labels at random, but the last batch all right and the first all wrong, so that the mean over
+        # the batches is never the last batch's accuracy; the training batches (a decoy) all wrong
+        ys = [1 - right[0]] + [_targets(rng, 7, 1) for _ in xs[1:-1]] + [right[-1]]
+        train_xs = [rng.rand(7, 10) for _ in range(2)]
+        train_ys = [1 - ((x @ w + b) > 0).long() for x in train_xs]
+        yield Case.call(xs, ys, train_xs, train_ys, w, b,
+            probe=probe_validate_epoch, judge=judge_validate_epoch, random=True, label=f"{n_batches} validation batches",
+            show=f"validate_epoch(model) with a valid_dl of {n_batches} batches of 7",
         )  # fmt: skip
 
 
@@ -808,14 +922,18 @@ def validate_epoch_cases(rng):
     "BasicOptim",
     mistakes=[
         Mistake(
-            "uphill", "step() adds lr * grad, which climbs the loss; it must subtract: p.data -= p.grad.data * self.lr.", BasicOptimUphill
+            "uphill",
+            "step() moves each parameter along its gradient, which climbs the loss: after your step the parameters are further uphill.",
+            BasicOptimUphill,
         ),
         Mistake(
             "no_zero_grad",
-            "zero_grad() does nothing, so gradients pile up from one batch to the next; set each p.grad to None.",
+            "zero_grad() does nothing, so gradients pile up from one batch to the next.",
             BasicOptimNoZeroGrad,
         ),
-        Mistake("no_lr", "step() ignores the learning rate: multiply the gradient by self.lr.", BasicOptimNoLr),
+        Mistake(
+            "no_lr", "step() ignores the learning rate: your parameters move by the whole gradient, whatever lr was given.", BasicOptimNoLr
+        ),
     ],
 )
 def basic_optim_cases(rng):

@@ -297,8 +297,8 @@ def judge_dls(got, expected, tol):
     if "vocab" not in got and "problem" not in got:
         return Verdict(
             False,
-            f"dls is a {got.get('type')}, not fastai DataLoaders: build it with ImageDataLoaders.from_folder(path, ...) "
-            "or DataBlock(...).dataloaders(path)",
+            f"dls is a {got.get('type')}, not fastai DataLoaders: it cannot give the learner batches of images and labels "
+            "(a DataBlock describes DataLoaders; it is not one until you ask it for them)",
             kind="wrong_type",
         )
     if "problem" in got:
@@ -593,8 +593,8 @@ def judge_mixed_precision(got, expected, tol):
 
 MISTAKES = {
     "dls": [
-        Mistake("no_validation", "Nothing was held back for validation (valid_pct=0, or a splitter that puts every image in "
-                "the training set): the error_rate you watch while training then measures nothing. Hold back a fifth."),
+        Mistake("no_validation", "Nothing was held back for validation (a validation share of 0, or a splitter that puts every "
+                "image in the training set): the error_rate you watch while training then measures nothing. Hold back a fifth."),
         Mistake("grey_images", "The images were read as one grey channel (PILImageBW), but the pretrained network was trained "
                 "on 3-channel images: keep the default PILImage, which gives 3 channels."),
         Mistake("labels_not_folders", "The labels do not come from the folder names: each image's label is the name of the "

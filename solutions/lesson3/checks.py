@@ -6,7 +6,7 @@ inside their body. Inputs (tensors, numbers) are built here in the grader from t
 
 import torch
 
-from grader.checks import Case, Mistake, Verdict, check, explained, line_plot, loop_case
+from grader.checks import Case, Mistake, Verdict, check, explained, line_plot, loop_case, refuses
 
 # ---------------------------------------------------------------------------------------------
 # helpers run in the grader
@@ -31,34 +31,57 @@ def probe_mk_quad(ns, a, b, c, x):
 
 
 def probe_add_noise(ns, n):
+    """Statistics of add_noise's output, computed in float64 whatever it returns: a value of
+    another type or dtype is reported (the judge names it), never a crash of this probe."""
     import torch
 
     add_noise = ns["add_noise"]
     x = torch.linspace(1, 3, n)
+
+    def as64(v):
+        try:
+            return torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else v, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            return None
+
     torch.manual_seed(0)
     only_add = add_noise(x, 0.0, 0.5)
+    kind = type(only_add).__name__ if not isinstance(only_add, torch.Tensor) else "Tensor"
+    dtype = str(only_add.dtype).replace("torch.", "") if isinstance(only_add, torch.Tensor) else None
     only_mult = add_noise(x, 0.2, 0.0)
     torch.manual_seed(1)
-    first = add_noise(x, 0.1, 0.1)
+    first = as64(add_noise(x, 0.1, 0.1))
     torch.manual_seed(1)
-    again = add_noise(x, 0.1, 0.1)
-    other = add_noise(x, 0.1, 0.1)
-    return {
-        "shape": list(only_add.shape),
-        "std_add": float((only_add - x).std()),
-        "mean_add": float((only_add - x).mean()),
-        "std_mult": float((only_mult / x - 1).std()),
-        "mean_mult": float((only_mult / x - 1).mean()),
+    again = as64(add_noise(x, 0.1, 0.1))
+    other = as64(add_noise(x, 0.1, 0.1))
+    unchanged = as64(add_noise(x, 0.0, 0.0))
+    only_add, only_mult, xd = as64(only_add), as64(only_mult), x.double()
+    usable = all(v is not None and v.shape == xd.shape for v in (only_add, only_mult, first, again, other, unchanged))
+    out = {"type": kind, "dtype": dtype, "shape": list(only_add.shape) if only_add is not None else None}
+    if not usable:
+        return out
+    return out | {
+        "std_add": float((only_add - xd).std()),
+        "mean_add": float((only_add - xd).mean()),
+        "std_mult": float((only_mult / xd - 1).std()),
+        "mean_mult": float((only_mult / xd - 1).mean()),
         "reproducible": bool(torch.equal(first, again)),
         "varies": not bool(torch.equal(again, other)),
-        "no_noise_is_identity": bool(torch.allclose(add_noise(x, 0.0, 0.0), x)),
+        "no_noise_is_identity": bool(torch.allclose(unchanged, xd, atol=1e-6)),
     }
 
 
 def judge_add_noise(got, expected, tol):
     if type(got) is not dict:
         return Verdict(False, "add_noise must return a tensor with the shape of x", kind="wrong_type")
+    if got.get("type") != "Tensor":
+        return Verdict(False, f"add_noise returned a {got.get('type')}; it must return a tensor with the shape of x", kind="wrong_type")
+    if "std_add" not in got:
+        return Verdict(False, f"for x of shape (100000,) add_noise returned shape {tuple(got.get('shape') or ())}", kind="shape")
     problems = []
+    if got.get("dtype") != "float32":
+        problems.append(f"it returned {got.get('dtype')} values where x is float32: draw the noise with torch's own functions, "
+                        "which give noise of x's dtype")  # fmt: skip
     if got.get("shape") != [100_000]:
         problems.append(f"for x of shape (100000,) it returned shape {tuple(got.get('shape') or ())}")
     if not got.get("no_noise_is_identity"):
@@ -75,7 +98,7 @@ def judge_add_noise(got, expected, tol):
         )
     if not got.get("reproducible"):
         problems.append(
-            "two calls after the same torch.manual_seed gave different results: draw noise with torch, e.g. torch.randn_like(x)"
+            "two calls after the same torch.manual_seed gave different results: your noise does not come from torch's random generator, so the seed cannot repeat it"
         )
     if not got.get("varies"):
         problems.append("two calls in a row gave identical noise")
@@ -105,7 +128,8 @@ def probe_fit_quad(ns, x, y, params, lr, steps):
     start = params.clone()
     fitted, losses = ns["fit_quad"](params, lr=lr, steps=steps)
     return {
-        "params": fitted,
+        "params": fitted.detach() if isinstance(fitted, torch.Tensor) else fitted,
+        "detached": not (isinstance(fitted, torch.Tensor) and fitted.requires_grad),
         "losses": [float(v) for v in losses],
         "losses_are_floats": all(type(v) is float for v in losses),
         "input_unchanged": bool(torch.equal(params, start)),
@@ -165,9 +189,13 @@ def fit_quad_in_place(params, lr=0.01, steps=10):
 
 def judge_fit_quad(got, expected, tol):
     """Values as the reference; a changed input explained; a loss that grows called divergence, with the losses."""
-    verdict = explained({"['input_unchanged']": "fit_quad changed the tensor it was given; start from a copy (params.detach().clone())."})(
-        got, expected, tol
-    )
+    verdict = explained(
+        {
+            "['input_unchanged']": "fit_quad changed the tensor it was given: the caller's start now holds the fit.",
+            "['detached']": "fit_quad returned parameters that are still part of the autograd graph: return them detached from it.",
+            "['losses_are_floats']": "the losses should be Python floats (one number per step), not tensors.",
+        }
+    )(got, expected, tol)
     if verdict.ok or type(got) is not dict or type(got.get("losses")) is not list:
         return verdict
     losses = [v for v in got["losses"] if type(v) is float]
@@ -317,33 +345,66 @@ def relu_bias_after_clip(m, b, x):
 
 
 def probe_fit_relus(ns, x, y, n_relus, lr, steps):
+    import torch
+
     params, losses = ns["fit_relus"](x, y, n_relus=n_relus, lr=lr, steps=steps, seed=0)
-    losses = [float(v) for v in losses]
-    return {"losses": losses, "preds": ns["relu_model"](params, x).detach()}
+    _, again = ns["fit_relus"](x, y, n_relus=n_relus, lr=lr, steps=3, seed=0)
+    _, other = ns["fit_relus"](x, y, n_relus=n_relus, lr=lr, steps=3, seed=1)
+    return {
+        "losses": [float(v) for v in losses],
+        "losses_are_floats": all(type(v) is float for v in losses),
+        "detached": not (isinstance(params, torch.Tensor) and params.requires_grad),
+        "seed_repeats": [float(v) for v in again] == [float(v) for v in losses[:3]],
+        "seed_matters": [float(v) for v in other] != [float(v) for v in losses[:3]],
+        "preds": ns["relu_model"](params, x).detach(),
+    }
 
 
-def judge_fit_relus(got, expected, tol):
-    if type(got) is not dict or type(got.get("losses")) is not list:
-        return Verdict(False, "fit_relus must return (params, losses) with one loss per step", kind="wrong_type")
-    losses, ref = got["losses"], expected["losses"]
-    if len(losses) != len(ref):
-        return Verdict(False, f"expected one loss per step ({len(ref)}), got {len(losses)}", kind="length")
-    if not all(v == v for v in losses):
-        return Verdict(
-            False, "the loss became nan during training - is the learning rate too large, or is a gradient never reset?", kind="nonfinite"
-        )
-    final, ref_final = losses[-1], ref[-1]
-    if not final < losses[0]:
-        return Verdict(False, f"the loss did not go down ({losses[0]:.4g} -> {final:.4g})", kind="behaviour")
-    bar = 1.5 * ref_final + 0.02
-    if final > bar:
-        return Verdict(
-            False,
-            f"final loss {final:.4g} is well above what the reference reaches on the same data ({ref_final:.4g}; the bar is {bar:.4g}). "
-            "Check that the gradient is reset every step and that the update subtracts lr * grad.",
-            kind="values",
-        )
-    return Verdict.passed()
+def judge_fit_relus(y):
+    """Judge: the prescribed start (its first loss is the reference's), a loss that is the mean
+    squared error and goes down to near the reference's, floats per step, a detached result."""
+
+    def judge(got, expected, tol):
+        if type(got) is not dict or type(got.get("losses")) is not list:
+            return Verdict(False, "fit_relus must return (params, losses) with one loss per step", kind="wrong_type")
+        losses, ref = got["losses"], expected["losses"]
+        if len(losses) != len(ref):
+            return Verdict(False, f"expected one loss per step ({len(ref)}), got {len(losses)}", kind="length")
+        if not all(v == v for v in losses):
+            return Verdict(False, "the loss became nan during training - is the learning rate too large, or is a gradient never reset?",
+                           kind="nonfinite")  # fmt: skip
+        if not got.get("losses_are_floats"):
+            return Verdict(False, "the losses should be Python floats, one number per step (not tensors)", kind="wrong_type")
+        if not got.get("detached"):
+            return Verdict(False, "fit_relus returned parameters that are still part of the autograd graph: return them detached",
+                           kind="behaviour")  # fmt: skip
+        if abs(losses[0] - ref[0]) > 1e-4 * (1 + abs(ref[0])):
+            return Verdict(False, f"the first loss is {losses[0]:.5g} where the reference's is {ref[0]:.5g}: start exactly as described "
+                           "(seed with torch.manual_seed(seed), then 2 * n_relus normal numbers times 0.5) and measure the mean squared error",
+                           kind="values")  # fmt: skip
+        if not got.get("seed_repeats") or not got.get("seed_matters"):
+            return Verdict(False, "the same seed should give the same training, and another seed another one: seed torch inside "
+                           "fit_relus with its seed argument", kind="behaviour")  # fmt: skip
+        final, ref_final = losses[-1], ref[-1]
+        if not final < losses[0]:
+            return Verdict(False, f"the loss did not go down ({losses[0]:.4g} -> {final:.4g})", kind="behaviour")
+        preds = got.get("preds")
+        if type(preds) is torch.Tensor and preds.shape == y.shape:
+            actual = float(((preds.double() - y.double()) ** 2).mean())
+            if actual > 1.5 * final + 0.02:
+                return Verdict(False, f"the reported losses go down to {final:.4g}, but the returned parameters have a mean squared "
+                               f"error of {actual:.4g}: the loss you minimise is not the mean squared error", kind="values")  # fmt: skip
+        bar = 1.5 * ref_final + 0.02
+        if final > bar:
+            return Verdict(
+                False,
+                f"final loss {final:.4g} is well above what the reference reaches on the same data ({ref_final:.4g}; the bar is {bar:.4g}). "
+                "Check that the gradient is reset every step and that the update goes against the gradient.",
+                kind="values",
+            )
+        return Verdict.passed()
+
+    return judge
 
 
 def matmul_transposed(a, b):
@@ -354,6 +415,27 @@ def matmul_transposed(a, b):
 
 def linear_no_bias(x, w, b):
     return x @ w
+
+
+def linear_weights_first(x, w, b):
+    return w @ x + b
+
+
+def mse_item(preds, acts):
+    return ((preds - acts) ** 2).mean().item()
+
+
+def relu_in_place(m, b, x):
+    import torch
+
+    return torch.clip(x.mul_(m).add_(b), min=0.0)
+
+
+def prep_money_in_place(amounts):
+    import torch
+
+    amounts[torch.isnan(amounts)] = torch.nanmedian(amounts)
+    return torch.log1p(amounts)
 
 
 def prep_money_log(amounts):
@@ -389,8 +471,10 @@ def prep_money_fill_mean(amounts):
 @check(
     "quad",
     mistakes=[
-        Mistake("times_two", "x*2 doubles x; the square of x is x**2.", quad_times_two),
-        Mistake("no_constant", "The constant term is missing: a quadratic is a*x**2 + b*x + c.", quad_no_constant),
+        Mistake(
+            "times_two", "Your x-term doubles x where it should square it: for x = 3 your quadratic uses 6 instead of 9.", quad_times_two
+        ),
+        Mistake("no_constant", "The constant term is missing: at x = 0 your quadratic gives 0, where it should give c.", quad_no_constant),
     ],
 )
 def quad_cases(rng):
@@ -403,8 +487,16 @@ def quad_cases(rng):
 @check(
     "mk_quad",
     mistakes=[
-        Mistake("reversed", "The parameters reach quad in reverse order (c, b, a); keep the order a, b, c.", mk_quad_reversed),
-        Mistake("swapped", "a and b are swapped: the first parameter is the one that multiplies x squared.", mk_quad_swapped),
+        Mistake(
+            "reversed",
+            "The parameters reach quad in reverse order: the first one you pass ends up as the constant term, the last one multiplies x squared.",
+            mk_quad_reversed,
+        ),
+        Mistake(
+            "swapped",
+            "The first two parameters are swapped: the one meant for x squared multiplies x, and the other way round.",
+            mk_quad_swapped,
+        ),
     ],
 )
 def mk_quad_cases(rng):
@@ -431,12 +523,31 @@ def add_noise_cases(rng):
 @check(
     "mse",
     mistakes=[
-        Mistake("sum", "You added up the squared errors; mse takes their mean (.mean(), not .sum()).", mse_sum),
-        Mistake("rmse", "You took the square root: that is the root mean squared error, not the mean squared error.", mse_rmse),
         Mistake(
-            "unsquared", "The differences are averaged without squaring them, so positive and negative errors cancel out.", mse_unsquared
+            "sum",
+            "Your mse adds the squared errors up instead of averaging them, so it grows with the number of points: on 3 points it is 3 times the mean squared error.",
+            mse_sum,
         ),
-        Mistake("abs", "You averaged absolute differences (the L1 loss); mse squares the differences instead.", mse_abs),
+        Mistake(
+            "rmse",
+            "Your value is the square root of the expected one: that is the root mean squared error, not the mean squared error.",
+            mse_rmse,
+        ),
+        Mistake(
+            "unsquared",
+            "The differences are averaged without squaring them, so positive and negative errors cancel out: your loss can be 0, or even negative, for a bad fit.",
+            mse_unsquared,
+        ),
+        Mistake(
+            "item",
+            "Your mse returns a plain Python number (.item()) where a tensor is wanted: backward() needs the loss as a tensor to differentiate it.",
+            mse_item,
+        ),
+        Mistake(
+            "abs",
+            "You averaged the sizes of the differences (the L1 loss); mse squares each difference, so large errors count far more.",
+            mse_abs,
+        ),
     ],
 )
 def mse_cases(rng):
@@ -448,8 +559,16 @@ def mse_cases(rng):
 @check(
     "quad_mse",
     mistakes=[
-        Mistake("against_x", "You compared the predictions with x; the targets are the noisy measurements y.", quad_mse_against_x),
-        Mistake("reversed_params", "The parameters are used in reverse order: params holds a, b, c, in that order.", quad_mse_reversed),
+        Mistake(
+            "against_x",
+            "Your loss compares the predictions with the inputs x; the targets are the noisy measurements y.",
+            quad_mse_against_x,
+        ),
+        Mistake(
+            "reversed_params",
+            "The parameters are used in reverse order: the first entry of params should multiply x squared, the last one is the constant.",
+            quad_mse_reversed,
+        ),
     ],
 )
 def quad_mse_cases(rng):
@@ -499,24 +618,23 @@ def fit_series(got, expected, cases):
     mistakes=[
         Mistake(
             "no_zero_grad",
-            "Your loss history matches a loop that never resets the gradients. backward() adds each new gradient "
-            "to params.grad, so every step moves by the sum of all gradients so far. Reset it after each update "
-            "with params.grad.zero_().",
+            "Your loss history matches a loop that never resets the gradients: the backward pass adds each new gradient "
+            "to the one already stored, so every step moves by the sum of all gradients so far and the steps keep growing.",
             fit_quad_without_zero_grad,
         ),
         Mistake(
             "uphill",
-            "Your parameters climb the gradient: adding lr * grad makes the loss grow. Gradient descent subtracts it.",
+            "Your loss grows from step to step: the parameters move along the gradient, which points uphill. Gradient descent moves against it.",
             fit_quad_uphill,
         ),
         Mistake(
             "tensor_losses",
-            "Your losses are tensors, not numbers: each one keeps its whole computation graph alive. Record loss.item().",
+            "Your losses are tensors, not numbers: each one keeps its whole computation graph alive. Record each loss as a plain Python float.",
             fit_quad_tensor_losses,
         ),
         Mistake(
             "changes_input",
-            "fit_quad trained the very tensor it was given, so the caller's starting point changed. Work on a copy.",
+            "fit_quad trained the very tensor it was given, so the caller's starting point changed: after the call it holds the fitted values. Work on a copy.",
             fit_quad_in_place,
         ),
     ],
@@ -543,12 +661,20 @@ def fit_quad_cases(rng):
     "rectified_linear",
     mistakes=[
         Mistake(
-            "clipped_above", "You kept the negative part and cut off the positive one: a ReLU clips from below (min=0).", relu_clipped_above
+            "clipped_above",
+            "Your ReLU keeps the negative part of the line and cuts off the positive one; a ReLU does the opposite: where the line is below zero it gives 0.",
+            relu_clipped_above,
         ),
         Mistake(
             "bias_after_clip",
-            "You added b after clipping; the bias belongs to the line before the negative part is cut off.",
+            "You added b after cutting off the negative part, so your curve never reaches 0 (it stays at b); the bias belongs to the line, before the cut.",
             relu_bias_after_clip,
+        ),
+        Mistake(
+            "changes_input",
+            "Your rectified_linear computes the line inside x itself, so the caller's x is gone afterwards - and a second "
+            "call (double_relu makes two) starts from the wrong values.",
+            relu_in_place,
         ),
     ],
 )
@@ -561,8 +687,12 @@ def rectified_linear_cases(rng):
 @check(
     "double_relu",
     mistakes=[
-        Mistake("subtracted", "You subtracted the second ReLU; the curve is the sum of the two.", double_relu_subtracted),
-        Mistake("first_only", "Only the first ReLU is there: add the second one, with (m2, b2).", double_relu_first_only),
+        Mistake(
+            "subtracted",
+            "You subtracted the second ReLU; the curve is the sum of the two, so where both are active their slopes add up.",
+            double_relu_subtracted,
+        ),
+        Mistake("first_only", "Only the first ReLU is there: your curve has one bend, and m2, b2 change nothing.", double_relu_first_only),
     ],
 )
 def double_relu_cases(rng):
@@ -575,9 +705,15 @@ def double_relu_cases(rng):
     "relu_model",
     mistakes=[
         Mistake(
-            "swapped", "Slopes and intercepts are swapped: params[0::2] are the slopes, params[1::2] the intercepts.", relu_model_swapped
+            "swapped",
+            "Slopes and intercepts are swapped: the entries at even positions of params are the slopes, those at odd positions the intercepts.",
+            relu_model_swapped,
         ),
-        Mistake("no_clip", "Nothing cuts the lines at zero: without the ReLU the sum of lines is just one line.", relu_model_no_clip),
+        Mistake(
+            "no_clip",
+            "Nothing cuts the lines at zero: your model is a sum of straight lines, which is just one straight line.",
+            relu_model_no_clip,
+        ),
     ],
 )
 def relu_model_cases(rng):
@@ -586,7 +722,7 @@ def relu_model_cases(rng):
         yield Case.call(rng.randn(2 * units), rng.randn(12, scale=2), random=True)
     x = rng.randn(12)
     yield loop_case("relu_model", (rng.randn(4), x), (rng.randn(100), x), what="numbers of units",
-                    advice="compute all units at once: ms[:, None] * x[None, :] + bs[:, None]",
+                    advice="compute all units at once, as a table with one row per unit and one column per x",
                     label="no loop over units", show="relu_model with 2 units and with 50 units")  # fmt: skip
 
 
@@ -616,21 +752,26 @@ def relu_fit_series(got, expected, cases):
     mistakes=[
         Mistake(
             "no_zero_grad",
-            "Your losses match a loop that never resets the gradient: each step adds all the old ones again.",
+            "Your losses match a loop that never resets the gradient: each step adds all the old gradients again, so the steps keep growing.",
             fit_relus_no_zero_grad,
         ),  # fmt: skip
-        Mistake("uphill", "Your parameters climb the gradient (+= lr * grad), so the loss grows. Subtract it.", fit_relus_uphill),
+        Mistake(
+            "uphill", "Your loss grows from step to step: the parameters move along the gradient, which points uphill.", fit_relus_uphill
+        ),
     ],
 )
 def fit_relus_cases(rng):
     x = torch.linspace(-2, 2, 50)
     y = x.abs() - 0.5 * x + rng.randn(50, scale=0.1)
-    yield Case.call(x, y, 6, 0.05, 300, probe=probe_fit_relus, judge=judge_fit_relus, random=True,
+    yield Case.call(x, y, 6, 0.05, 300, probe=probe_fit_relus, judge=judge_fit_relus(y), random=True,
                     label="a V-shaped target", show="fit_relus(x, y, n_relus=6, lr=0.05, steps=300)")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
 # 03_matmul
+
+
+REFUSE = "a (2, 3) matrix cannot be multiplied by a (4, 2) one (the inner sizes 3 and 4 differ): the function must refuse them."
 
 
 def _matrices(rng, n, k, m):
@@ -642,30 +783,44 @@ def _matrices(rng, n, k, m):
     mistakes=[
         Mistake(
             "transposed",
-            "You multiplied by the transpose of b: the shared index k must run down the columns of b (b[k, j]).",
+            "Your result is a times the transpose of b: the shared index runs along the rows of b where it should run down its columns.",
             matmul_transposed,
         ),
-        Mistake("overwrites", "c[i, j] = ... keeps only the last product; add up the products over k with +=.", matmul_overwrites),
+        Mistake(
+            "overwrites",
+            "Each entry of your result is only the last product of its row and column: the products over the shared index are overwritten, not added up.",
+            matmul_overwrites,
+        ),
     ],
 )
 def matmul_loops_cases(rng):
     yield Case.call(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[5.0, 6.0], [7.0, 8.0]]), label="2x2 example")
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 4, 5, 2), random=True, label="rectangular matrices")
+    yield refuses("matmul_loops", rng.randn(2, 3), rng.randn(4, 2), why=REFUSE, label="shapes that cannot be multiplied",
+                  show="matmul_loops(a, b) with a of shape (2, 3) and b of shape (4, 2)")  # fmt: skip
 
 
 @check(
     "matmul_broadcast",
     mistakes=[
-        Mistake("transposed", "You multiplied by the transpose of b: scale the rows of b (b[k, :]), not its columns.", matmul_transposed),
         Mistake(
-            "sum_wrong_axis", "You summed over the columns; the shared index k runs down the rows: sum over dim 0.", matmul_sum_wrong_axis
+            "transposed",
+            "Your result is a times the transpose of b: each entry of a row of a should scale a row of b, not a column.",
+            matmul_transposed,
+        ),
+        Mistake(
+            "sum_wrong_axis",
+            "You summed along the wrong axis: the products should be added up over the shared index, which runs down the rows of b.",
+            matmul_sum_wrong_axis,
         ),
     ],
 )
 def matmul_broadcast_cases(rng):
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 4, 5, 2), random=True, label="rectangular matrices")
+    yield refuses("matmul_broadcast", rng.randn(2, 3), rng.randn(1, 2), why=REFUSE.replace("(4, 2)", "(1, 2)").replace("3 and 4", "3 and 1"),
+                  label="shapes that cannot be multiplied", show="matmul_broadcast(a, b) with a of shape (2, 3) and b of shape (1, 2)")  # fmt: skip
     yield loop_case("matmul_broadcast", _matrices(rng, 4, 3, 2), _matrices(rng, 4, 40, 30), what="matrices",
                     advice="keep only the loop over the rows of a",
                     label="one loop only", show="matmul_broadcast on (4x3)@(3x2) and on (4x40)@(40x30)")  # fmt: skip
@@ -674,7 +829,7 @@ def matmul_broadcast_cases(rng):
 @check(
     "matmul_einsum",
     mistakes=[
-        Mistake("transposed", "Your subscripts transpose b: use 'ik,kj->ij'.", matmul_transposed),
+        Mistake("transposed", "Your subscripts read b transposed: the letter summed over must index the rows of b.", matmul_transposed),
         Mistake(
             "out_transposed",
             "The output subscripts are swapped: the result is indexed by (row of a, column of b).",
@@ -686,15 +841,25 @@ def matmul_einsum_cases(rng):
     yield Case.call(*_matrices(rng, 3, 3, 3), random=True, label="square matrices")
     yield Case.call(*_matrices(rng, 5, 4, 6), random=True, label="rectangular matrices")
     yield loop_case("matmul_einsum", _matrices(rng, 2, 2, 2), _matrices(rng, 30, 30, 30), what="matrices", slack=1.5,
-                    advice="one call to torch.einsum('ik,kj->ij', a, b)",
+                    advice="one call to einsum does the whole product, with no Python loop",
                     label="no Python loop", show="matmul_einsum on 2x2 and on 30x30 matrices")  # fmt: skip
 
 
 @check(
     "linear",
     mistakes=[
-        Mistake("no_bias", "The bias b is missing: a linear layer computes x @ w + b.", linear_no_bias),
-        Mistake("summed_batch", "You added up the rows: a linear layer keeps one row of outputs per example.", linear_summed_batch),
+        Mistake("no_bias", "The bias is missing: each of your outputs is off by exactly its bias.", linear_no_bias),
+        Mistake(
+            "weights_first",
+            "Your matrix product is the wrong way round, weights first: one example with two features gives a 2x2 table instead "
+            "of one output. The batch, one row per example, comes first.",
+            linear_weights_first,
+        ),
+        Mistake(
+            "summed_batch",
+            "You added up the rows: your result is one row for the whole batch, where a linear layer keeps one row of outputs per example.",
+            linear_summed_batch,
+        ),
     ],
 )
 def linear_cases(rng):
@@ -705,15 +870,30 @@ def linear_cases(rng):
 @check(
     "prep_money",
     mistakes=[
-        Mistake("log", "You used log instead of log1p: an amount of 0 becomes -inf. log1p(v) = log(1 + v) maps 0 to 0.", prep_money_log),
         Mistake(
-            "no_fill", "Missing amounts stay nan: fill them with the median (torch.nanmedian) before taking log1p.", prep_money_no_fill
+            "log",
+            "An amount of 0 became -inf: the plain logarithm of 0 is minus infinity. The log the lesson uses adds 1 first, so 0 stays 0.",
+            prep_money_log,
         ),
-        Mistake("fill_zero", "You filled missing amounts with 0; fill them with the median of the known amounts.", prep_money_fill_zero),
+        Mistake(
+            "no_fill",
+            "Your result still has nan where an amount was missing: fill each gap with a typical amount before taking the log.",
+            prep_money_no_fill,
+        ),
+        Mistake(
+            "fill_zero",
+            "You filled missing amounts with 0, which is far below a typical amount: fill them with the middle value of the known amounts.",
+            prep_money_fill_zero,
+        ),
         Mistake(
             "fill_mean",
-            "You filled missing amounts with the mean; the median is far less pulled up by the few very large amounts.",
+            "You filled missing amounts with the average, which the few very large amounts pull up; the middle value of the known amounts is not pulled up.",
             prep_money_fill_mean,
+        ),
+        Mistake(
+            "changes_input",
+            "Your prep_money fills the gaps in the caller's own tensor: after the call, the original amounts have lost their nan.",
+            prep_money_in_place,
         ),
     ],
 )

@@ -48,23 +48,28 @@ def probe_timing_method(ns, per_sample, cold_extra):
     from torch import nn
 
     class Sleepy(nn.Module):
-        def __init__(self, cold=0.0):
+        def __init__(self, cold=0.0, hiccup=0.0):
             super().__init__()
             self.w = nn.Parameter(torch.ones(1))
-            self.cold, self.calls = cold, []
+            self.cold, self.hiccup, self.calls = cold, hiccup, []
 
         def forward(self, x):
             self.calls.append((self.training, torch.is_grad_enabled()))
-            time.sleep(per_sample * len(x) + (self.cold if len(self.calls) == 1 else 0.0))
+            extra = self.cold if len(self.calls) == 1 else self.hiccup if len(self.calls) == 6 else 0.0  # call 6: a timed one
+            time.sleep(per_sample * len(x) + extra)
             return x.flatten(1)[:, :10] * self.w
 
     fn = ns["seconds_per_sample"]
     out, calls = {}, []
-    for key, batch, cold in (("warm8", 8, 0.0), ("warm32", 32, 0.0), ("cold8", 8, cold_extra)):
-        model = Sleepy(cold).train()  # as a model comes out of training
-        value = fn(model, torch.rand(batch, 1, 4, 4))
+    runs = (("warm8", 8, 0.0, 0.0, {}), ("warm32", 32, 0.0, 0.0, {}), ("cold8", 8, cold_extra, 0.0, {}),
+            ("hiccup8", 8, 0.0, 0.5, {}), ("counted", 8, 0.0, 0.0, {"warmup": 2, "repeats": 5}))  # fmt: skip
+    for key, batch, cold, hiccup, options in runs:
+        model = Sleepy(cold, hiccup).train()  # as a model comes out of training
+        value = fn(model, torch.rand(batch, 1, 4, 4), **options)
         out[key] = float(value) if isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1) else None
         out[key + "_type"] = type(value).__name__
+        if key == "counted":
+            out["counted_calls"] = len(model.calls)
         calls += model.calls
     out["calls"] = len(calls)
     out["train_mode_calls"] = sum(1 for training, _ in calls if training)
@@ -255,9 +260,17 @@ def judge_timing_method(got, expected, tol):
     if not (lo <= warm8 <= hi and lo <= warm32 <= hi):
         if 6 * lo <= warm8 and 24 * lo <= warm32:
             return Verdict(False, f"on a model that takes {true} per image you measured {warm8 * 1e3:.3g} ms for a batch of 8 and "
-                           f"{warm32 * 1e3:.3g} ms for a batch of 32: that is the time per batch. Divide by len(xb)", kind="total")  # fmt: skip
+                           f"{warm32 * 1e3:.3g} ms for a batch of 32: that is the time per batch, not per image", kind="total")  # fmt: skip
         return Verdict(False, f"on a model that takes {true} per image you measured {warm8 * 1e3:.3g} ms (batch of 8) and "
                        f"{warm32 * 1e3:.3g} ms (batch of 32) per image: return seconds per sample", kind="values")  # fmt: skip
+    if got.get("counted_calls") != 7:
+        return Verdict(False, f"seconds_per_sample(model, xb, warmup=2, repeats=5) ran the model {got.get('counted_calls')} times: "
+                       "it should run it warmup times to warm up, then repeats times to time it (7 in all)", kind="behaviour")  # fmt: skip
+    hiccup8 = got.get("hiccup8")
+    if type(hiccup8) is float and hiccup8 > max(hi, 2 * warm8):
+        return Verdict(False, f"one slow timed run (half a second, as when the machine is busy for a moment) moved your result from "
+                       f"{warm8 * 1e3:.3g} to {hiccup8 * 1e3:.3g} ms per image: take the median of the timed runs, which one outlier "
+                       "does not move", kind="mean_not_median")  # fmt: skip
     if cold8 > max(hi, 2 * warm8):
         return Verdict(False, f"a model that is {COLD_EXTRA:g} s slow on its first call only read as {cold8 * 1e3:.3g} ms per image, "
                        f"where a warm one reads {warm8 * 1e3:.3g} ms: run the model a few times before timing (warm-up) and take "
@@ -350,7 +363,8 @@ def speed_chart(got, expected, cases):
 @check(
     "count_parameters",
     mistakes=[
-        Mistake("tensors", "You counted parameter tensors; count their entries: sum(p.numel() for p in model.parameters()).",
+        Mistake("tensors", "You counted parameter tensors (one per weight matrix or bias vector); the number of parameters "
+                "counts their entries: a 3x3 weight matrix holds 9.",
                 count_parameters_tensors),
         Mistake("trainable_only", "You counted only the trainable parameters; frozen ones are part of the model too.",
                 count_parameters_trainable),
@@ -384,8 +398,20 @@ def layer_summary_cases(rng):
     ],
 )  # fmt: skip
 def accuracy_cases(rng):
-    batches = [(rng.randn(n, 5), torch.tensor([rng.randint(0, 2) for _ in range(n)])) for n in (16, 16, 3)]
-    yield Case.call(rng.randn(3, 5), rng.randn(3), batches, probe=probe_accuracy, judge=judge_accuracy, random=True,
+    weight, bias = rng.randn(3, 5), rng.randn(3)
+
+    def batch(n, wrong=False):
+        """Labels: the model's prediction for two images in three (the rest at random), or all wrong."""
+        x = rng.randn(n, 5)
+        predicted = (x @ weight.T + bias).argmax(dim=-1)
+        if wrong:
+            return x, (predicted + 1) % 3
+        return x, torch.tensor([int(p) if rng.uniform(0, 1) < 0.67 else rng.randint(0, 2) for p in predicted])
+
+    # a well-predicted set (no other rule scores the same), and a last, short batch all wrong: the mean
+    # of the batches' accuracies is not the share of all the images
+    batches = [batch(16), batch(16), batch(3, wrong=True)]
+    yield Case.call(weight, bias, batches, probe=probe_accuracy, judge=judge_accuracy, random=True,
                     label="batches of 16, 16 and 3", show="accuracy(model, dl) with batches of 16, 16 and 3 images")  # fmt: skip
 
 
@@ -415,6 +441,8 @@ def _random_results(rng, n):
 def pareto_front_cases(rng):
     yield Case.call({"big": (3e-4, 0.99), "small": (2e-5, 0.95), "mid": (1e-4, 0.94), "linear": (5e-6, 0.90)}, label="four models")
     yield Case.call({"b": (2e-4, 0.97), "a": (1e-4, 0.97), "c": (1e-4, 0.97), "d": (5e-5, 0.80)}, label="ties")
+    yield Case.call({"x": (1e-4, 0.95), "y": (1e-4, 0.90), "z": (5e-5, 0.85)}, label="as fast, more accurate",
+                    show="pareto_front with x and y equally fast and x more accurate: x dominates y")  # fmt: skip
     yield Case.call(_random_results(rng, 8), random=True, label="eight random models")
     yield Case.call(_random_results(rng, 3), random=True, label="three random models")
 
