@@ -47,7 +47,18 @@ from .lessons import MANIFEST, Lesson, all_lessons, load_lesson
 from .notebook import load_notebook, python_only
 from .results import Status
 
-__all__ = ["AssignReport", "assign", "convert_notebooks", "is_test_cell", "leak_check", "test_cell", "run_test_cell", "self_test"]
+__all__ = [
+    "AssignReport",
+    "assign",
+    "load_pack",
+    "stage",
+    "convert_notebooks",
+    "is_test_cell",
+    "leak_check",
+    "test_cell",
+    "run_test_cell",
+    "self_test",
+]
 
 MARKER = ".learn-assign.json"
 _IGNORED = {"__pycache__", ".ipynb_checkpoints", "__MACOSX", "release", "source", "feedback"}
@@ -470,6 +481,22 @@ def stage(sources: list[str], staging: Path, lesson_id: str | None) -> Lesson:
     data = _data_files(folder, notebooks) if len(sources) == 1 else []
     convert_notebooks(notebooks, pack, lesson_id, data, title=_folder_title(folder.resolve().name))
     return load_lesson(pack, exercises_dir=staging / "release")
+
+
+def load_pack(source: str, staging: Path) -> Lesson:
+    """The pack named by a lesson id, a pack folder (lesson.toml), or solution notebooks with
+    markers (ours or nbgrader's: converted as `learn assign` does, into `staging`)."""
+    path = Path(source)
+    if path.is_dir() and (path / "lesson.toml").is_file():
+        return load_lesson(path)
+    lessons = all_lessons()
+    if source in lessons and "/" not in source:
+        return lessons[source]
+    if not path.exists():
+        from .errors import UnknownLessonError
+
+        raise UnknownLessonError(source, list(lessons))
+    return stage([source], staging, None)
 
 
 async def _grade_all(lesson: Lesson, paths: list[tuple[str, Path]], jobs: int, seed: int):

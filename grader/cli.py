@@ -378,7 +378,8 @@ def mutants(pack, only, json_path, seeds, mutant_seeds, no_cascade, min_score, j
     """
     import tempfile
 
-    from .mutants import Options, format_table, gate, load_pack, run_mutants, write_json
+    from .assign import load_pack
+    from .mutants import Options, format_table, gate, run_mutants, write_json
 
     with tempfile.TemporaryDirectory(prefix="learn-mutants-") as staging:
         lesson = load_pack(pack, Path(staging))

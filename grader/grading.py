@@ -163,8 +163,9 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
         raw = mistakes.get(f"{pc.id}~{mistake.name}")
         if raw and raw.get("status") == "ok":
             try:
-                same = dataclasses.replace(pc.tol, equal_nan=True)  # the same values, blown up in the same places: the same mistake
-                if compare(_nonfinite_as_nan(got), _nonfinite_as_nan(_decode(raw)), same).ok:
+                same = dataclasses.replace(pc.tol, equal_nan=True, check_dtype=True)  # the same values (blown up alike): the same mistake
+                told = _decode(raw)
+                if _same_kind(got, told) and compare(_nonfinite_as_nan(got), _nonfinite_as_nan(told), same).ok:
                     mistake_name, message = mistake.name, f"{mistake.message}\n{verdict.message}"
                     break
             except Exception:  # an odd value: simply not this mistake
@@ -176,6 +177,22 @@ def judge_case(pc: PlannedCase, check: Check, spec: CheckSpec, learner: dict | N
         got,
         expected,
     )
+
+
+def _same_kind(got, told) -> bool:
+    """A learner's value is a named mistake's only if it is the same kind of thing: a float64 tensor
+    or a NumPy array is not the Python float of the `.item()` mistake, however equal the numbers."""
+    from .compare import torch
+
+    if type(got) is not type(told):
+        return False
+    if type(got) is torch.Tensor:
+        return got.dtype == told.dtype and got.shape == told.shape
+    if type(got) in (list, tuple):
+        return len(got) == len(told) and all(_same_kind(g, t) for g, t in zip(got, told))
+    if type(got) is dict:
+        return got.keys() == told.keys() and all(_same_kind(got[k], told[k]) for k in got)
+    return True
 
 
 def _nonfinite_as_nan(value):

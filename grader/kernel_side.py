@@ -655,8 +655,8 @@ def _learn_main(job_json):
     for probe in job["probes"]:
         _progress(job, "start", probe["id"])
         result = _judged_once(probe, hung) or _run_probe(probe, ns, job.get("blobs") or {})
-        if result.get("status") == "timeout" and _plain_call(probe):
-            hung.add(probe.get("check"))
+        if result.get("status") == "timeout" and _plain_call(probe) and probe.get("check"):
+            hung.add(probe["check"])
         result["nonce"] = job["nonce"]
         try:
             publish_display_data({MIME: result})
@@ -686,7 +686,7 @@ def _judged_once(probe, hung):
     functions that use it, are not made again (each would wait for its whole time limit)."""
     if not _plain_call(probe):
         return None
-    if probe.get("check") in hung:
+    if probe.get("check") and probe["check"] in hung:
         return {"id": probe["id"], "status": "timeout", "seconds": 0, "judged_once": True}
     blocked = [] if probe.get("isolate") is not None else [d for d in probe.get("deps") or [] if d in hung]
     if blocked:

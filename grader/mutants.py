@@ -50,7 +50,7 @@ from .mutate import NOT_APPLICABLE, Mutant, Target, find_target, mutants_of, sol
 from .notebook import code_cells, definitions, load_notebook
 from .results import CheckResult, Status
 
-__all__ = ["Options", "Report", "run_mutants", "load_pack", "gate", "EQUIVALENT_FILE", "format_table", "write_json", "survivors_text"]
+__all__ = ["Options", "Report", "run_mutants", "gate", "EQUIVALENT_FILE", "format_table", "write_json", "survivors_text"]
 
 EQUIVALENT_FILE = "mutants.toml"
 ROUND_SIZE = 250  # probes per harness cell
@@ -530,25 +530,6 @@ async def _statement_mutants(pool, lesson: Lesson, opts: Options, equivalent: di
 def _machinery(variant: Variant) -> CheckResult:
     """A notebook that could not be graded at all (a mutant that breaks loading): caught."""
     return CheckResult(name=variant.check, status=Status.ERROR, points=0.0, max_points=1.0, message="the notebook could not be graded")
-
-
-def load_pack(source: str, staging: Path) -> Lesson:
-    """The pack named by a lesson id, a pack folder (lesson.toml), or solution notebooks with
-    markers (ours or nbgrader's: converted as `learn assign` does, into `staging`)."""
-    from .assign import stage
-    from .lessons import all_lessons, load_lesson
-
-    path = Path(source)
-    if path.is_dir() and (path / "lesson.toml").is_file():
-        return load_lesson(path)
-    lessons = all_lessons()
-    if source in lessons and "/" not in source:
-        return lessons[source]
-    if not path.exists():
-        from .errors import UnknownLessonError
-
-        raise UnknownLessonError(source, list(lessons))
-    return stage([source], staging, None)
 
 
 def gate(report: Report, min_score: float = 0.95) -> list[str]:

@@ -373,7 +373,7 @@ case(
     "mse returns a Python float (.item()).",
     {NB: replace("mse", "def mse(preds, acts):\n    return ((preds - acts) ** 2).mean().item()")},
     points="less",
-    check_kind={"mse": "wrong_type"},
+    check_kind={"mse": "known_mistake"},  # the named mistake `item`
     message="Python number",
 )
 case(
@@ -475,7 +475,7 @@ case(
     {NB: _renamed},
     points="less",
     check_kind={"mse": "missing"},
-    message="`mse` is not defined",
+    message="defines `mse`",
 )
 _missing = load()
 _missing.cells = [c for c in _missing.cells if "def mse(" not in c.source]
@@ -485,7 +485,7 @@ case(
     {NB: _missing},
     points="less",
     check_kind={"mse": "missing"},
-    message="`mse` is not defined",
+    message="defines `mse`",
 )
 _markdown = load()
 _markdown.cells = [c for c in _markdown.cells if c.cell_type == "markdown"]

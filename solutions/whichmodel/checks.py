@@ -263,6 +263,10 @@ def judge_timing_method(got, expected, tol):
                            f"{warm32 * 1e3:.3g} ms for a batch of 32: that is the time per batch, not per image", kind="total")  # fmt: skip
         return Verdict(False, f"on a model that takes {true} per image you measured {warm8 * 1e3:.3g} ms (batch of 8) and "
                        f"{warm32 * 1e3:.3g} ms (batch of 32) per image: return seconds per sample", kind="values")  # fmt: skip
+    if cold8 > max(hi, 2 * warm8):
+        return Verdict(False, f"a model that is {COLD_EXTRA:g} s slow on its first call only read as {cold8 * 1e3:.3g} ms per image, "
+                       f"where a warm one reads {warm8 * 1e3:.3g} ms: run the model a few times before timing (warm-up) and take "
+                       "the median of several timed runs", kind="no_warmup")  # fmt: skip
     if got.get("counted_calls") != 7:
         return Verdict(False, f"seconds_per_sample(model, xb, warmup=2, repeats=5) ran the model {got.get('counted_calls')} times: "
                        "it should run it warmup times to warm up, then repeats times to time it (7 in all)", kind="behaviour")  # fmt: skip
@@ -271,10 +275,6 @@ def judge_timing_method(got, expected, tol):
         return Verdict(False, f"one slow timed run (half a second, as when the machine is busy for a moment) moved your result from "
                        f"{warm8 * 1e3:.3g} to {hiccup8 * 1e3:.3g} ms per image: take the median of the timed runs, which one outlier "
                        "does not move", kind="mean_not_median")  # fmt: skip
-    if cold8 > max(hi, 2 * warm8):
-        return Verdict(False, f"a model that is {COLD_EXTRA:g} s slow on its first call only read as {cold8 * 1e3:.3g} ms per image, "
-                       f"where a warm one reads {warm8 * 1e3:.3g} ms: run the model a few times before timing (warm-up) and take "
-                       "the median of several timed runs", kind="no_warmup")  # fmt: skip
     return Verdict(True, f"per sample, warm-up, eval mode and no_grad: {warm8 * 1e3:.3g} ms per image measured where {true} is true")
 
 
