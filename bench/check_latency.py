@@ -1,7 +1,7 @@
 """How long a learner waits for `learn check`, with and without the grading service, in one run.
 
-Every figure is printed in seconds and as a ratio to `python -c "import torch"` timed in the same
-run (medians of ROUNDS), so a loaded machine shifts both alike:
+Every figure is printed in seconds and as a ratio to `python -c "import torch"` timed between the
+checks of the same section (medians of ROUNDS), so a loaded machine shifts both alike:
 
     today   learn check --no-service of a changed lesson-3 notebook, right / wrong (summing mse)
     cold    learn check of a changed notebook when no service runs (it starts one)
@@ -108,24 +108,26 @@ def main() -> None:
             shutil.copyfile(SOLUTIONS / other, work / "lesson3" / other)
         check = [LEARN, "check", str(nb), "--no-html"]
         variant = iter(range(1, 10_000))
-        torch, figures = [], {}
+        torch: dict[str, list[float]] = {"cold": [], "warm": []}
+        figures: dict[str, tuple[str, list[float]]] = {}
 
-        def add(name: str, seconds: float) -> None:
-            figures.setdefault(name, []).append(seconds)
+        def add(name: str, seconds: float, section: str = "warm") -> None:
+            figures.setdefault(name, (section, []))[1].append(seconds)
 
         try:
             for _ in rounds:
-                torch.append(timed([sys.executable, "-c", "import torch"], env, 0))
+                torch["cold"].append(timed([sys.executable, "-c", "import torch"], env, 0))
                 if not args.skip_today:
                     fill(nb, next(variant))
-                    add("today: changed notebook, right (--no-service)", timed([*check, "--no-service"], env, 0))
+                    add("today: changed notebook, right (--no-service)", timed([*check, "--no-service"], env, 0), "cold")
                     fill(nb, next(variant), wrong=True)
-                    add("today: changed notebook, wrong (--no-service)", timed([*check, "--no-service"], env, 1))
+                    add("today: changed notebook, wrong (--no-service)", timed([*check, "--no-service"], env, 1), "cold")
                 subprocess.run([LEARN, "service", "stop"], env=env, stdout=subprocess.DEVNULL)
                 fill(nb, next(variant))
-                add("cold: first check, service not running", timed(check, env, 0))
+                add("cold: first check, service not running", timed(check, env, 0), "cold")
             time.sleep(8)  # the relay kernel server warms after the first check
             for _ in rounds:
+                torch["warm"].append(timed([sys.executable, "-c", "import torch"], env, 0))
                 fill(nb, next(variant))
                 add("warm: changed notebook, right", timed(check, env, 0))
                 fill(nb, next(variant), wrong=True)
@@ -150,13 +152,16 @@ def main() -> None:
             pss, rss, count = service_memory(env)
         finally:
             subprocess.run([LEARN, "service", "stop"], env=env, stdout=subprocess.DEVNULL)
-    base = statistics.median(torch)
     load = os.getloadavg()
-    print(f"python -c 'import torch': {base:.2f}s (median of {len(torch)}); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
-          f"{os.cpu_count()} cores")  # fmt: skip
-    for name, values in figures.items():
-        median = statistics.median(values)
-        print(f"  {name:58} {median:6.2f}s  {median / base:5.2f}x   ({' '.join(f'{v:.2f}' for v in values)})")
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cores; each figure is a median of {args.rounds}, "
+          "as a ratio to python -c 'import torch' timed between the checks of its own section")  # fmt: skip
+    for section in ("cold", "warm"):
+        base = statistics.median(torch[section])
+        print(f"{section}: import torch {base:.2f}s ({' '.join(f'{v:.2f}' for v in torch[section])})")
+        for name, (where, values) in figures.items():
+            if where == section:
+                median = statistics.median(values)
+                print(f"  {name:58} {median:6.2f}s  {median / base:5.2f}x   ({' '.join(f'{v:.2f}' for v in values)})")
     print(f"  idle service: {pss:.0f} MB PSS, {rss:.0f} MB RSS summed over {count} processes")
 
 
