@@ -292,7 +292,7 @@ def _check_file(path: Path, names: list[str] | None, lesson: str | None, seed: i
     nb = None
     if not service.disabled():
         try:
-            nb = service.check([path], seed=seed, only=names, record=True, html=False).run.notebooks[0]
+            nb = service.check([path], seed=seed, only=names, record="after", html=False).run.notebooks[0]
         except service.ServiceUnavailable as exc:
             service.tell_once(lambda line: print(f"learn: {line}", file=sys.stderr), exc)
     if nb is None:

@@ -22,7 +22,7 @@ its own service. Both ends check the other's uid (SO_PEERCRED): nobody else can 
 Protocol: one request per connection, one JSON object on one line each way.
 
     {"op": "check", "v": 1, "paths": [absolute], "display": [as given], "seed": n | null,
-     "only": [names] | null, "cell_timeout": s | null, "use_cache": bool, "record": bool,
+     "only": [names] | null, "cell_timeout": s | null, "use_cache": bool, "record": bool | "after",
      "html": false | null (next to the notebooks) | absolute path}
                        -> {"ok": true, "check": checkrun.CheckRun.to_dict()}
     {"op": "status"}   -> {"ok": true, "pid": n, "started": t, "checks": n, "idle_s": s, ...}
@@ -61,6 +61,7 @@ IDLE_ENV = "LEARN_SERVICE_IDLE"
 DEFAULT_IDLE_S = 900.0
 START_TIMEOUT_S = 60.0
 MAX_MESSAGE = 64 * 2**20
+AFTER = "_after"  # in an answer on its way out: what to do once it is sent
 # besides the folders, what changes how learner code runs (grader.sandbox, grader.kernels)
 SETUP_ENV = ("LEARN_SANDBOX", "LEARN_KERNEL_BACKEND", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "MPLCONFIGDIR")
 _PACKAGE = Path(__file__).resolve().parent
@@ -310,9 +311,11 @@ def call(request: dict, *, start_if_needed: bool = True, timeout: float | None =
 
 
 def check(paths: list[Path], *, seed: int | None = None, only: list[str] | None = None, cell_timeout: float | None = None,
-          use_cache: bool = True, record: bool = True, html: Path | None | bool = False):  # fmt: skip
+          use_cache: bool = True, record: bool | str = True, html: Path | None | bool = False):  # fmt: skip
     """`run_check` done by the service: the CheckRun of `paths`, as `learn check` would
-    make it in this process. Raises ServiceUnavailable when there is no service to be had."""
+    make it in this process. `record`: add the fresh results to the progress history (its
+    warning in the CheckRun), or "after" the answer is sent (a warning goes to the service's log).
+    Raises ServiceUnavailable when there is no service to be had."""
     from .checkrun import CheckRun
 
     here = os.getcwd()
@@ -508,10 +511,13 @@ class Service:
 
                 traceback.print_exc()
                 reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            after = reply.pop(AFTER, None)
             writer.write(json.dumps(reply).encode() + b"\n")
             with contextlib.suppress(OSError):
                 await writer.drain()
             writer.close()
+            if after is not None:
+                after()
         finally:
             self.active -= 1
 
@@ -537,7 +543,7 @@ class Service:
             raise ServiceUnavailable(f"the service could not start its kernels: {exc}") from exc
         started = self.last = time.monotonic()  # idle means: no check (a status or stop is not work)
         try:
-            outcome = await self._check(request)
+            outcome, after = await self._check(request)
         finally:
             self.last = time.monotonic()
         self.checks += 1
@@ -547,14 +553,16 @@ class Service:
 
             self.pool.start_relay()
             self.extras = asyncio.ensure_future(self.pool.import_extras())
-        return {"ok": True, "check": outcome.to_dict()}
+        return {"ok": True, "check": outcome.to_dict(), AFTER: after}
 
     async def _check(self, request: dict):
         import asyncio
+        import dataclasses
 
         from . import cache
         from .checkrun import CheckRun, record, write_check_report
         from .grading import Grader
+        from .results import RunResult
         from .workspace import check_readable
 
         paths, shown = [Path(p) for p in request["paths"]], [str(p) for p in request["display"]]
@@ -575,7 +583,16 @@ class Service:
         # as `learn check` does it: a file that is no exercise notebook is refused at once
         run = await asyncio.to_thread(check_readable, paths, graded, seed=seed, only=only, cell_timeout=cell_timeout)
         outcome = CheckRun(run, notes=list(self.notes))
-        warning = record(run) if request.get("record") else None  # before the paths are shown as given: they resolve here
+        after = None
+        if request.get("record") == "after":  # check() in Jupyter: its answer first, the history right after it
+            snapshot = RunResult([dataclasses.replace(nb) for nb in run.notebooks], seed=run.seed)
+
+            def after():
+                problem = record(snapshot)
+                if problem:
+                    print(f"learn service: {problem}", file=sys.stderr)
+
+        warning = record(run) if request.get("record") is True else None  # before the paths are shown as given: they resolve here
         for nb, path, given in zip(run.notebooks, paths, shown):
             nb.path = given
             nb.error = nb.error.replace(str(path), given) if nb.error else nb.error
@@ -584,7 +601,7 @@ class Service:
             outcome.report, problem, outcome.report_failed = write_check_report(run, paths, None if html is None else Path(html))
             outcome.warnings += [problem] if problem else []
         outcome.warnings += [warning] if warning else []
-        return outcome
+        return outcome, after
 
 
 class _Log:
