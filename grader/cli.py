@@ -198,7 +198,8 @@ def new(pack: str, dest: Path | None, title: str | None):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True), default=None,
               help="Also write the results as JSON here ('-' for stdout).")  # fmt: skip
 @click.option("--seed", type=int, default=None, help="Seed for the randomized inputs (printed with every result).")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to run at once (default: 2 or your core count).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
+              help="Kernels to run at once when grading in this process (--no-service; default: 2 or your core count).")  # fmt: skip
 @click.option("--cell-timeout", type=click.FloatRange(min=0.5), default=None, metavar="SECONDS",
               help="Stop any cell running longer than this (the lesson's own limit applies if lower).")  # fmt: skip
 @click.option("--no-cache", is_flag=True, help="Re-run notebooks even if they have not changed since the last check.")
@@ -206,38 +207,106 @@ def new(pack: str, dest: Path | None, title: str | None):
               help="Write the HTML report here (default: learn-report.html next to the notebooks).")  # fmt: skip
 @click.option("--no-html", is_flag=True, help="Do not write the HTML report.")
 @click.option("-v", "--verbose", is_flag=True, help="Show details for passing functions too.")
+@click.option("--no-service", is_flag=True, help="Grade in this process, not in your warm grading service (`learn service`).")
 @handle_errors
-def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache, html_path, no_html, verbose):
+def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache, html_path, no_html, verbose, no_service):
     """Run your notebooks and grade every function against the reference solution.
 
-    An unchanged notebook gets its previous result back at once (--no-cache re-runs it).
+    An unchanged notebook gets its previous result back at once (--no-cache re-runs it). The
+    grading runs in your grading service, started on first use and kept warm (`learn service`),
+    or in this process with --no-service or where the service cannot start.
     Exit status: 0 all pass, 1 something fails, 2 a notebook cannot be graded (or bad usage).
     """
-    from .cache import cached_check
     from .report import render_run, write_json
-    from .results import RunResult
-    from .workspace import check_readable, resolve_targets
+    from .service import run_check
+    from .workspace import resolve_targets
 
     paths = resolve_targets(targets, work_dir, only)
     console = make_console(stderr=json_path is not None and str(json_path) == "-")
-    options = dict(seed=seed, only=list(only) or None, jobs=jobs, cell_timeout=cell_timeout, use_cache=not no_cache)
+    options = dict(seed=seed, only=list(only) or None, jobs=jobs, cell_timeout=cell_timeout, use_cache=not no_cache,
+                   html=False if no_html else html_path, service=not no_service, warn=_err)  # fmt: skip
     from .live import shown
 
     with shown(console, f"Checking {len(paths)} notebook{'s' * (len(paths) != 1)}"):  # notebook, cell k of n, time vs limit
-        run_result = check_readable(paths, cached_check, **options)  # not a notebook: refused at once, no kernel
-    render_run(run_result, console, verbose=verbose)
+        outcome = run_check(paths, **options)
+    for note in outcome.notes:
+        _err(note)
+    render_run(outcome.run, console, verbose=verbose)
     if json_path is not None:
-        write_json(run_result, json_path)
-    report_failed = not no_html and not _write_check_report(run_result, paths, html_path, console)
-    from .progress import record_check
-
-    fresh = [n for n in run_result.notebooks if not n.cached]
-    warning = record_check(RunResult(fresh, seed=run_result.seed)) if fresh else None
-    if warning:
+        write_json(outcome.run, json_path)
+    if outcome.report:
+        console.print(f"HTML report: {outcome.report}", markup=False, highlight=False)
+    for warning in outcome.warnings:
         _err(warning)
-    if run_result.has_input_errors or report_failed:
+    if outcome.run.has_input_errors or outcome.report_failed:
         sys.exit(EXIT_USAGE)
-    sys.exit(EXIT_OK if run_result.passed else EXIT_FAILED)
+    sys.exit(EXIT_OK if outcome.run.passed else EXIT_FAILED)
+
+
+@cli.group("service")
+def service_group():
+    """Your grading service: warm kernels that make `learn check` answer at once.
+
+    \b
+    The first `learn check` (or `learn watch`, or check() in Jupyter) starts it; it stops by
+    itself after 15 minutes without a check ($LEARN_SERVICE_IDLE seconds), and starts afresh
+    when learn, a lesson pack or your Python environment changes. Only you can reach it (a
+    private Unix socket). --no-service, or LEARN_NO_SERVICE=1, grades without it.
+    """
+
+
+@service_group.command("status")
+@handle_errors
+def service_status():
+    """Say whether your grading service runs, since when, and what it holds.
+
+    Exit status: 0 running, 1 not running.
+    """
+    import time as _time
+
+    from . import service
+
+    try:
+        info = service.status()
+    except service.ServiceUnavailable as exc:
+        raise LearnError(str(exc)) from None
+    if info is None:
+        click.echo(f"not running (the next `learn check` starts it; socket {service.setup().socket})")
+        sys.exit(EXIT_FAILED)
+    up = _time.time() - info["started"]
+    memory = f", {info['memory_mb']:.0f} MB" if info.get("memory_mb") is not None else ""
+    click.echo(f"running: pid {info['pid']}, up {up / 60:.0f} min, {info['checks']} check(s), idle {info['idle_s']:.0f}s "
+               f"(stops after {info['idle_timeout_s']:g}s idle){memory}")  # fmt: skip
+    click.echo(f"  kernels: {'warm' if info.get('warm') else 'warming up'}; seed {info.get('seed')} (checks without --seed)")
+    click.echo(f"  socket:  {info['socket']} (yours only)")
+    click.echo(f"  log:     {info['log']}")
+    click.echo(f"  python:  {info['python']}  grader: {info['grader']}")
+
+
+@service_group.command("start")
+@handle_errors
+def service_start():
+    """Start your grading service now (the first check does it anyway)."""
+    from . import service
+
+    try:
+        su = service.start()
+    except service.ServiceUnavailable as exc:
+        raise LearnError(str(exc)) from None
+    click.echo(f"running ({su.socket})")
+
+
+@service_group.command("stop")
+@handle_errors
+def service_stop():
+    """Stop your grading service (the next check starts a new one)."""
+    from . import service
+
+    try:
+        stopped = service.stop()
+    except service.ServiceUnavailable as exc:
+        raise LearnError(str(exc)) from None
+    click.echo("stopped" if stopped else "was not running")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,26 +528,6 @@ def dashboard(gradebook_path, out, assignment):
 # (grader.html, grader.progress, grader.helpers, grader.watch)
 
 
-def _write_check_report(run_result, paths, html_path, console) -> bool:
-    """Write the HTML report of a check; False only if a report asked for with --html failed."""
-    from .html import default_report_path, write_report
-    from .results import Status
-
-    if html_path is None and all(n.status is Status.ERROR for n in run_result.notebooks):
-        return True  # nothing was graded (typo, not a notebook): no report file by default
-    target = html_path or default_report_path(paths)
-    try:
-        written = write_report(run_result, target)
-    except OSError as exc:
-        _err(f"could not write the HTML report {target}: {exc.strerror or exc}")
-        return html_path is None
-    except Exception as exc:  # a broken template must not cost the learner their grade output
-        _err(f"could not render the HTML report: {type(exc).__name__}: {exc} (please report it)")
-        return html_path is None
-    console.print(f"HTML report: {written}", markup=False, highlight=False)
-    return True
-
-
 @cli.command()
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write an HTML page with progress bars, score over time and checks per function.")  # fmt: skip
@@ -582,20 +631,24 @@ def solution(name: str, lesson_id: str | None, yes: bool):
               help="Folder holding the notebooks (default: ./LESSON, or the current folder).")  # fmt: skip
 @click.option("--only", multiple=True, metavar="NAME", help="Grade only this function (repeatable).")
 @click.option("--seed", type=int, default=None, help="Seed for the randomized inputs (kept for the whole session).")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Kernels to keep warm (default: 2 or fewer).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
+              help="Kernels to keep warm with --no-service (default: 2 or fewer).")  # fmt: skip
 @click.option("--no-html", is_flag=True, help="Do not keep the HTML report next to the notebooks up to date.")
 @click.option("--max-runs", type=click.IntRange(1), default=None, hidden=True)
+@click.option("--no-service", is_flag=True, help="Grade in this process, not in your warm grading service (`learn service`).")
 @handle_errors
-def watch(lesson_id, work_dir, only, seed, jobs, no_html, max_runs):
+def watch(lesson_id, work_dir, only, seed, jobs, no_html, max_runs, no_service):
     """Check your notebooks, then re-check each one every time you save it (Ctrl-C stops).
 
-    Kernels stay warm between checks, so a re-check takes a few seconds.
+    Each save is graded by your warm grading service (`learn service`; --no-service: a pool of kernels
+    of this command), so a re-check takes well under a second.
     """
     import asyncio
     import time as _time
 
     from . import inert
     from .report import render_run
+    from .service import disabled as service_disabled
     from .watch import watch as watch_loop
     from .workspace import resolve_targets
 
@@ -619,10 +672,11 @@ def watch(lesson_id, work_dir, only, seed, jobs, no_html, max_runs):
         )
 
     console.print(f"Checking {len(paths)} notebook{'s' * (len(paths) != 1)}, then watching for saves...", highlight=False)
+    use_service = not no_service and not service_disabled()
+    loop = watch_loop(paths, on_round=show, max_rounds=max_runs, seed=seed, only=list(only) or None, jobs=jobs,
+                      report=not no_html, service=use_service, warn=_err)  # fmt: skip
     try:
-        asyncio.run(
-            watch_loop(paths, on_round=show, max_rounds=max_runs, seed=seed, only=list(only) or None, jobs=jobs, report=not no_html)
-        )
+        asyncio.run(loop)
     except KeyboardInterrupt:
         console.print("Stopped watching.")
 

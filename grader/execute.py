@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -133,6 +135,13 @@ class _Client(NotebookClient):
             return None
         return super().output(outs, msg, display_id, cell_index)
 
+    def discard(self) -> None:
+        """Let go of a kernel no run will use (its slot's `kill_all` ends the process)."""
+        with contextlib.suppress(Exception):
+            if self.kc is not None:
+                self.kc.stop_channels()
+        self.kc = None
+
     async def async_start_new_kernel_client(self):
         assert self.km is not None
         self.kc = self.km.client(context=self.km.context)
@@ -226,6 +235,70 @@ def clean_traceback(lines: list[str], keep: int = 40) -> list[str]:
     return out[-keep:]
 
 
+async def _new_client(slot: Slot, request: dict) -> _Client:
+    """Start a kernel on `slot` for `request` (a spawn request) and connect an nbclient to it."""
+    km = slot.kernel_manager(request)
+    client = _Client(
+        nbformat.v4.new_notebook(),
+        km,
+        KernelJob.output_limit,
+        timeout=None,
+        startup_timeout=60,
+        allow_errors=True,
+        interrupt_on_timeout=False,
+        shutdown_kernel="immediate",
+        iopub_timeout=2,
+        record_timing=False,
+    )
+    try:
+        await client.async_start_new_kernel(cwd=str(slot.work))
+        await client.async_start_new_kernel_client()
+    except (DeadKernelError, RuntimeError) as exc:
+        log = _tail_text(slot.work / ".kernel.log")
+        raise ExecutionError(f"the kernel failed to start ({exc}){': ' + log if log else ''}") from None
+    client.spawn_request = request
+    return client
+
+
+async def _spare(slot: Slot, request: dict) -> _Client:
+    """A kernel started ahead for the slot's next job (it runs nothing until a job adopts it)."""
+    slot.prepare_job()
+    return await _new_client(slot, request)
+
+
+def _same_request(a: dict, b: dict) -> bool:
+    """Would a kernel started for `a` be started the same for `b`? The process limit is "tasks
+    running now + room" (`Sandbox.process_limit`), measured when the kernel starts: not compared."""
+
+    def key(r: dict) -> dict:
+        return {**r, "limits": {k: v for k, v in (r.get("limits") or {}).items() if k != "nproc"}}
+
+    return key(a) == key(b)
+
+
+async def _adopt_spare(slot: Slot, request: dict) -> _Client | None:
+    """The slot's kernel started ahead, if it was started for this request and lives; else None
+    (and it is ended: the job starts its own)."""
+    if slot.spare is None or slot.spare is asyncio.current_task():  # none, or this is the spare starting
+        return None
+    task, slot.spare = slot.spare, None
+    try:
+        client = await task
+    except Exception:  # noqa: BLE001 - it did not start: the job starts its own, and says why if that fails too
+        await slot.kill_all()
+        return None
+    if (
+        isinstance(client, _Client)
+        and _same_request(client.spawn_request, request)
+        and client.km is not None
+        and await client.km.is_alive()
+    ):
+        return client
+    (client.client if isinstance(client, _Run) else client).discard()
+    await slot.kill_all()
+    return None
+
+
 class _Run:
     def __init__(self, slot: Slot, job: KernelJob, sandbox: str):
         self.slot, self.job = slot, job
@@ -233,6 +306,7 @@ class _Run:
         self.client: _Client | None = None
         self.ok_cells: list[int] = []
         self.timeout = job.cell_timeout
+        self.harness_defined = False
 
     def _spawn_request(self, threads: int) -> dict:
         box = self.slot.box
@@ -251,43 +325,33 @@ class _Run:
 
     async def start_kernel(self, threads: int) -> None:
         started = time.monotonic()
-        km = self.slot.kernel_manager(self._spawn_request(threads))
-        nb = nbformat.v4.new_notebook()
-        self.client = _Client(
-            nb,
-            km,
-            self.job.output_limit,
-            timeout=None,
-            timeout_func=lambda cell: self.timeout,
-            startup_timeout=60,
-            allow_errors=True,
-            interrupt_on_timeout=False,
-            shutdown_kernel="immediate",
-            iopub_timeout=2,
-            record_timing=False,
-        )
-        try:
-            await self.client.async_start_new_kernel(cwd=str(self.slot.work))
-            await self.client.async_start_new_kernel_client()
-        except (DeadKernelError, RuntimeError) as exc:
-            log = _tail_text(self.slot.work / ".kernel.log")
-            raise ExecutionError(f"the kernel failed to start ({exc}){': ' + log if log else ''}") from None
+        request = self._spawn_request(threads)
+        client = await _adopt_spare(self.slot, request) or await _new_client(self.slot, request)
+        client.output_limit = self.job.output_limit
+        client.timeout_func = lambda cell: self.timeout
+        self.client = client
+        self.harness_defined = False  # a new kernel: its first round of probes defines the harness
+        if getattr(self.slot.make_spare, "func", None) is not _prerun:  # a pre-run pool keeps its own
+            self.slot.make_spare = functools.partial(_spare, self.slot, request)  # for KernelPool(keep_warm=True)
         self.out.kernel_start_s += time.monotonic() - started
         self.out.input_maps.append({})
 
-    async def stop_kernel(self) -> None:
+    async def stop_kernel(self, kill: bool = True) -> None:
         """SIGKILL the kernel and everything it started; nothing of a learner's run is worth a
-        graceful shutdown, and jupyter_client's polite path polls for exit every 100 ms."""
+        graceful shutdown, and jupyter_client's polite path polls for exit every 100 ms.
+        `kill=False` at the end of a job in a `keep_warm` pool: the slot's reset, which follows
+        before the slot is lent again, kills it (and empties the folders) off the critical path."""
         if self.client is None:
             return
         kc, km = self.client.kc, self.client.km
         with contextlib.suppress(Exception):
             if kc is not None:
                 kc.stop_channels()
-        await self.slot.kill_all()
-        with contextlib.suppress(Exception):
-            if km is not None:
-                await km.cleanup_resources()
+        if kill:
+            await self.slot.kill_all()
+            with contextlib.suppress(Exception):
+                if km is not None:
+                    await km.cleanup_resources()
         self.client.kc = self.client.km = None
         self.client = None
 
@@ -398,7 +462,9 @@ class _Run:
             self.client.probe_messages = []
             with contextlib.suppress(OSError):
                 (self.slot.work / PROGRESS_FILE).unlink()
-            run = await self.exec_source(-2, harness_cell_source(pending, nonce, hung), remaining)
+            source = harness_cell_source(pending, nonce, hung, define=not self.harness_defined)
+            run = await self.exec_source(-2, source, remaining)
+            self.harness_defined = self.harness_defined or run.status == "ok"
             for msg in self.client.probe_messages:
                 if isinstance(msg, dict) and msg.get("nonce") == nonce and msg.get("id") in {p["id"] for p in pending}:
                     msg["kernel"] = len(self.out.input_maps) - 1
@@ -445,7 +511,7 @@ async def run_job(pool: KernelPool, job: KernelJob) -> JobOutcome:
                 await run.run_probes(threads)
         finally:
             live.finished(job)
-            await run.stop_kernel()
+            await run.stop_kernel(kill=not pool.keep_warm)
         run.out.duration = time.monotonic() - started
         return run.out
 
@@ -486,20 +552,62 @@ class KernelSession:
 @contextlib.asynccontextmanager
 async def open_session(pool: KernelPool, job: KernelJob):
     """Like `run_job`, but the kernel stays up after the notebook for rounds of `session.probe()`
-    (grading relays values between a learner's kernel and the reference's this way)."""
+    (grading relays values between a learner's kernel and the reference's this way).
+
+    A pool with `prerun` (the grading service's relay pool, which only ever runs the reference
+    solution) keeps the next session ready: a fresh kernel that has run the same notebook and
+    nothing else, staged and started as this one was, taken here when the job is the same."""
     async with pool.slot(job.profile) as slot:
-        _stage_files(slot, job)
-        slot.prepare_job()
-        run = _Run(slot, job, pool.box.mode)
         threads = pool.threads_per_kernel
         live.started(job)
+        run = None
         try:
-            await run.start_kernel(threads)
-            await run.run_cells(threads)
+            run = await _adopt_prerun(slot, job) if pool.prerun else None
+            if run is None:
+                run = await _prerun(slot, job, pool.box.mode, threads)
+            if pool.prerun:
+                slot.make_spare = functools.partial(_prerun, slot, dataclasses.replace(job, probes=[]), pool.box.mode, threads)
             yield KernelSession(run, threads)
         finally:
             live.finished(job)
-            await run.stop_kernel()
+            if run is not None:
+                await run.stop_kernel(kill=not pool.keep_warm)
+
+
+async def _prerun(slot: Slot, job: KernelJob, sandbox: str, threads: int) -> _Run:
+    """Stage `job`, start its kernel and run its notebook: a session ready for probes."""
+    _stage_files(slot, job)
+    slot.prepare_job()
+    run = _Run(slot, job, sandbox)
+    try:
+        await run.start_kernel(threads)
+        await run.run_cells(threads)
+    except BaseException:
+        await run.stop_kernel()
+        raise
+    return run
+
+
+async def _adopt_prerun(slot: Slot, job: KernelJob) -> _Run | None:
+    """The slot's session run ahead, if it ran this very job and its kernel lives; else None
+    (it is ended: the job runs its own)."""
+    task, slot.spare = slot.spare, None
+    if task is None:
+        return None
+    try:
+        run = await task
+    except Exception:  # noqa: BLE001 - it did not start: the job runs its own
+        await slot.kill_all()
+        return None
+    same = isinstance(run, _Run) and run.job == dataclasses.replace(job, probes=[])
+    if same and run.client is not None and run.client.km is not None and await run.client.km.is_alive():
+        return run
+    if isinstance(run, _Run) and run.client is not None:
+        run.client.discard()
+    elif isinstance(run, _Client):
+        run.discard()
+    await slot.kill_all()
+    return None
 
 
 def _stage_files(slot: Slot, job: KernelJob) -> None:

@@ -2,20 +2,28 @@
 
 The cell executes `wire.py` + `kernel_side.py` in a private namespace (never the learner's
 globals, so a notebook's own `encode` or `MIME` is untouched) and runs the probes given as JSON.
+That code travels compiled (marshal; the kernel is the grader's own Python) in a kernel's first
+round of probes, which keeps the namespace as a module (`HARNESS_MODULE`); later rounds in the
+same kernel - a relay of a training loop sends dozens - are one short line that calls it. What
+comes back is judged in the grader either way: learner code could always tamper with the
+harness while a probe runs, so keeping it changes nothing that is trusted.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import marshal
 import secrets
+import zlib
 from pathlib import Path
 
 from .kernel_side import MIME
 
 _HERE = Path(__file__).parent
 
-__all__ = ["MIME", "PROGRESS_FILE", "harness_cell_source", "new_nonce", "probe_in_flight"]
+__all__ = ["MIME", "PROGRESS_FILE", "HARNESS_MODULE", "harness_cell_source", "new_nonce", "probe_in_flight"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -30,6 +38,7 @@ def new_nonce() -> str:
 PROGRESS_FILE = ".learn-probe-progress"
 
 
+HARNESS_MODULE = "__learn_harness__"
 BLOB_MIN = 2048  # encoded arguments at least this long are sent once per cell, however many probes share them
 
 
@@ -52,12 +61,23 @@ def _share_blobs(probes: list[dict]) -> tuple[list[dict], dict[str, object]]:
     return out, blobs
 
 
-def harness_cell_source(probes: list[dict], nonce: str, hung: list[str] = ()) -> str:
-    """`hung`: graded names whose calls never returned in an earlier round (judged once)."""
+@functools.lru_cache(maxsize=1)
+def _compiled_kernel_code() -> str:
+    code = compile(kernel_code(), "<learn harness>", "exec")
+    return base64.b64encode(zlib.compress(marshal.dumps(code), 1)).decode("ascii")
+
+
+def harness_cell_source(probes: list[dict], nonce: str, hung: list[str] = (), define: bool = True) -> str:
+    """The cell that runs `probes`. `hung`: graded names whose calls never returned in an earlier
+    round (judged once). `define`: also (re)define the harness in this kernel, which a kernel's
+    first round must do."""
     probes, blobs = _share_blobs(probes)
     job = json.dumps({"probes": probes, "blobs": blobs, "nonce": nonce, "progress": PROGRESS_FILE, "hung": list(hung)})
-    program = kernel_code() + f"\n_learn_main({job!r})\n"
-    return f'(lambda s: exec(compile(s, "<learn harness>", "exec"), {{"__name__": "__learn__"}}))({program!r})\n'
+    if not define:
+        return f"__import__('sys').modules[{HARNESS_MODULE!r}]._learn_main({job!r})\n"
+    load = f"__import__('marshal').loads(__import__('zlib').decompress(__import__('base64').b64decode({_compiled_kernel_code()!r})))"
+    keep = f"__import__('sys').modules.__setitem__({HARNESS_MODULE!r}, m)"
+    return f"(lambda c, m: [exec(c, m.__dict__), {keep}, m._learn_main({job!r})] and None)({load}, __import__('types').ModuleType('__learn__'))\n"
 
 
 def probe_in_flight(progress_text: str) -> str | None:

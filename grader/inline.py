@@ -6,11 +6,13 @@
     solution("quad")       # asks first; solution("quad", confirm=True) shows it and records that
     check_all()            # every function of this notebook; `learn check` gives the grade
 
-In Jupyter the notebook's saved file is known (`__session__`): `check` then runs
-`learn check FILE --only NAME` in a subprocess - the grader machinery, sandbox and all - and only
-the verdict comes back into this kernel; no reference code or value is ever loaded here.
-`solution` likewise runs `learn solution NAME --yes` and shows its text. Save the notebook
-first: the subprocess grades the file as saved.
+In Jupyter the notebook's saved file is known (`__session__`, $JPY_SESSION_NAME): `check` then
+asks this user's grading service (`grader.service`) for `learn check FILE --only NAME` - the
+grader machinery, sandbox and all, kept warm, so a check after an edit answers in a fraction of a
+second - or, where no service can be had, runs that command in a subprocess. Only the verdict
+comes back into this kernel; no reference code or value is ever loaded here. `solution` likewise
+runs `learn solution NAME --yes` and shows its text. Save the notebook first: the file is graded
+as saved.
 
 Without a known notebook file (a console, a script, `namespace=` given), `check` falls back to
 the same engine run differently:
@@ -210,10 +212,7 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
     Returns an InlineResult: Jupyter shows it as HTML, a console as text. Unknown names raise
     UnknownCheckError listing the closest ones. The grade that counts is `learn check`.
     """
-    from .errors import ExecutionError, LessonPackError
-    from .grading import JudgeContext, judge_check
     from .helpers import find_check
-    from .plan import plan
 
     if in_grading_sandbox():  # first: in there even the lesson packs may be invisible
         return InlineResult(name, lesson=lesson,
@@ -221,8 +220,12 @@ def check(name: str, *, lesson: str | None = None, seed: int | None = None, name
     ns = namespace if namespace is not None else _caller_namespace()
     lesson_obj, spec = find_check(name, lesson)
     path = _notebook_file(ns, notebook) if namespace is None or notebook is not None else None
-    if path is not None:
+    if path is not None:  # the saved file, graded elsewhere: nothing of grading is imported here
         return _show(_check_file(path, [spec.name], lesson_obj.id, seed)[0])
+    from .errors import ExecutionError, LessonPackError
+    from .grading import JudgeContext, judge_check
+    from .plan import plan
+
     nb_spec = lesson_obj.notebook(spec.notebook)
     solution = lesson_obj.solution_path(nb_spec)
     if not os.access(solution, os.R_OK):
@@ -282,7 +285,27 @@ def _learn(*args: str, timeout: float = 900) -> tuple[int, str, str]:
 
 
 def _check_file(path: Path, names: list[str] | None, lesson: str | None, seed: int | None) -> list[InlineResult]:
-    """`learn check FILE [--only NAME ...]` in a subprocess; its JSON, one InlineResult per function."""
+    """`learn check FILE [--only NAME ...]`: asked of the grading service (a fraction of a second
+    once it is warm), else run in a subprocess; one InlineResult per function."""
+    from . import service
+
+    nb = None
+    if not service.disabled():
+        try:
+            nb = service.check([path], seed=seed, only=names, record="after", html=False).run.notebooks[0]
+        except service.ServiceUnavailable as exc:
+            service.tell_once(lambda line: print(f"learn: {line}", file=sys.stderr), exc)
+    if nb is None:
+        nb = _check_file_in_subprocess(path, names, seed)
+        if isinstance(nb, str):
+            return [InlineResult(n, lesson=lesson, unavailable=nb) for n in (names or ["(notebook)"])]
+    if nb.error and not nb.checks:
+        return [InlineResult(n, lesson=nb.lesson, unavailable=nb.error) for n in (names or ["(notebook)"])]
+    return [InlineResult(c.name, result=c, lesson=nb.lesson) for c in nb.checks]
+
+
+def _check_file_in_subprocess(path: Path, names: list[str] | None, seed: int | None):
+    """`learn check FILE --no-service` in a subprocess: its NotebookResult, or why there is none."""
     import json
     import tempfile
 
@@ -290,21 +313,17 @@ def _check_file(path: Path, names: list[str] | None, lesson: str | None, seed: i
 
     with tempfile.TemporaryDirectory(prefix="learn-inline-") as tmp:
         out = Path(tmp) / "result.json"
-        args = ["check", str(path), "--json", str(out), "--no-html"]
+        args = ["check", str(path), "--json", str(out), "--no-html", "--no-service"]
         for n in names or []:
             args += ["--only", n]
         if seed is not None:
             args += ["--seed", str(seed)]
         code, stdout, stderr = _learn(*args)
         try:
-            data = json.loads(out.read_text())
-            nb = NotebookResult.from_dict(data["notebooks"][0])
+            return NotebookResult.from_dict(json.loads(out.read_text())["notebooks"][0])
         except (OSError, ValueError, KeyError, IndexError, TypeError):
             why = (stderr or stdout).strip().splitlines()[-1:] or [f"learn check exited with status {code}"]
-            return [InlineResult(n, lesson=lesson, unavailable=why[0]) for n in (names or ["(notebook)"])]
-    if nb.error and not nb.checks:
-        return [InlineResult(n, lesson=nb.lesson, unavailable=nb.error) for n in (names or ["(notebook)"])]
-    return [InlineResult(c.name, result=c, lesson=nb.lesson) for c in nb.checks]
+            return why[0]
 
 
 @dataclass

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,7 @@ class Zygote:
         self.ready: asyncio.Future | None = None
         self._spawned: dict[str, asyncio.Future] = {}
         self._exited: dict[str, asyncio.Future] = {}
+        self._extras: dict[str, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
         self.import_s: float | None = None
 
@@ -162,12 +164,14 @@ class Zygote:
                 _resolve(self._spawned.pop(job), event["pid"])
             elif kind == "exited" and job in self._exited:
                 _resolve(self._exited[job], event["status"])
+            elif kind == "extras" and job in self._extras:
+                _resolve(self._extras.pop(job), True)
             elif kind == "error" and job in self._spawned:
                 self._spawned.pop(job).set_exception(ExecutionError(event.get("message", "spawn failed")))
         # the zygote is gone: every kernel it had is gone too
         tail = _tail(self.slot_dir / "zygote.log")
         err = ExecutionError(f"kernel server exited unexpectedly{': ' + tail if tail else ''}")
-        for fut in [self.ready, *self._spawned.values()]:
+        for fut in [self.ready, *self._spawned.values(), *self._extras.values()]:
             if fut is not None and not fut.done():
                 fut.set_exception(err)
                 # whoever awaits it gets the error; a pool closed before anyone asked is not news
@@ -193,6 +197,14 @@ class Zygote:
         self._exited[job] = loop.create_future()
         await self._send({"op": "spawn", "job": job, **request})
         return await asyncio.wait_for(self._spawned[job], 30)
+
+    async def import_extras(self, timeout: float = 300) -> None:
+        """Have the zygote import `zygote.EXTRA_MODULES`, for the kernels it forks from now on."""
+        await self.wait_ready()
+        job = f"x{next(_job_ids)}"
+        self._extras[job] = asyncio.get_running_loop().create_future()
+        await self._send({"op": "extras", "job": job})
+        await asyncio.wait_for(self._extras[job], timeout)
 
     def exit_status(self, job: str) -> int | None:
         fut = self._exited.get(job)
@@ -544,6 +556,8 @@ class Slot:
     jobs_run: int = 0
     env: dict = field(default_factory=dict)
     kernels: list = field(default_factory=list)  # this job's provisioners
+    spare: asyncio.Task | None = None  # a kernel started ahead for the next job (KernelPool(keep_warm=True))
+    make_spare: Callable[[], Awaitable] | None = None  # starts one like the last job's (set by grader.execute)
     backend = ""
 
     @property
@@ -593,8 +607,19 @@ class Slot:
         """SIGKILL this job's kernels and everything they started."""
         raise NotImplementedError
 
+    async def drop_spare(self) -> None:
+        """Forget the kernel started ahead (the next `kill_all` ends its process)."""
+        task, self.spare = self.spare, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            client = await task
+            client.discard()
+
     async def reset(self) -> None:
         """Kill whatever the last job left running and empty the work and ipc directories."""
+        await self.drop_spare()
         await self.kill_all()
         self.kernels = []
         for d in (self.work, self.ipc):
@@ -602,6 +627,7 @@ class Slot:
         self.jobs_run += 1
 
     async def close(self) -> None:
+        await self.drop_spare()
         await self.kill_all()
 
 
@@ -621,6 +647,7 @@ class ZygoteSlot(Slot):
     async def ensure(self, profile: str) -> Zygote:
         """The slot's zygote, (re)started if it died or was warmed for another profile."""
         if self.zygote is None or not self.zygote.alive or self.profile != profile:
+            await self.drop_spare()
             if self.zygote is not None:
                 await self.zygote.close()
             await self.start(profile)
@@ -643,6 +670,7 @@ class ZygoteSlot(Slot):
             provisioner.forget()
 
     async def close(self) -> None:
+        await self.drop_spare()
         if self.zygote is not None:
             await self.zygote.close()
             self.zygote = None
@@ -709,6 +737,12 @@ def _empty_dir(path: Path) -> None:
 class KernelPool:
     """N slots; `async with pool.slot(profile) as slot:` lends one for a job.
 
+    `keep_warm` (the grading service's long-lived pools): when a job ends, its slot starts the
+    next job's kernel at once - the same request, a fresh process that has run nothing - so the
+    next job finds it ready instead of waiting for a fork and IPython's start-up (a job whose
+    request differs, e.g. other limits, discards it and starts its own); `import_extras()` then
+    has its zygotes import what notebooks commonly import beyond the profile.
+
     `backend` is "fork" or "spawn" (None: $LEARN_KERNEL_BACKEND, else the platform's default; see
     `choose_backend`). Fork: zygotes start warming when the pool opens, so their imports overlap
     whatever the grader does meanwhile (reading notebooks, importing torch itself). Spawn: there
@@ -716,14 +750,17 @@ class KernelPool:
     """
 
     def __init__(self, size: int | None = None, profile: str = "torch", box: sandbox_mod.Sandbox | None = None,
-                 backend: str | None = None):  # fmt: skip
+                 backend: str | None = None, keep_warm: bool = False):  # fmt: skip
         self.size = max(1, size or os.cpu_count() or 1)
         self.profile = profile
+        self.keep_warm = keep_warm
+        self.prerun = False  # only trusted, repeated sessions run here (the service's relay pool): see execute.open_session
         self.backend = choose_backend(backend)  # "fork" | "spawn"; None: $LEARN_KERNEL_BACKEND or auto
         self.box = box or sandbox_mod.choose()
         self.root: Path | None = None
         self.slots: list[Slot] = []
         self._free: asyncio.Queue[Slot] | None = None
+        self._recycling: set[asyncio.Task] = set()  # keep_warm: slots being reset after their jobs
         self.relay: KernelPool | None = None  # grading's pool for the reference side of relays (grader.cascade)
         self.relay_started: asyncio.Future | None = None
 
@@ -746,7 +783,29 @@ class KernelPool:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
+    def start_relay(self) -> None:
+        """Start warming `relay`, the one-slot pool grading uses for the reference side of relays
+        (grader.cascade), unless it is started already: the grading service keeps it warm, so the
+        first wrong answer after a start does not wait for another kernel server."""
+        if self.relay is None:
+            relay = KernelPool(size=1, box=self.box, backend=self.backend, keep_warm=self.keep_warm)
+            relay.prerun = self.keep_warm  # it runs the reference solution only: its next session can run ahead
+            self.relay, self.relay_started = relay, asyncio.ensure_future(relay.__aenter__())
+
+    async def import_extras(self) -> None:
+        """Have every zygote import what notebooks commonly import beyond the profile
+        (`zygote.EXTRA_MODULES`), then replace the kernels started ahead, forked without them.
+        The grading service does this once its first check is done, not while it is under way."""
+        for slot in list(self.slots):
+            if isinstance(slot, ZygoteSlot) and slot.zygote is not None and slot.zygote.alive:
+                with contextlib.suppress(ExecutionError, TimeoutError):
+                    await slot.zygote.import_extras()
+        for _ in self.slots:
+            async with self.slot():  # a job that runs nothing: the slot's reset starts a new kernel ahead
+                pass
+
     async def close(self) -> None:
+        await asyncio.gather(*self._recycling, return_exceptions=True)
         if self.relay is not None:
             relay, self.relay = self.relay, None
             with contextlib.suppress(Exception):
@@ -760,13 +819,31 @@ class KernelPool:
 
     @contextlib.asynccontextmanager
     async def slot(self, profile: str | None = None):
+        """Lend a free slot for one job. It is reset (every process of the job killed, its folders
+        emptied) before anyone else gets it: on the way out, or - `keep_warm` - right after, while
+        the job's results are judged, and then it starts the next job's kernel."""
         assert self._free is not None, "use `async with KernelPool(...)`"
         slot = await self._free.get()
         try:
             await slot.ensure(profile or self.profile)
             yield slot
         finally:
-            try:
-                await slot.reset()
-            finally:
-                self._free.put_nowait(slot)
+            if self.keep_warm:
+                task = asyncio.ensure_future(self._recycle(slot))
+                self._recycling.add(task)
+                task.add_done_callback(self._recycling.discard)
+            else:
+                try:
+                    await slot.reset()
+                finally:
+                    self._free.put_nowait(slot)
+
+    async def _recycle(self, slot: Slot) -> None:
+        try:
+            await slot.reset()
+            if slot.make_spare is not None:
+                slot.spare = asyncio.ensure_future(slot.make_spare())
+        except Exception as exc:  # noqa: BLE001 - reported; the slot's next job starts its own kernel
+            print(f"learn: could not reset kernel slot {slot.index}: {exc}", file=sys.stderr)
+        finally:
+            self._free.put_nowait(slot)

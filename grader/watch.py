@@ -1,7 +1,10 @@
 """`learn watch`: re-check a notebook every time it is saved.
 
 One `Grader` - and so one pool of warm kernels and the in-memory reference values - lives for
-the whole session, so a re-check costs one forked kernel running one notebook. Only notebooks
+the whole session, so a re-check costs one forked kernel running one notebook. With `service`
+(`learn watch` without --no-service) the grading service's warm grader does it instead, so even
+the first round is quick when the service runs already; where it cannot be had, a `Grader` of
+this process takes over (and `warn` is told once). Only notebooks
 whose content changed are re-checked: an editor's autosave of an unchanged notebook, or a save
 of another file, does nothing. Saves are debounced (a burst of writes is one change), and a
 file still being written is left until its size and time stop moving.
@@ -21,6 +24,48 @@ from pathlib import Path
 from .results import NotebookResult, RunResult
 
 __all__ = ["WatchRound", "watch", "is_watched_name"]
+
+
+class _ServiceGrader:
+    """`Grader.grade` done by the grading service (fresh every time, recorded and reported by
+    `watch`); a `Grader` of this process once the service cannot be had. The seed is the first
+    answer's for the rest of the session, as with one `Grader`."""
+
+    def __init__(self, seed: int | None, only: list[str] | None, pool_size: int, warn: Callable[[str], None] | None):
+        self.seed, self.only, self.pool_size, self.warn = seed, only, pool_size, warn
+        self.local = None
+        self.lock = asyncio.Lock()
+        self.noted = False
+
+    async def __aenter__(self) -> _ServiceGrader:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.local is not None:
+            await self.local.__aexit__(*exc)
+
+    async def grade(self, path: Path) -> NotebookResult:
+        from . import service
+
+        if self.local is None:
+            try:
+                outcome = await asyncio.to_thread(service.check, [path], seed=self.seed, only=self.only, use_cache=False,
+                                                  record=False, html=False)  # fmt: skip
+            except service.ServiceUnavailable as exc:
+                service.tell_once(self.warn, exc)
+            else:
+                self.seed = outcome.run.seed if self.seed is None else self.seed
+                for note in [] if self.noted or self.warn is None else outcome.notes:
+                    self.warn(note)
+                self.noted = True
+                return outcome.run.notebooks[0]
+        async with self.lock:
+            if self.local is None:
+                from .grading import Grader
+
+                self.local = await Grader(pool_size=self.pool_size, seed=self.seed, only=self.only).__aenter__()
+                self.seed = self.local.seed
+        return await self.local.grade(path)
 
 
 @dataclass
@@ -110,13 +155,16 @@ async def watch(
     record: bool = True,
     debounce_ms: int = 400,
     poll_s: float = 1.0,
+    service: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """Check `paths`, then re-check each one whenever its content changes. Returns the rounds run.
 
     `on_round` is called after every round (the first checks everything when `initial`).
     Stops when `stop_event` is set or after `max_rounds` rounds. `report`: True writes the HTML
     report next to the notebooks after each round, a Path writes it there, False writes none.
-    `record` adds every re-check to the progress history.
+    `record` adds every re-check to the progress history. `service`: grade in the grading
+    service (see above); `warn` hears, once, why not.
     """
     try:
         import watchfiles
@@ -137,7 +185,7 @@ async def watch(
     report_path = (report if isinstance(report, Path) else default_report_path(watched)) if report else None
     stop_event = stop_event or asyncio.Event()
 
-    async def check(changed: list[Path], grader: Grader) -> None:
+    async def check(changed: list[Path], grader: Grader | _ServiceGrader) -> None:
         nonlocal rounds
         rounds += 1
         started = time.monotonic()
@@ -161,7 +209,9 @@ async def watch(
     def done() -> bool:
         return stop_event.is_set() or (max_rounds is not None and rounds >= max_rounds)
 
-    async with Grader(pool_size=jobs or min(2, len(watched)), seed=seed, only=only) as grader:
+    pool_size = jobs or min(2, len(watched))
+    checker = _ServiceGrader(seed, only, pool_size, warn) if service else Grader(pool_size=pool_size, seed=seed, only=only)
+    async with checker as grader:
         if not initial:
             tracker.mark_all_graded()
         changed = await tracker.changed()

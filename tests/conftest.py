@@ -20,11 +20,14 @@ DOCS_SHOTS = ARTIFACTS / "docs"  # scripts/docs-screenshots copies these into do
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory):
-    """Keep tests away from the user's real cache, progress and installed packs."""
+    """Keep tests away from the user's real cache, progress and installed packs - and grade in the
+    test's own process (monkeypatches apply there), not in a grading service that outlives the
+    session: tests/test_service.py starts services of its own, in folders of its own."""
     home = tmp_path_factory.mktemp("learn-home")
-    old = {k: os.environ.get(k) for k in ("LEARN_HOME", "LEARN_CACHE_DIR")}
+    old = {k: os.environ.get(k) for k in ("LEARN_HOME", "LEARN_CACHE_DIR", "LEARN_NO_SERVICE")}
     os.environ["LEARN_HOME"] = str(home / "data")
     os.environ["LEARN_CACHE_DIR"] = str(home / "cache")
+    os.environ["LEARN_NO_SERVICE"] = "1"
     yield
     for k, v in old.items():
         if v is None:
