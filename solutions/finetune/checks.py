@@ -39,6 +39,7 @@ DIGITS = [str(d) for d in range(10)]
 N_IMAGES = 600  # in digits.npz
 ACCURACY_BAR = 0.85
 FINE_TUNE_EPOCHS = 4  # the notebook asks for learn.fine_tune(4, base_lr=1e-2)
+IMAGE_SIZE = 28  # and for item_tfms=Resize(28)
 REFERENCE_ACCURACY = 0.95
 SIMILARITY_BAR = 0.3
 SCRATCH_SIMILARITY = 0.2  # |cos| below this: random weights (from scratch: 20,000 random inits reached at most 0.19); between it and the bar: pretrained, then wrecked
@@ -139,24 +140,33 @@ def probe_dls(ns):
         info["y_range"] = [int(batch[1].min()), int(batch[1].max())]
     except Exception as exc:
         info["problem"] = f"{type(exc).__name__}: {exc}"[:300]
-    try:  # which images are held back (the split the seed makes), and the batch augmentation's settings
+    try:  # what the notebook asks for, measured here against fastai's own result for the same request
         from pathlib import Path
 
-        info["valid_items"] = sorted(f"{Path(str(p)).parent.name}/{Path(str(p)).name}" for p in dls.valid_ds.items)
-        augment = []
-        for tfm in getattr(getattr(dls.train, "after_batch", None), "fs", []):
-            for f in list(getattr(tfm, "aff_fs", None) or []):
-                numbers = sorted(
-                    (k, round(float(v), 6))
-                    for k, v in getattr(f, "keywords", {}).items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool)
-                )
-                augment.append(f"{getattr(getattr(f, 'func', f), '__name__', type(f).__name__)}{numbers}")
-            if type(tfm).__name__ == "Flip":
-                augment.append("flip")
-        info["augment"] = augment
-    except Exception:
-        pass
+        from fastai.vision.all import RandomSplitter, aug_transforms, get_image_files
+
+        def name(p):
+            return f"{Path(str(p)).parent.name}/{Path(str(p)).name}"
+
+        files = get_image_files(ns["path"])
+        asked = {name(files[i]) for i in RandomSplitter(valid_pct=0.2, seed=42)(files)[1]}
+        info["split_as_asked"] = {name(p) for p in dls.valid_ds.items} == asked
+
+        def settings(tfms):
+            out = []
+            for tfm in tfms:
+                for f in list(getattr(tfm, "aff_fs", None) or []):
+                    numbers = sorted((k, round(float(v), 6)) for k, v in getattr(f, "keywords", {}).items()
+                                     if isinstance(v, (int, float)) and not isinstance(v, bool))  # fmt: skip
+                    out.append(f"{getattr(getattr(f, 'func', f), '__name__', type(f).__name__)}{numbers}")
+                if type(tfm).__name__ == "Flip":
+                    out.append("flip")
+            return out
+
+        made = settings(getattr(getattr(dls.train, "after_batch", None), "fs", []))
+        info["augment_as_asked"] = made == settings(aug_transforms(do_flip=False, max_rotate=10, max_zoom=1.1))
+    except Exception as exc:
+        info["measure_problem"] = f"{type(exc).__name__}: {exc}"[:200]
     return info
 
 
@@ -358,16 +368,16 @@ def judge_dls(got, expected, tol):
             f"a batch of images has shape {tuple(shape)}; expected (batch, 3, height, width) with colour channels and at least 16 pixels a side",
             kind="shape",
         )
-    if type(expected) is dict:  # what the notebook's text asks for, besides what any DataLoaders must do
-        if got.get("valid_items") != expected.get("valid_items"):
-            return Verdict(False, "the validation images are not the fifth that valid_pct=0.2 with seed=42 holds back: use that "
-                           "seed, so that the split is the same on every run (and the same as everyone's)", kind="values")  # fmt: skip
-        if shape[2:] != expected["x_shape"][2:]:
-            return Verdict(False, f"a batch of images is {shape[2]}x{shape[3]} pixels; the notebook resizes each image to "
-                           f"{expected['x_shape'][2]}x{expected['x_shape'][3]} (item_tfms)", kind="shape")  # fmt: skip
-        if got.get("augment") != expected.get("augment"):
-            return Verdict(False, "the batch augmentation is not the notebook's: rotations of up to 10 degrees and zooms of up to "
-                           "1.1, and no flips (a flipped digit is another digit)", kind="values")  # fmt: skip
+    # what the notebook's text asks for, besides what any DataLoaders must do
+    if got.get("split_as_asked") is False:
+        return Verdict(False, "the validation images are not the fifth that valid_pct=0.2 with seed=42 holds back: use that "
+                       "seed, so that the split is the same on every run (and the same as everyone's)", kind="values")  # fmt: skip
+    if shape[2:] != [IMAGE_SIZE, IMAGE_SIZE]:
+        return Verdict(False, f"a batch of images is {shape[2]}x{shape[3]} pixels; the notebook resizes each image to "
+                       f"{IMAGE_SIZE}x{IMAGE_SIZE} (item_tfms)", kind="shape")  # fmt: skip
+    if got.get("augment_as_asked") is False:
+        return Verdict(False, "the batch augmentation is not the notebook's: rotations of up to 10 degrees and zooms of up to "
+                       "1.1, and no flips (a flipped digit is another digit)", kind="values")  # fmt: skip
     return Verdict(True)
 
 
@@ -682,7 +692,8 @@ MISTAKES = {
 
 @check("dls", callables=(), mistakes=MISTAKES["dls"])
 def dls_cases(rng):
-    yield Case.call(probe=probe_dls, judge=judge_dls, label="the DataLoaders", show="dls: vocab, the split, one batch, its augmentation")
+    yield Case.call(probe=probe_dls, judge=judge_dls, reference=False, label="the DataLoaders",
+                    show="dls: vocab, the split, one batch, its augmentation")  # fmt: skip
 
 
 @check("pretrained", requires=("learn",), callables=(), mistakes=MISTAKES["pretrained"])
