@@ -190,18 +190,24 @@ async def _live_case(learner, reference, probe: dict, target: str) -> dict:
 
 
 async def relay(pool: KernelPool, relay_pool: KernelPool, learner_job, reference_job, p: Plan,
-                wanted: dict[str, list[str]]) -> tuple[dict[str, dict], object]:  # fmt: skip
+                wanted: dict[str, list[str]], learner=None) -> tuple[dict[str, dict], object]:  # fmt: skip
     """(raw probe results of the wanted checks' cases run with reference-valued helpers, the
-    learner kernel's JobOutcome). A case whose relay failed gets {"status": "relay_failed"}."""
+    learner kernel's JobOutcome). A case whose relay failed gets {"status": "relay_failed"}.
+    `learner`: the session of the kernel that ran the learner's notebook, if it is still up (its
+    notebook is not run again); else one is started for `learner_job`."""
     from .execute import open_session
 
     probes = _isolated_probes(p, wanted)
     owner = {pc.id: name for name in wanted for pc in p.cases[name]}
     final: dict[str, dict] = {}
     async with contextlib.AsyncExitStack() as stack:
-        learner, reference = await asyncio.gather(
-            stack.enter_async_context(open_session(pool, learner_job)), stack.enter_async_context(open_session(relay_pool, reference_job))
-        )
+        if learner is None:
+            learner, reference = await asyncio.gather(
+                stack.enter_async_context(open_session(pool, learner_job)),
+                stack.enter_async_context(open_session(relay_pool, reference_job)),
+            )
+        else:
+            reference = await stack.enter_async_context(open_session(relay_pool, reference_job))
         for pid, probe in probes.items():
             final[pid] = await _live_case(learner, reference, probe, owner[pid])
         outcome = learner.outcome

@@ -369,6 +369,9 @@ class _Run:
         except CellTimeoutError:
             run.status = "timeout"
         except DeadKernelError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # nbclient reports a cancelled wait as a dead kernel: it is a cancel
+                raise asyncio.CancelledError() from None
             run.status = "died"
             run.evalue = await self._death_reason()
         finally:

@@ -26,7 +26,7 @@ from . import __version__, explain, wire
 from .checks import Check
 from .compare import Verdict, compare, describe
 from .errors import ExecutionError, LearnError, LessonPackError, NotebookLoadError, UnknownNotebookError
-from .execute import JobOutcome, KernelJob, run_job
+from .execute import JobOutcome, KernelJob, open_session, run_job
 from .fingerprint import environment_fingerprint, grader_fingerprint
 from .kernels import KernelPool, Limits
 from .lessons import CheckSpec, Lesson, NotebookSpec, all_lessons, identify
@@ -375,8 +375,13 @@ def _profile(spec: NotebookSpec, nb) -> str:
     return "fastai" if any("fastai" in c.source for c in nb.cells if c.cell_type == "code") else "torch"
 
 
+def probe_budget(probes: list[dict]) -> float:
+    """Seconds a round of probes may take in all: each probe's own limit, plus some for the round."""
+    return min(600.0, 15.0 + sum(float(p["timeout"]) for p in probes))
+
+
 def kernel_job(nb, name: str, lesson: Lesson, spec: NotebookSpec, probes: list[dict], cell_timeout: float | None = None) -> KernelJob:
-    budget = min(600.0, 15.0 + sum(float(p["timeout"]) for p in probes))
+    budget = probe_budget(probes)
     return KernelJob(
         notebook=nb,
         name=name,
@@ -494,13 +499,24 @@ class Grader:
         t0 = time.monotonic()
         p = plan(lesson, spec, self.seed, self.only)
         probes = p.probes(reference=False)
-        learner_task = run_job(self.pool, kernel_job(nb, path.name, lesson, spec, probes, self.cell_timeout))
-        reference, outcome = await asyncio.gather(self.reference(p), learner_task)
-        t1 = time.monotonic()
-        problems = cell_problems(nb, outcome)
-        ctx = JudgeContext(path, definitions(nb), {c.cell: c for c in problems}, outcome, nb)
-        checks = [judge_check(s, p.code[s.name], p.cases[s.name], outcome.probes, reference, ctx) for s in p.checks]
-        checks = await self._cascade(nb, path, p, checks, reference, ctx)
+        reference_task = asyncio.ensure_future(self.reference(p))
+        checks = None
+        job = kernel_job(nb, path.name, lesson, spec, [], self.cell_timeout)
+        async with open_session(self.pool, job) as session:
+            if probes:
+                await session.probe(probes, budget=probe_budget(probes))
+            outcome = session.outcome
+            probe_s = outcome.probe_s  # (judged before a cascade's rounds reuse the session and its outcome)
+            if reference_task.done():  # known already (cached): judge now, and a cascade reuses this kernel
+                t1 = time.monotonic()
+                reference = reference_task.result()
+                checks, problems, ctx = self._judge(nb, path, p, outcome, reference)
+                checks = await self._cascade(nb, path, p, checks, reference, ctx, learner=session)
+        if checks is None:  # the reference was still being computed: never wait for it holding a kernel slot
+            reference = await reference_task
+            t1 = time.monotonic()
+            checks, problems, ctx = self._judge(nb, path, p, outcome, reference)
+            checks = await self._cascade(nb, path, p, checks, reference, ctx)
         result.checks = checks
         result.cell_problems = problems
         result.points = round(sum(c.points for c in checks), 2)
@@ -512,25 +528,31 @@ class Grader:
         result.timings = {
             "kernels": round(t1 - t0, 3),
             "kernel_start": round(outcome.kernel_start_s, 3),
-            "probes": round(outcome.probe_s, 3),
+            "probes": round(probe_s, 3),
             "judge": round(time.monotonic() - t1, 3),
             "restarts": outcome.restarts,
         }
         result.duration = round(time.monotonic() - started, 3)
         return result
 
+    def _judge(self, nb, path: Path, p: Plan, outcome, reference: dict):
+        problems = cell_problems(nb, outcome)
+        ctx = JudgeContext(path, definitions(nb), {c.cell: c for c in problems}, outcome, nb)
+        checks = [judge_check(s, p.code[s.name], p.cases[s.name], outcome.probes, reference, ctx) for s in p.checks]
+        return checks, problems, ctx
+
     async def _relay_pool(self) -> KernelPool:
         """A one-slot pool of its own for the reference side of relays (`cascade`): a relay holds a
         learner slot while it waits for this one, so sharing the main pool could deadlock. Graders
         sharing a pool share its relay pool, and closing the main pool closes it."""
-        if self.pool.relay is None:  # set before any await: concurrent graders start only one
-            relay = KernelPool(size=1, box=self.pool.box, backend=self.pool.backend)
-            self.pool.relay, self.pool.relay_started = relay, asyncio.ensure_future(relay.__aenter__())
+        self.pool.start_relay()  # once per pool (set before any await: concurrent graders start only one)
         await asyncio.shield(self.pool.relay_started)
         return self.pool.relay
 
-    async def _cascade(self, nb, path: Path, p: Plan, checks: list[CheckResult], reference: dict, ctx: JudgeContext) -> list[CheckResult]:
-        """Re-check failing functions with correct graded helpers (see `cascade`)."""
+    async def _cascade(self, nb, path: Path, p: Plan, checks: list[CheckResult], reference: dict, ctx: JudgeContext,
+                       learner=None) -> list[CheckResult]:  # fmt: skip
+        """Re-check failing functions with correct graded helpers (see `cascade`). `learner`: the
+        kernel that ran the notebook, still up (its session), or None for a new one."""
         from . import cascade
 
         by_name = {c.name: c for c in checks}
@@ -542,13 +564,13 @@ class Grader:
         reference_job = kernel_job(load_notebook(p.lesson.solution_path(p.spec)), p.spec.file, p.lesson, p.spec, [])
         try:
             relay_pool = await self._relay_pool()
-            raw, outcome = await cascade.relay(self.pool, relay_pool, learner_job, reference_job, p, wanted)
+            raw, outcome = await cascade.relay(self.pool, relay_pool, learner_job, reference_job, p, wanted, learner=learner)
         except ExecutionError as exc:  # machinery trouble: the verdicts as written stand, and are not cached
             for check in checks:
                 if check.name in wanted:
                     check.relay = f"machinery: {exc}"
             return checks
-        iso_ctx = JudgeContext(ctx.path, ctx.defs, ctx.problems, outcome)
+        iso_ctx = JudgeContext(ctx.path, ctx.defs, ctx.problems, outcome, ctx.nb)
         out = []
         for check in checks:
             if check.name in wanted:
