@@ -579,6 +579,12 @@ def quad_mse_cases(rng):
         yield Case.call(params, x, y, probe=probe_quad_mse, random=True, show=f"quad_mse(tensor({[round(v, 3) for v in params.tolist()]}))")
 
 
+def loss_plot(got: dict, expected: dict) -> dict:
+    """The loss of each step, the learner's next to the reference's (for the report)."""
+    return line_plot("Loss per step", list(range(len(expected["losses"]))), {"reference": expected["losses"], "yours": got.get("losses")},
+                     xlabel="step", ylabel="mse")  # fmt: skip
+
+
 def fit_series(got, expected, cases):
     pairs = [(g, e, c) for g, e, c in zip(got, expected, cases) if type(g) is dict and type(e) is dict]
     if not pairs:
@@ -603,13 +609,7 @@ def fit_series(got, expected, cases):
             xlabel="x",
             ylabel="y",
         ),
-        "loss": line_plot(
-            "Loss per step",
-            list(range(len(e["losses"]))),
-            {"reference": e["losses"], "yours": g.get("losses")},
-            xlabel="step",
-            ylabel="mse",
-        ),
+        "loss": loss_plot(g, e),
     }
 
 
@@ -735,13 +735,7 @@ def relu_fit_series(got, expected, cases):
         "fit": line_plot(
             "Sum of ReLUs fitted to the data", x, {"reference": e["preds"], "yours": g.get("preds")}, points=(x, y), xlabel="x", ylabel="y"
         ),
-        "loss": line_plot(
-            "Loss per step",
-            list(range(len(e["losses"]))),
-            {"reference": e["losses"], "yours": g.get("losses")},
-            xlabel="step",
-            ylabel="mse",
-        ),
+        "loss": loss_plot(g, e),
     }
 
 
