@@ -333,3 +333,19 @@ def test_learn_assign_lists_what_the_checks_cannot_tell_apart(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     assert "mutants: your checks catch" in result.output
     assert "relu: abs slips through on seeds" in result.output
+
+
+@pytest.mark.slow
+def test_an_nbgrader_assignment_is_measured_by_its_test_cells(tmp_path):
+    """No checks.py there: each function in a solution cell is mutated, and a mutant is caught when
+    any test cell of its notebook fails - the proof `learn assign` gives an nbgrader instructor."""
+    source = Path(__file__).parent / "fixtures" / "nbgrader" / "course" / "source" / "ps_errors"
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(cli, ["mutants", str(source), "--json", str(out), "--seeds", "2", "--mutant-seeds", "1", "--no-cascade"])
+    data = json.loads(out.read_text())
+    names = {f["name"] for f in data["functions"]}
+    assert {"mse", "mae"} <= names, names
+    assert data["mutants"] >= 10 and data["killed"] > 0
+    survivors = [s["description"] for f in data["functions"] for s in f["survived"]]
+    assert any("zip(targets, preds)" in s for s in survivors)  # the tests never notice the arguments swapped
+    assert result.exit_code == 1 and "cannot tell these" in result.output
