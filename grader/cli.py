@@ -677,8 +677,9 @@ def watch(lesson_id, work_dir, only, seed, jobs, no_html, max_runs, no_service):
                       report=not no_html, service=use_service, warn=_err)  # fmt: skip
     try:
         asyncio.run(loop)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the usual way to stop watching - and 130, as for every command Ctrl-C stops
         console.print("Stopped watching.")
+        sys.exit(130)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -86,6 +86,25 @@ def _interrupt(prompt=""):
     raise KeyboardInterrupt
 
 
+def test_ctrl_c_stops_learn_watch_with_130(runner, home, monkeypatch, tmp_path):
+    import asyncio
+
+    def interrupted(coro):
+        coro.close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(asyncio, "run", interrupted)
+    folder = tmp_path / "lesson3"
+    folder.mkdir()
+    import shutil
+
+    from .conftest import solution
+
+    shutil.copy(solution("lesson3", "03_matmul.ipynb"), folder / "03_matmul.ipynb")
+    result = runner.invoke(cli, ["watch", "lesson3", "--dir", str(folder), "--no-service"])
+    assert result.exit_code == 130 and "Stopped watching" in result.output, result.output
+
+
 def test_ctrl_c_exits_130_in_quiz_predict_and_review(runner, home, monkeypatch):
     monkeypatch.setattr("grader.cli._read_line", _interrupt)
     assert runner.invoke(cli, ["quiz", "lesson3"]).exit_code == 130
