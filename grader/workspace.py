@@ -91,12 +91,14 @@ def _resolve(targets, work_dir: Path | None, lessons: dict[str, Lesson]) -> list
     paths: list[Path] = []
     for target in targets:
         path = Path(target)
-        if path.is_dir():
+        # `learn check LESSON --dir D` means the lesson's notebooks in D, whatever ./LESSON is (a pack folder of that name, say)
+        by_id = target in lessons and "/" not in target and (work_dir is not None or not path.exists())
+        if not by_id and path.is_dir():
             found = notebooks_in(path)
             if not found:
                 raise LearnError(f"{path} holds no notebooks")
             paths += found
-        elif path.exists() or path.suffix == ".ipynb" or "/" in target:
+        elif not by_id and (path.exists() or path.suffix == ".ipynb" or "/" in target):
             paths.append(path)
         elif target in lessons:
             lesson = lessons[target]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -96,8 +97,6 @@ def test_ctrl_c_stops_learn_watch_with_130(runner, home, monkeypatch, tmp_path):
     monkeypatch.setattr(asyncio, "run", interrupted)
     folder = tmp_path / "lesson3"
     folder.mkdir()
-    import shutil
-
     from .conftest import solution
 
     shutil.copy(solution("lesson3", "03_matmul.ipynb"), folder / "03_matmul.ipynb")
@@ -176,3 +175,18 @@ def test_progress_counts_answers_in_unfinished_sessions(runner, home, monkeypatc
     assert result.exit_code in (0, 2)
     assert "Unfinished quiz sessions, not counted as quizzes until finished: lesson3 (" in result.output, result.output
     assert "`learn quiz lesson3` resumes" in result.output
+
+
+def test_a_lesson_id_with_dir_means_that_folder_even_beside_a_same_named_folder(tmp_path, monkeypatch):
+    """A course author's pack folder `lesson3/` in the current folder must not be graded when the
+    learner's notebooks are named with --dir (it silently graded the solutions)."""
+    from grader.workspace import resolve_targets
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lesson3").mkdir()
+    (tmp_path / "lesson3" / "01_quadratic.ipynb").write_text("{}")  # the pack's own solution
+    work = tmp_path / "try"
+    work.mkdir()
+    (work / "01_quadratic.ipynb").write_text("{}")
+    assert resolve_targets(["lesson3"], work) == [work / "01_quadratic.ipynb"]
+    assert resolve_targets(["lesson3"], None) == [Path("lesson3") / "01_quadratic.ipynb"]  # without --dir: ./lesson3
