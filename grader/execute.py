@@ -83,6 +83,25 @@ class JobOutcome:
     input_maps: list[dict[int, int]] = field(default_factory=list)  # per kernel started: In[n] -> cell index
 
 
+class CorruptedMessage(DeadKernelError):
+    """The kernel sent a message that fails its signature or shape check: its process is broken
+    (e.g. pyzmq could not start a thread and sent half a message). Handled as a kernel death."""
+
+
+def _strict_session(session) -> None:
+    """Make `session` raise CorruptedMessage for a message it cannot trust, instead of the
+    ValueError/TypeError jupyter_client raises (which would end the whole grading run)."""
+    deserialize = session.deserialize
+
+    def checked(*args, **kwargs):
+        try:
+            return deserialize(*args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise CorruptedMessage(str(exc)[:120]) from None
+
+    session.deserialize = checked
+
+
 class _Client(NotebookClient):
     """nbclient with a cap on each cell's output and a quicker readiness handshake."""
 
@@ -145,6 +164,7 @@ class _Client(NotebookClient):
     async def async_start_new_kernel_client(self):
         assert self.km is not None
         self.kc = self.km.client(context=self.km.context)
+        _strict_session(self.kc.session)
         await _maybe_await(self.kc.start_channels())
         try:
             await _wait_ready(self.kc, self.km, self.startup_timeout)
@@ -368,6 +388,10 @@ class _Run:
             await self.client.async_execute_cell(cell, 0, store_history=index >= 0)
         except CellTimeoutError:
             run.status = "timeout"
+        except CorruptedMessage as exc:
+            run.status = "died"
+            run.evalue = f"the kernel sent a corrupted message ({exc}); it was stopped"
+            await self.slot.kill_all()
         except DeadKernelError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # nbclient reports a cancelled wait as a dead kernel: it is a cancel

@@ -35,6 +35,7 @@ Events on stdout:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -203,6 +204,23 @@ def _vm_size() -> int | None:
     return None
 
 
+def start_lazy_threads(threads) -> None:
+    """Start now the threads the kernel would otherwise start on first use: pyzmq's zero-copy
+    garbage collector (first message over 64 kB) and torch's OpenMP pool (first large op).
+    RLIMIT_NPROC counts threads, so a cell that forks until the limit would otherwise leave the
+    kernel unable to start them: pyzmq then sends half a message (the grader sees a bad
+    signature) and libgomp exits the process. Best effort: a failure here changes nothing."""
+    with contextlib.suppress(Exception):
+        from zmq.utils.garbage import gc
+
+        if not gc.is_alive():
+            gc.start()
+    torch = sys.modules.get("torch")
+    if torch is not None and threads and int(threads) > 1:
+        with contextlib.suppress(Exception):
+            torch.ones(1 << 17).sum()  # above the parallel grain size: every pool thread starts
+
+
 def become_kernel(req: dict, forked: bool = True) -> None:
     """Isolate, limit, then turn this process into an IPython kernel. Never returns.
 
@@ -261,6 +279,7 @@ def become_kernel(req: dict, forked: bool = True) -> None:
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
         if not forked:
             _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        start_lazy_threads(threads)
         apply_limits(req.get("limits") or {})
         # no colours: the grader strips them from every traceback anyway, and colouring one costs ~10 ms
         # a traceback (pygments), ~100 ms the first time a file is highlighted

@@ -54,6 +54,17 @@ def test_dead_kernel_is_replaced_and_earlier_cells_replayed():
     assert wire.decode(out.probes["b"]["value"]) == 42
 
 
+def test_a_corrupted_message_from_the_kernel_is_a_kernel_death_not_a_grader_crash():
+    forge = ("k = get_ipython().kernel\n"
+             "k.iopub_socket.send_multipart([b'stream', b'<IDS|MSG>', b'0' * 64, b'{}', b'{}', b'{}', b'{}'])\n"
+             "import time; time.sleep(1)")  # fmt: skip
+    out = run(KernelJob(nb("a = 41", forge, "b = a + 1"), probes=[probe("b", "return ns['b']")]))
+    assert [c.status for c in out.cells] == ["ok", "died", "ok"]
+    assert "corrupted message" in out.cells[1].evalue and "Invalid Signature" in out.cells[1].evalue
+    assert out.restarts == 1
+    assert wire.decode(out.probes["b"]["value"]) == 42
+
+
 def test_a_kernel_ignoring_interrupts_is_killed_and_replaced():
     out = run(KernelJob(nb("a = 1", "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.01)", "b = a"),
                         probes=[probe("b", "return ns['b']")], cell_timeout=1))  # fmt: skip
