@@ -224,7 +224,8 @@ def check(targets, work_dir, only, json_path, seed, jobs, cell_timeout, no_cache
     paths = resolve_targets(targets, work_dir, only)
     console = make_console(stderr=json_path is not None and str(json_path) == "-")
     options = dict(seed=seed, only=list(only) or None, jobs=jobs, cell_timeout=cell_timeout, use_cache=not no_cache,
-                   html=False if no_html else html_path, service=not no_service, warn=_err)  # fmt: skip
+                   html=False if no_html else html_path, service=not no_service, warn=_err,
+                   progress=bool(getattr(console, "is_terminal", False)))  # fmt: skip
     from .live import shown
 
     with shown(console, f"Checking {len(paths)} notebook{'s' * (len(paths) != 1)}"):  # notebook, cell k of n, time vs limit

@@ -9,16 +9,21 @@ against the cell's time limit - so a long check shows where it is instead of onl
                               running notebook, redrawn four times a second, gone when it ends
 
 Nothing here changes what is run; with no `shown` around it the table is filled and read by no one.
+
+Through the grading service (grader/service.py) the kernels run in another process: each request
+sets OWNER, so the service sends that request's entries alone (`to_wire(snapshot(owner))`) a few
+times a second, and the client shows them (`remote`) as if they ran here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import time
 from dataclasses import dataclass
 
-__all__ = ["started", "cell", "checking", "finished", "snapshot", "shown", "Running"]
+__all__ = ["started", "cell", "checking", "finished", "snapshot", "shown", "Running", "OWNER", "to_wire", "remote"]
 
 
 @dataclass
@@ -29,15 +34,18 @@ class Running:
     total: int = 0
     since: float = 0.0  # when the current cell (or stage) started
     limit: float | None = None  # the current cell's time limit
+    owner: object = None  # OWNER when it started: which service request it belongs to
 
 
 _LOCK = threading.Lock()
 _RUNNING: dict[int, Running] = {}
+_REMOTE: list[Running] = []  # what the grading service last said is running for us
+OWNER: contextvars.ContextVar = contextvars.ContextVar("learn_live_owner", default=None)
 
 
 def started(job) -> None:
     with _LOCK:
-        _RUNNING[id(job)] = Running(getattr(job, "label", "") or job.name, since=time.monotonic())
+        _RUNNING[id(job)] = Running(getattr(job, "label", "") or job.name, since=time.monotonic(), owner=OWNER.get())
 
 
 def cell(job, k: int, n: int, limit: float) -> None:
@@ -59,9 +67,30 @@ def finished(job) -> None:
         _RUNNING.pop(id(job), None)
 
 
-def snapshot() -> list[Running]:
+def snapshot(owner: object = None) -> list[Running]:
+    """What runs now: everything here and what the service reported, or (`owner`) one request's."""
     with _LOCK:
-        return [Running(**vars(r)) for r in _RUNNING.values()]
+        if owner is not None:
+            return [Running(**vars(r)) for r in _RUNNING.values() if r.owner is owner]
+        return [Running(**vars(r)) for r in [*_RUNNING.values(), *_REMOTE]]
+
+
+def to_wire(entries: list[Running], now: float | None = None) -> list[dict]:
+    """Entries as JSON for another process: elapsed seconds instead of this process's clock."""
+    now = time.monotonic() if now is None else now
+    return [{"name": e.name, "stage": e.stage, "cell": e.cell, "total": e.total, "elapsed": round(now - e.since, 2),
+             "limit": e.limit} for e in entries]  # fmt: skip
+
+
+def remote(entries: list[dict]) -> None:
+    """Show `entries` (from `to_wire` in the grading service) as running here, until the next call."""
+    now, shown = time.monotonic(), []
+    for e in entries if isinstance(entries, list) else []:
+        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+            shown.append(Running(str(e["name"]), str(e["stage"]), int(e["cell"]), int(e["total"]), now - float(e["elapsed"]),
+                                 None if e.get("limit") is None else float(e["limit"])))  # fmt: skip
+    with _LOCK:
+        _REMOTE[:] = shown
 
 
 def describe(entry: Running, now: float | None = None) -> str:
@@ -102,5 +131,8 @@ def shown(console, title: str):
         return
     from rich.live import Live
 
-    with Live(_Lines(title), console=console, refresh_per_second=4, transient=True):
-        yield
+    try:
+        with Live(_Lines(title), console=console, refresh_per_second=4, transient=True):
+            yield
+    finally:
+        remote([])

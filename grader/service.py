@@ -19,11 +19,13 @@ of the setup: the Python environment, this grader package, the data and cache fo
 environment variables that change how learner code runs (LEARN_SANDBOX, ...), so each setup has
 its own service. Both ends check the other's uid (SO_PEERCRED): nobody else can ask or answer.
 
-Protocol: one request per connection, one JSON object on one line each way.
+Protocol: one request per connection, one JSON object per line: the request, then the answer
+(with "progress": true first, every quarter second, what that check is running now).
 
-    {"op": "check", "v": 1, "paths": [absolute], "display": [as given], "seed": n | null,
+    {"op": "check", "v": 2, "paths": [absolute], "display": [as given], "seed": n | null,
      "only": [names] | null, "cell_timeout": s | null, "use_cache": bool, "record": bool | "after",
-     "html": false | null (next to the notebooks) | absolute path}
+     "html": false | null (next to the notebooks) | absolute path, "progress": bool}
+                       -> {"progress": live.to_wire(...)}\n ... (only with "progress": true)
                        -> {"ok": true, "check": checkrun.CheckRun.to_dict()}
     {"op": "status"}   -> {"ok": true, "pid": n, "started": t, "checks": n, "idle_s": s, ...}
     {"op": "stop"}     -> {"ok": true}; the service exits
@@ -55,7 +57,8 @@ from pathlib import Path
 __all__ = ["ServiceUnavailable", "NotRunning", "Setup", "setup", "disabled", "call", "check", "run_check", "status", "stop",
            "start", "tell_once", "main"]  # fmt: skip
 
-PROTOCOL = 1
+PROTOCOL = 2
+PROGRESS_EVERY_S = 0.25
 OFF_ENV = "LEARN_NO_SERVICE"
 IDLE_ENV = "LEARN_SERVICE_IDLE"
 DEFAULT_IDLE_S = 900.0
@@ -198,21 +201,24 @@ def _connect(su: Setup) -> socket.socket | None:
     return sock
 
 
-def _exchange(sock: socket.socket, request: dict, timeout: float | None) -> dict:
-    """Send one request and read its one-line answer. ConnectionError if the service went away."""
-    with sock:
+def _exchange(sock: socket.socket, request: dict, timeout: float | None, on_progress: Callable[[list], None] | None = None) -> dict:
+    """Send one request and read its answer (progress lines before it go to `on_progress`).
+    ConnectionError if the service went away, ValueError if what came is no answer."""
+    with sock, sock.makefile("rb") as lines:
         sock.settimeout(timeout)
         sock.sendall(json.dumps(request).encode() + b"\n")
-        chunks, size = [], 0
         while True:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                raise ConnectionError("the grading service closed the connection without answering")
-            chunks.append(chunk)
-            size += len(chunk)
-            if chunk.endswith(b"\n") or size > MAX_MESSAGE:
-                break
-    return json.loads(b"".join(chunks))
+            line = lines.readline(MAX_MESSAGE + 1)
+            if not line.endswith(b"\n"):
+                raise ConnectionError("the grading service closed the connection without answering") if len(line) <= MAX_MESSAGE \
+                    else ValueError("the grading service's answer is too long")  # fmt: skip
+            message = json.loads(line)
+            if not isinstance(message, dict):
+                raise ValueError("the grading service's answer is not a JSON object")
+            if "progress" not in message or "ok" in message:
+                return message
+            if on_progress is not None:
+                on_progress(message["progress"])
 
 
 @contextlib.contextmanager
@@ -275,7 +281,9 @@ def start(su: Setup | None = None) -> Setup:
     return su
 
 
-def call(request: dict, *, start_if_needed: bool = True, timeout: float | None = None) -> dict:
+def call(
+    request: dict, *, start_if_needed: bool = True, timeout: float | None = None, on_progress: Callable[[list], None] | None = None
+) -> dict:
     """Send `request` to this user's service - started first if none runs - and return its answer.
 
     A service that dies while answering, or has retired because learn, a lesson pack or the
@@ -294,7 +302,7 @@ def call(request: dict, *, start_if_needed: bool = True, timeout: float | None =
             if sock is None:
                 raise ServiceUnavailable(f"the grading service started but does not answer on {su.socket}")
         try:
-            reply = _exchange(sock, {"v": PROTOCOL, **request}, timeout)
+            reply = _exchange(sock, {"v": PROTOCOL, **request}, timeout, on_progress)
         except (OSError, ValueError) as exc:  # killed while checking, or garbled: once more with a new one
             _wait_gone(su)
             lost.append(str(exc))
@@ -311,18 +319,20 @@ def call(request: dict, *, start_if_needed: bool = True, timeout: float | None =
 
 
 def check(paths: list[Path], *, seed: int | None = None, only: list[str] | None = None, cell_timeout: float | None = None,
-          use_cache: bool = True, record: bool | str = True, html: Path | None | bool = False):  # fmt: skip
+          use_cache: bool = True, record: bool | str = True, html: Path | None | bool = False, progress: bool = False):  # fmt: skip
     """`run_check` done by the service: the CheckRun of `paths`, as `learn check` would
     make it in this process. `record`: add the fresh results to the progress history (its
     warning in the CheckRun), or "after" the answer is sent (a warning goes to the service's log).
+    `progress`: what the service runs meanwhile is shown here (`live.remote`), as if it ran here.
     Raises ServiceUnavailable when there is no service to be had."""
+    from . import live
     from .checkrun import CheckRun
 
     here = os.getcwd()
     request = {"op": "check", "paths": [os.path.join(here, p) for p in paths], "display": [str(p) for p in paths], "seed": seed,
                "only": only, "cell_timeout": cell_timeout, "use_cache": use_cache, "record": record,
-               "html": html if html is False or html is None else os.path.join(here, html)}  # fmt: skip
-    reply = call(request)
+               "html": html if html is False or html is None else os.path.join(here, html), "progress": progress}  # fmt: skip
+    reply = call(request, on_progress=live.remote if progress else None)
     if not reply.get("ok"):
         raise ServiceUnavailable(f"the grading service failed: {reply.get('error') or 'no reason given'}")
     outcome = CheckRun.from_dict(reply["check"])
@@ -333,18 +343,19 @@ def check(paths: list[Path], *, seed: int | None = None, only: list[str] | None 
 
 def run_check(paths: list[Path], *, seed: int | None = None, only: list[str] | None = None, jobs: int | None = None,
               cell_timeout: float | None = None, use_cache: bool = True, html: Path | None | bool = None, service: bool = True,
-              warn: Callable[[str], None] | None = None):  # fmt: skip
+              warn: Callable[[str], None] | None = None, progress: bool = False):  # fmt: skip
     """`learn check` of `paths`: the CheckRun from this user's grading service (started if needed),
     or - with `service=False`, $LEARN_NO_SERVICE=1, or where none can be had (`warn` hears why,
     once) - from this process (`checkrun.check_here`), exactly as before the service existed.
     `html`: False writes no report, None writes it next to the notebooks, a path writes it there.
-    `jobs` only sizes the kernel pool of this process; the service keeps its own warm."""
+    `jobs` only sizes the kernel pool of this process; the service keeps its own warm.
+    `progress`: relay the service's live progress into this process's `live` table."""
     from .checkrun import check_here
 
     options = dict(seed=seed, only=only, cell_timeout=cell_timeout, use_cache=use_cache, html=html)
     if service and not disabled():
         try:
-            return check(paths, **options)
+            return check(paths, **options, progress=progress)
         except ServiceUnavailable as exc:
             tell_once(warn, exc)
     return check_here(paths, jobs=jobs, **options)
@@ -501,16 +512,28 @@ class Service:
         if _peer_uid(writer.get_extra_info("socket")) not in (None, os.getuid()):
             writer.close()
             return
+        import asyncio
+
+        from . import live
+
         self.active += 1
+        ticker = None
+        live.OWNER.set(object())  # this connection's task (and what it starts) is one request: see live
         try:
             try:
                 request = json.loads(await reader.readline())
+                if isinstance(request, dict) and request.get("progress"):
+                    ticker = asyncio.ensure_future(self._tell_progress(writer))
                 reply = await self._answer(request)
             except Exception as exc:  # noqa: BLE001 - a bug here must reach the client, which then grades itself
                 import traceback
 
                 traceback.print_exc()
                 reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(BaseException):
+                    await ticker
             after = reply.pop(AFTER, None)
             writer.write(json.dumps(reply).encode() + b"\n")
             with contextlib.suppress(OSError):
@@ -520,6 +543,18 @@ class Service:
                 after()
         finally:
             self.active -= 1
+
+    async def _tell_progress(self, writer) -> None:
+        """Every PROGRESS_EVERY_S, what this request's check runs now (its task set live.OWNER)."""
+        import asyncio
+
+        from . import live
+
+        owner = live.OWNER.get()
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            writer.write(json.dumps({"progress": live.to_wire(live.snapshot(owner))}).encode() + b"\n")
+            await writer.drain()  # a client gone: OSError ends the ticker, the check goes on
 
     async def _answer(self, request: dict) -> dict:
         op = request.get("op")

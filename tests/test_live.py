@@ -56,3 +56,27 @@ def test_learn_grade_shows_the_students_being_graded_now():
         assert str(column.render(None)).startswith("now: bob")
     finally:
         progress.stop()
+
+
+def test_the_service_sends_one_requests_entries_and_the_client_shows_them():
+    first, second = (types.SimpleNamespace(name=n, label="") for n in ("a.ipynb", "b.ipynb"))
+    mine, theirs = object(), object()
+    token = live.OWNER.set(mine)
+    live.started(first)
+    live.OWNER.reset(token)
+    token = live.OWNER.set(theirs)
+    live.started(second)
+    live.OWNER.reset(token)
+    try:
+        live.cell(first, 3, 9, 60.0)
+        wire = live.to_wire(live.snapshot(mine))
+        assert [(e["name"], e["stage"], e["cell"], e["total"], e["limit"]) for e in wire] == [("a.ipynb", "cell", 3, 9, 60.0)]
+    finally:
+        live.finished(first), live.finished(second)
+    live.remote([{**wire[0], "elapsed": 4.0}, {"name": "broken"}, "not even a dict"])  # what cannot be read is dropped
+    try:
+        [entry] = [e for e in live.snapshot() if e.name == "a.ipynb"]
+        assert live.describe(entry).startswith("a.ipynb: cell 3 of 9, 4.0s (limit 60s)")
+    finally:
+        live.remote([])
+    assert not [e for e in live.snapshot() if e.name == "a.ipynb"]

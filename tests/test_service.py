@@ -269,6 +269,33 @@ def test_watch_uses_the_service(served):
     assert FALLBACK not in done.stderr
 
 
+@pytest.mark.slow
+def test_a_long_check_in_the_service_reports_which_cell_runs_now(served, monkeypatch):
+    """The service sends its check's live progress (notebook, cell k of n, elapsed, limit) while it
+    runs, then the answer; the client shows it in its own live table (`live.remote`)."""
+    from grader import live
+
+    env, root = served
+    in_env(env, monkeypatch)
+    slow = variant(solution("lesson3", "01_quadratic.ipynb"), root / "slow" / "01_quadratic.ipynb", "import time\ntime.sleep(2)")
+    heard: list[list] = []
+    request = {"op": "check", "paths": [str(slow)], "display": [str(slow)], "seed": 4242, "only": None, "cell_timeout": None,
+               "use_cache": False, "record": False, "html": False, "progress": True}  # fmt: skip
+    reply = service.call(request, on_progress=heard.append)
+    assert reply["ok"] and reply["check"]["run"]["notebooks"][0]["path"] == str(slow)
+    named = [e for entries in heard for e in entries if e["name"].endswith("01_quadratic.ipynb")]
+    assert any(e["stage"] == "cell" and e["total"] > 0 and e["limit"] for e in named), heard[-3:]
+    assert max(e["elapsed"] for e in named) >= 1.0  # seen while the slow cell ran, not only after it
+    live.remote(heard[len(heard) // 2])
+    try:
+        shown = [live.describe(e) for e in live.snapshot()]
+        assert any("01_quadratic.ipynb" in line for line in shown), shown
+    finally:
+        live.remote([])
+    quiet: list[list] = []
+    assert service.call({**request, "progress": False}, on_progress=quiet.append)["ok"] and quiet == []
+
+
 # ---------------------------------------------------------------------------------------------
 # robustness: each case its own learner, so that killing one service spoils no other test
 
