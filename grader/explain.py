@@ -219,13 +219,41 @@ def exception(name: str, ename: str, evalue: str, traceback: list[str] | None, c
 # names that are not there
 
 
-def _textual_cells(ctx: Any, name: str) -> list[int]:
-    """1-based cells whose text defines `name` (found by reading, so a cell that does not even parse counts)."""
-    nb = getattr(ctx, "nb", None)
+def defining_cells(nb, name: str) -> list[int]:
+    """1-based cells whose text defines `name`: def, class, an assignment, an import or a for loop
+    at the top of the cell (found by reading, so a cell that does not even parse counts)."""
     if nb is None:
         return []
-    pattern = re.compile(rf"^\s*(?:def|class)\s+{re.escape(name)}\b|^{re.escape(name)}\s*(?::[^=]*)?=(?!=)", re.M)
+    n = re.escape(name)
+    pattern = re.compile(
+        rf"^\s*(?:async\s+)?(?:def|class)\s+{n}\b|^{n}\s*(?::[^=]*)?=(?!=)|^(?:\w+\s*,\s*)*{n}\s*(?:,\s*\w+\s*)*=(?!=)"
+        rf"|^\s*import\s+(?:[\w.]+\s+as\s+{n}\b|(?:[\w.]+\s*,\s*)*{n}\b(?!\.))|^\s*from\s+[\w.]+\s+import\s+(?:\([^)]*|[^#\n]*)\b{n}\b"
+        rf"|^for\s+(?:\w+\s*,\s*)*{n}\b[^\n]*\bin\b",
+        re.M,
+    )
     return [i + 1 for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and pattern.search(cell.source)]
+
+
+def _textual_cells(ctx: Any, name: str) -> list[int]:
+    return defining_cells(getattr(ctx, "nb", None), name)
+
+
+def unknown_name_note(nb, cell: int, name: str, problems: dict[int, Any]) -> str:
+    """Why `name` does not exist when `cell` runs (1-based; `problems`: the notebook's cell
+    problems by cell): the cell that defines it failed or comes later, or none defines it."""
+    cells = defining_cells(nb, name)
+    earlier = [c for c in cells if c < cell]
+    failed = [c for c in earlier if c in problems and problems[c].kind != "output_limit"]
+    if failed:
+        return f"cell {failed[-1]}, which defines it, {_why_cell_failed(problems[failed[-1]])}"
+    if earlier:
+        return f"cell {earlier[-1]} defines it, yet it was gone here - is the definition inside another block, or deleted in between?"
+    if cells:
+        return f"only cell {cells[0]}, further down, defines it - move that cell above this one (a notebook is graded top to bottom)"
+    defined = {m.group(1) for c in nb.cells if c.cell_type == "code" for m in re.finditer(r"^\s*(?:def|class)\s+(\w+)|^(\w+)\s*=", c.source, re.M)
+               if m.group(1)} if nb is not None else set()  # fmt: skip
+    close = difflib.get_close_matches(name, sorted((defined | set(dir(builtins)) | {"torch", "np", "plt"}) - {name}), n=1, cutoff=0.75)
+    return f"no cell defines it{f' - did you mean `{close[0]}`?' if close else ''}"
 
 
 def syntax_line(problem) -> int | None:
@@ -309,6 +337,8 @@ def cell_problem(problem) -> str:
         return f"{kind}{f' at line {line}' if line else ''}: {_syntax_message(problem)}"
     if problem.ename == "NameError":
         m = re.match(r"name '(\w+)' is not defined", problem.evalue or "")
+        if m and getattr(problem, "note", ""):
+            return f"NameError: nothing called `{m.group(1)}` exists when this cell runs: {problem.note.rstrip('.')}{'' if problem.note.endswith('?') else '.'}"
         if m:
             return f"NameError: nothing called `{m.group(1)}` exists when this cell runs - is it defined in a cell that failed, or further down?"
     if problem.ename:

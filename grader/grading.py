@@ -346,6 +346,11 @@ def cell_problems(nb, outcome: JobOutcome) -> list[CellProblem]:
                 duration=run.duration,
             )
         )
+    by_cell = {p.cell: p for p in problems}
+    for p in problems:
+        unknown = re.match(r"name '(\w+)' is not defined", p.evalue or "") if p.ename == "NameError" else None
+        if unknown:
+            p.note = explain.unknown_name_note(nb, p.cell, unknown.group(1), by_cell)
     return problems
 
 

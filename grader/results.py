@@ -179,6 +179,7 @@ class CellProblem:
     traceback: list[str] = field(default_factory=list)
     source: str = ""  # first lines of the cell, to find it
     duration: float = 0.0
+    note: str = ""  # what the grader found out about it, e.g. for a NameError: which cell defines the name
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CellProblem:

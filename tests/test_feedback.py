@@ -131,6 +131,39 @@ def test_an_unknown_name_says_which_cell_should_define_it():
     assert "Did you rename it? The notebook defines `mse2`" in renamed
 
 
+@pytest.mark.parametrize("source", [
+    "def mse(p, a):\n    pass", "class mse:\n    pass", "mse = lambda p, a: 0", "mse: object = None", "a, mse = 1, 2",
+    "import torch as mse", "import os, mse", "from losses import mae, mse", "from losses import (\n    mse,\n)", "for i, mse in []:\n    pass",
+])  # fmt: skip
+def test_every_way_of_defining_a_name_is_found(source):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(source)])
+    assert explain.defining_cells(nb, "mse") == [2]
+
+
+@pytest.mark.parametrize("source", ["mse(1, 2)", "y = mse", "mse == 3", "msex = 1", "import mse.sub", "print('mse = 1')"])
+def test_using_a_name_is_not_defining_it(source):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    assert explain.defining_cells(nb, "mse") == []
+
+
+def test_a_cells_unknown_name_names_the_cell_that_should_define_it():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [
+        "import torch", "def mse(p, a):\n    return ((p - a) ** 2).mean(", "mse(torch.ones(2), torch.zeros(2))", "loss = quad_mse(1)",
+        "def quad_mse(p):\n    return 0", "torhc.ones(3)", "del mse", "mse(1, 2)"]])  # fmt: skip
+    syntax = CellProblem(2, Status.ERROR, "exception", ename="SyntaxError", evalue="'(' was never closed (123.py, line 2)")
+    unknown = {c: CellProblem(c, Status.ERROR, "exception", ename="NameError", evalue=f"name '{n}' is not defined")
+               for c, n in ((3, "mse"), (4, "quad_mse"), (6, "torhc"), (8, "mse"))}  # fmt: skip
+    problems = {2: syntax, **unknown}
+    for cell, problem in unknown.items():
+        problem.note = explain.unknown_name_note(nb, cell, problem.evalue.split("'")[1], problems)
+    lines = {cell: explain.cell_problem(p) for cell, p in unknown.items()}
+    assert lines[3] == ("NameError: nothing called `mse` exists when this cell runs: cell 2, which defines it, has a syntax error "
+                        "at line 2 ('(' was never closed), so none of it ran.")  # fmt: skip
+    assert "only cell 5, further down, defines it - move that cell above this one" in lines[4]
+    assert lines[6] == "NameError: nothing called `torhc` exists when this cell runs: no cell defines it - did you mean `torch`?"
+    assert "cell 2, which defines it, has a syntax error" in lines[8]  # the nearest earlier definition that failed
+
+
 # ---------------------------------------------------------------------------------------------
 # the views: top-down, the same case's diff and traceback, problems under their function
 
