@@ -14,6 +14,7 @@ import json
 import stat
 import threading
 import time
+import types
 import urllib.parse
 import urllib.request
 import zipfile
@@ -424,6 +425,28 @@ def test_signing_out_ends_the_session_even_for_a_saved_cookie(tmp_path):
     ann.post("/signout", data={"csrf": session_csrf(ann)})
     thief = TestClient(app, follow_redirects=False, cookies=saved)
     assert thief.get("/me").status_code == 303 and thief.get("/me").headers["location"] == "/signin"
+
+
+def test_a_session_unused_for_three_days_ends_and_use_keeps_it_alive(tmp_path, monkeypatch):
+    from grader.server import course as course_module
+    from grader.server.auth import SEEN_EVERY_S, SESSION_IDLE_S
+
+    course, ids = make_course(tmp_path)
+    app = app_of(course)
+    ann, bo = signed_in(app, course, ids["ann"]), signed_in(app, course, ids["bo"])
+    start = time.time()
+
+    def seen(user: str) -> float:
+        return course.db.value("SELECT s.seen_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.name = ?", user)
+
+    first = seen("ann")
+    assert ann.get("/me").status_code == 200 and seen("ann") == first  # used again at once: no write
+    clock = types.SimpleNamespace(time=lambda: start + SEEN_EVERY_S + 1)
+    monkeypatch.setattr(course_module, "time", clock)
+    assert ann.get("/me").status_code == 200 and seen("ann") == start + SEEN_EVERY_S + 1  # noted, at most every 10 min
+    clock.time = lambda: start + SESSION_IDLE_S + SEEN_EVERY_S / 2  # ann used it 3 days minus 5 min ago, bo 3 days + 5 min ago
+    assert ann.get("/me").status_code == 200
+    assert bo.get("/me").status_code == 303 and bo.get("/me").headers["location"] == "/signin"
 
 
 def test_a_password_change_signs_out_the_other_sessions(tmp_path):

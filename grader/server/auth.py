@@ -29,6 +29,8 @@ STAFF = frozenset({"ta", "instructor"})
 SIGNIN_LINK_S = 14 * 24 * 3600  # a student's sign-in link works for two weeks
 SETUP_LINK_S = 24 * 3600  # the instructor's first-start link: one day, once
 SESSION_S = 14 * 24 * 3600  # a session lasts two weeks at most (signing out ends it at once)
+SESSION_IDLE_S = 3 * 24 * 3600  # ... and ends after three days unused (a shared or lost laptop)
+SEEN_EVERY_S = 600  # a session's last use is written at most this often (not one write per request)
 
 
 @dataclass(frozen=True)

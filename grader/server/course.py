@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LearnError, UploadError
-from .auth import SESSION_S, SETUP_LINK_S, SIGNIN_LINK_S, hash_password, hash_token, new_token
+from .auth import SEEN_EVERY_S, SESSION_IDLE_S, SESSION_S, SETUP_LINK_S, SIGNIN_LINK_S, hash_password, hash_token, new_token
 from .db import Database
 from .uploads import discard, private_dir, size_text, unpack
 
@@ -280,16 +280,22 @@ class Course:
         with self.db.transaction() as tx:
             tx.run("INSERT INTO sessions (hash, user_id, created_at, seen_at, expires_at) VALUES (?, ?, ?, ?, ?)", hash_token(token),
                    user_id, now, now, now + SESSION_S)  # fmt: skip
-            tx.run("DELETE FROM sessions WHERE expires_at < ?", now)
+            tx.run("DELETE FROM sessions WHERE expires_at < ? OR seen_at < ?", now, now - SESSION_IDLE_S)
         return token
 
     def session_user(self, token: str | None) -> dict | None:
-        """The active user of a live session, or None."""
+        """The active user of a live session (used within SESSION_IDLE_S, younger than SESSION_S), or None."""
         if not token or not isinstance(token, str):
             return None
-        row = self.db.one("SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.hash = ? AND s.expires_at > ? "
-                          "AND u.active = 1", hash_token(token), time.time())  # fmt: skip
-        return row if row is not None and row["role"] != "setup" else None
+        now, key = time.time(), hash_token(token)
+        row = self.db.one("SELECT u.*, s.seen_at AS session_seen_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.hash = ? "
+                          "AND s.expires_at > ? AND s.seen_at > ? AND u.active = 1", key, now, now - SESSION_IDLE_S)  # fmt: skip
+        if row is None or row["role"] == "setup":
+            return None
+        row = dict(row)
+        if now - row.pop("session_seen_at") > SEEN_EVERY_S:
+            self.db.run("UPDATE sessions SET seen_at = ? WHERE hash = ?", now, key)
+        return row
 
     def end_session(self, token: str | None) -> None:
         if token and isinstance(token, str):
