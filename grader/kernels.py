@@ -804,13 +804,18 @@ class KernelPool:
             async with self.slot():  # a job that runs nothing: the slot's reset starts a new kernel ahead
                 pass
 
-    async def close(self) -> None:
-        await asyncio.gather(*self._recycling, return_exceptions=True)
+    async def stop_relay(self) -> None:
+        """Close the relay pool (its kernel server holds its own torch): the grading service does this
+        when idle; the next relay, or `start_relay`, starts a new one."""
         if self.relay is not None:
             relay, self.relay = self.relay, None
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.relay_started)
             await relay.close()
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._recycling, return_exceptions=True)
+        await self.stop_relay()
         await asyncio.gather(*(s.close() for s in self.slots), return_exceptions=True)
         self.slots = []
         if self.root is not None:

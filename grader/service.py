@@ -32,7 +32,9 @@ Protocol: one request per connection, one JSON object per line: the request, the
     any failure        -> {"ok": false, "error": text, "restart": bool}
 
 Lifetime: started by the first client that finds no service; stops after $LEARN_SERVICE_IDLE
-seconds without a check (default 900), on `learn service stop` or SIGTERM. Before each check it
+seconds without a check (default 900), on `learn service stop` or SIGTERM. Idle for RELAY_IDLE_S
+(or half the idle limit), it closes the relay's kernel server (a third of its memory); the next
+check warms it again once it has answered. Before each check it
 compares the files it was started from (this package, the lesson packs, the site-packages
 folders) with what is on disk now; when any changed it retires (`"restart": true`) and the client
 starts a fresh one. A service that dies mid-check (kill -9) is restarted once by the client; a
@@ -62,6 +64,7 @@ PROGRESS_EVERY_S = 0.25
 OFF_ENV = "LEARN_NO_SERVICE"
 IDLE_ENV = "LEARN_SERVICE_IDLE"
 DEFAULT_IDLE_S = 900.0
+RELAY_IDLE_S = 300.0  # idle this long: let the relay's kernel server go (about a third of the memory); the next check starts it again
 START_TIMEOUT_S = 60.0
 MAX_MESSAGE = 64 * 2**20
 AFTER = "_after"  # in an answer on its way out: what to do once it is sent
@@ -463,6 +466,8 @@ class Service:
                 if self.active == 0 and time.monotonic() - self.last > self.idle_s:
                     print(f"learn service: idle for {self.idle_s:g}s, stopping", file=sys.stderr)
                     break
+                if self.active == 0 and time.monotonic() - self.last > min(RELAY_IDLE_S, self.idle_s / 2):
+                    await self._release_relay()
         finally:
             self._unlink()
             server.close()
@@ -496,6 +501,12 @@ class Service:
         from .lessons import all_lessons
 
         self.lessons, self.seed = all_lessons(), new_seed()
+
+    async def _release_relay(self) -> None:
+        if self.pool is None or self.pool.relay is None or (self.extras is not None and not self.extras.done()):
+            return
+        await self.pool.stop_relay()
+        print("learn service: idle, the relay's kernels stopped (the next check starts them again)", file=sys.stderr)
 
     def _unlink(self) -> None:
         """Remove our socket file - not one a successor has bound since."""
@@ -561,7 +572,8 @@ class Service:
         if op == "status":
             return {"ok": True, "pid": os.getpid(), "started": self.started, "checks": self.checks, "active": self.active - 1,
                     "idle_s": round(time.monotonic() - self.last, 1), "idle_timeout_s": self.idle_s, "seed": self.seed,
-                    "warm": self.warm.done() and not self.warm.exception(), "socket": str(self.su.socket), "log": str(self.su.log),
+                    "warm": self.warm.done() and not self.warm.exception(), "relay": self.pool is not None and self.pool.relay is not None,
+                    "socket": str(self.su.socket), "log": str(self.su.log),
                     "memory_mb": _memory_mb(os.getpid()), "python": sys.executable, "grader": str(_PACKAGE)}  # fmt: skip
         if op == "stop":
             self._retire()
@@ -583,10 +595,11 @@ class Service:
             self.last = time.monotonic()
         self.checks += 1
         print(f"check {self.checks}: {len(outcome.run.notebooks)} notebook(s) in {time.monotonic() - started:.2f}s", file=sys.stderr)
-        if self.checks == 1:  # after the first check, not during it (2 cores): the relay for wrong answers, then the extras
+        if self.pool.relay is None:  # after a check, not during it (2 cores): the relay for wrong answers (again, after idling)
+            self.pool.start_relay()
+        if self.checks == 1:  # then, once, the extras
             import asyncio
 
-            self.pool.start_relay()
             self.extras = asyncio.ensure_future(self.pool.import_extras())
         return {"ok": True, "check": outcome.to_dict(), AFTER: after}
 

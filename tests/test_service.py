@@ -363,6 +363,30 @@ def test_a_changed_pack_restarts_the_service_without_a_word(tmp_path):
 
 
 @pytest.mark.slow
+def test_an_idle_service_lets_its_relay_go_and_the_next_wrong_answer_still_gets_its_cascade(tmp_path, monkeypatch):
+    env = dict(environment(tmp_path), LEARN_SERVICE_IDLE="16")  # the relay goes after 8 s idle, the service after 16
+    in_env(env, monkeypatch)
+    wrong = variant(solution("lesson3", "01_quadratic.ipynb"), tmp_path / "w" / "01_quadratic.ipynb", replace={"mse": WRONG_MSE})
+    args = ["check", str(wrong), "--no-html", "--no-cache", "--seed", "4242", "--json"]
+    try:
+        first = learn(env, *args, str(tmp_path / "first.json"))
+        assert first.returncode == 1 and FALLBACK not in first.stderr, first.stderr
+        assert service.status()["relay"]  # warmed after the check, for the next wrong answer
+        deadline = time.monotonic() + 30
+        while service.status()["relay"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not service.status()["relay"], "the relay was not let go while idle"
+        again = learn(env, *args, str(tmp_path / "again.json"))
+        assert again.returncode == 1 and FALLBACK not in again.stderr, again.stderr
+        verdicts = [{c["name"]: (c["status"], c.get("scored"), c.get("blamed_on"), c.get("relay"))
+                     for c in json.loads((tmp_path / name).read_text())["notebooks"][0]["checks"]} for name in ("first.json", "again.json")]  # fmt: skip
+        assert verdicts[0] == verdicts[1] and verdicts[0]["quad_mse"] == ("passed", "isolated", ["mse"], ""), verdicts[0]
+        assert "the relay's kernels stopped" in next((tmp_path / "run" / "learn").glob("*.log")).read_text()
+    finally:
+        stop_everything(env)
+
+
+@pytest.mark.slow
 def test_an_idle_service_stops_by_itself_and_leaves_no_socket(tmp_path):
     env = dict(environment(tmp_path), LEARN_SERVICE_IDLE="2")
     try:
