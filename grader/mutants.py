@@ -326,6 +326,9 @@ class _Runner:
         return {p["id"]: self.results[k] for p, k in keyed}
 
 
+SESSION_RESTARTS = 10_000
+
+
 def _not_applicable(raw: dict) -> bool:
     return raw.get("status") == "exception" and NOT_APPLICABLE in str(raw.get("evalue", ""))
 
@@ -355,6 +358,11 @@ async def _notebook(pool, lesson: Lesson, spec: NotebookSpec, opts: Options, equ
     seeds = list(range(1, opts.seeds + 1))
     mutant_seeds = seeds[: max(1, opts.mutant_seeds)]
     job = kernel_job(nb, spec.file, lesson, spec, [])
+    # Wrong versions may end the kernel on purpose (os._exit, a memory bomb), on every seed: each
+    # death blames one probe and replaces the kernel, so the session must not run out of restarts
+    # (after the usual 3, every later probe - the reference's too - would count as "died").
+    # Each restart removes its culprit, and the rounds' budgets bound the time.
+    job.max_restarts = SESSION_RESTARTS
     verdicts: dict[str, dict[str, dict[int, CheckResult | None]]] = {u.name: {} for u in units}  # unit -> variant -> seed -> verdict
     reference_ok: dict[str, dict[int, CheckResult]] = {c.name: {} for c in checks}
     async with open_session(pool, job) as session:
