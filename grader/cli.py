@@ -6,6 +6,7 @@ else is a bug and is reported as one (LEARN_DEBUG=1 shows the traceback).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -256,6 +257,17 @@ def service_group():
     """
 
 
+@contextlib.contextmanager
+def _service_errors():
+    """A service that cannot be had is a LearnError (one line, exit 2), like every bad input."""
+    from . import service
+
+    try:
+        yield
+    except service.ServiceUnavailable as exc:
+        raise LearnError(str(exc)) from None
+
+
 @service_group.command("status")
 @handle_errors
 def service_status():
@@ -267,10 +279,8 @@ def service_status():
 
     from . import service
 
-    try:
+    with _service_errors():
         info = service.status()
-    except service.ServiceUnavailable as exc:
-        raise LearnError(str(exc)) from None
     if info is None:
         click.echo(f"not running (the next `learn check` starts it; socket {service.setup().socket})")
         sys.exit(EXIT_FAILED)
@@ -290,10 +300,8 @@ def service_start():
     """Start your grading service now (the first check does it anyway)."""
     from . import service
 
-    try:
+    with _service_errors():
         su = service.start()
-    except service.ServiceUnavailable as exc:
-        raise LearnError(str(exc)) from None
     click.echo(f"running ({su.socket})")
 
 
@@ -303,10 +311,8 @@ def service_stop():
     """Stop your grading service (the next check starts a new one)."""
     from . import service
 
-    try:
+    with _service_errors():
         stopped = service.stop()
-    except service.ServiceUnavailable as exc:
-        raise LearnError(str(exc)) from None
     click.echo("stopped" if stopped else "was not running")
 
 

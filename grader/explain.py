@@ -238,9 +238,10 @@ def _textual_cells(ctx: Any, name: str) -> list[int]:
     return defining_cells(getattr(ctx, "nb", None), name)
 
 
-def unknown_name_note(nb, cell: int, name: str, problems: dict[int, Any]) -> str:
+def unknown_name_note(nb, cell: int, name: str, problems: dict[int, Any], defined) -> str:
     """Why `name` does not exist when `cell` runs (1-based; `problems`: the notebook's cell
-    problems by cell): the cell that defines it failed or comes later, or none defines it."""
+    problems by cell; `defined`: the names it defines): the cell that defines it failed or comes
+    later, or none defines it."""
     cells = defining_cells(nb, name)
     earlier = [c for c in cells if c < cell]
     failed = [c for c in earlier if c in problems and problems[c].kind != "output_limit"]
@@ -250,9 +251,7 @@ def unknown_name_note(nb, cell: int, name: str, problems: dict[int, Any]) -> str
         return f"cell {earlier[-1]} defines it, yet it was gone here - is the definition inside another block, or deleted in between?"
     if cells:
         return f"only cell {cells[0]}, further down, defines it - move that cell above this one (a notebook is graded top to bottom)"
-    defined = {m.group(1) for c in nb.cells if c.cell_type == "code" for m in re.finditer(r"^\s*(?:def|class)\s+(\w+)|^(\w+)\s*=", c.source, re.M)
-               if m.group(1)} if nb is not None else set()  # fmt: skip
-    close = difflib.get_close_matches(name, sorted((defined | set(dir(builtins)) | {"torch", "np", "plt"}) - {name}), n=1, cutoff=0.75)
+    close = _close(name, defined)
     return f"no cell defines it{f' - did you mean `{close[0]}`?' if close else ''}"
 
 
@@ -287,8 +286,9 @@ def _why_cell_failed(problem) -> str:
     return f"failed ({what[:200]})"
 
 
-def _close(name: str, ctx: Any) -> list[str]:
-    known = set(getattr(ctx, "defs", {}) or {}) | set(dir(builtins)) | {"torch", "np", "nn", "F", "plt", "math"}
+def _close(name: str, defined) -> list[str]:
+    """Names like `name` (a typo's fix): among `defined` (the notebook's), builtins and common imports."""
+    known = set(defined or ()) | set(dir(builtins)) | {"torch", "np", "nn", "F", "plt", "math"}
     return difflib.get_close_matches(name, sorted(known - {name}), n=2, cutoff=0.75)
 
 
@@ -303,7 +303,7 @@ def unknown_name(function: str, name: str, frame: Frame | None, ctx: Any) -> str
     if cells:
         return (f"`{function}` uses `{name}`{where}. Cell {cells[0]} defines `{name}`, yet it did not exist when `{function}` "
                 "ran - is the definition inside another block, or is the name deleted later?")  # fmt: skip
-    close = _close(name, ctx)
+    close = _close(name, getattr(ctx, "defs", None))
     guess = f" Did you mean {' or '.join(f'`{c}`' for c in close)}?" if close else ""
     return f"`{function}` uses `{name}`{where}, but no cell of the notebook defines anything called `{name}`.{guess}"
 
@@ -320,7 +320,7 @@ def missing(names: list[str], ctx: Any) -> str:
         return f"cell {cell}, which defines {listed}, {_why_cell_failed(problems[cell])}: {listed} was never defined."
     if cells:
         return f"cell {cells[0]} defines nothing called {listed} when it runs - did it run? (is the definition inside another block?)"
-    close = _close(name, ctx)
+    close = _close(name, getattr(ctx, "defs", None))
     renamed = f" Did you rename it? The notebook defines {' and '.join(f'`{c}`' for c in close)}." if close else ""
     return f"no cell of {getattr(getattr(ctx, 'path', None), 'name', 'the notebook')} defines {listed}.{renamed} The grader calls it by this exact name."
 

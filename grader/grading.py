@@ -346,11 +346,12 @@ def cell_problems(nb, outcome: JobOutcome) -> list[CellProblem]:
                 duration=run.duration,
             )
         )
-    by_cell = {p.cell: p for p in problems}
+    by_cell, defined = {p.cell: p for p in problems}, None
     for p in problems:
         unknown = re.match(r"name '(\w+)' is not defined", p.evalue or "") if p.ename == "NameError" else None
         if unknown:
-            p.note = explain.unknown_name_note(nb, p.cell, unknown.group(1), by_cell)
+            defined = definitions(nb) if defined is None else defined
+            p.note = explain.unknown_name_note(nb, p.cell, unknown.group(1), by_cell, defined)
     return problems
 
 

@@ -54,6 +54,7 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
 from . import sandbox as sandbox_mod
 from .errors import ExecutionError
+from .paths import log_tail
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
 _job_ids = itertools.count(1)
@@ -169,7 +170,7 @@ class Zygote:
             elif kind == "error" and job in self._spawned:
                 self._spawned.pop(job).set_exception(ExecutionError(event.get("message", "spawn failed")))
         # the zygote is gone: every kernel it had is gone too
-        tail = _tail(self.slot_dir / "zygote.log")
+        tail = log_tail(self.slot_dir / "zygote.log")
         err = ExecutionError(f"kernel server exited unexpectedly{': ' + tail if tail else ''}")
         for fut in [self.ready, *self._spawned.values(), *self._extras.values()]:
             if fut is not None and not fut.done():
@@ -251,14 +252,6 @@ class Zygote:
 def _resolve(fut: asyncio.Future, value) -> None:
     if not fut.done():
         fut.set_result(value)
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])
 
 
 @functools.cache

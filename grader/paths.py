@@ -10,7 +10,8 @@
      └── reports/          HTML reports about the bundled packs themselves (grader.html)
 
 Nothing here creates a folder: callers create what they write, so a read-only look (`learn doctor`,
-`learn progress`) never leaves anything behind.
+`learn progress`) never leaves anything behind. `log_tail` reads the end of a log learn wrote itself
+(a zygote's, the grading service's) for an error message.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_dir", "cache_dir"]
+__all__ = ["data_dir", "cache_dir", "log_tail"]
 
 
 def data_dir() -> Path:
@@ -37,3 +38,12 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("learn", appauthor=False))
+
+
+def log_tail(path: Path, lines: int = 3) -> str:
+    """The last `lines` lines of the log at `path`, joined with " | " ("" if it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])

@@ -56,6 +56,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .paths import log_tail
+
 __all__ = ["ServiceUnavailable", "NotRunning", "Setup", "setup", "disabled", "call", "check", "run_check", "status", "stop",
            "start", "tell_once", "main"]  # fmt: skip
 
@@ -248,14 +250,6 @@ def _locked(path: Path, timeout: float = START_TIMEOUT_S):
         os.close(fd)
 
 
-def _log_tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])
-
-
 def start(su: Setup | None = None) -> Setup:
     """Start this user's service unless one answers (another client may be starting it: then wait
     for that one). Returns once it listens; ServiceUnavailable if it cannot start."""
@@ -279,7 +273,7 @@ def start(su: Setup | None = None) -> Setup:
         finally:
             os.close(log)
     if done.returncode != 0:
-        why = done.stdout.decode(errors="replace").strip() or _log_tail(su.log) or f"exit status {done.returncode}"
+        why = done.stdout.decode(errors="replace").strip() or log_tail(su.log) or f"exit status {done.returncode}"
         raise ServiceUnavailable(f"the grading service did not start: {why}")
     return su
 
@@ -310,7 +304,7 @@ def call(
             _wait_gone(su)
             lost.append(str(exc))
             if attempt == 2 or not start_if_needed:
-                tail = _log_tail(su.log)
+                tail = log_tail(su.log)
                 raise ServiceUnavailable(
                     f"the grading service stopped while answering ({'; '.join(lost)}){': ' + tail if tail else ''}"
                 ) from None

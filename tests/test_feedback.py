@@ -155,7 +155,7 @@ def test_a_cells_unknown_name_names_the_cell_that_should_define_it():
                for c, n in ((3, "mse"), (4, "quad_mse"), (6, "torhc"), (8, "mse"))}  # fmt: skip
     problems = {2: syntax, **unknown}
     for cell, problem in unknown.items():
-        problem.note = explain.unknown_name_note(nb, cell, problem.evalue.split("'")[1], problems)
+        problem.note = explain.unknown_name_note(nb, cell, problem.evalue.split("'")[1], problems, {"mse", "quad_mse"})
     lines = {cell: explain.cell_problem(p) for cell, p in unknown.items()}
     assert lines[3] == ("NameError: nothing called `mse` exists when this cell runs: cell 2, which defines it, has a syntax error "
                         "at line 2 ('(' was never closed), so none of it ran.")  # fmt: skip

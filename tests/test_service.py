@@ -8,6 +8,7 @@ point. Every `learn` runs as a subprocess, as a learner's would, with its own XD
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -73,6 +74,17 @@ def services_listening_on(folder: Path) -> list[int]:
         if b"grader.service" in cmdline and any(arg.startswith(str(folder).encode()) for arg in cmdline):
             found.append(int(entry))
     return found
+
+
+@contextlib.contextmanager
+def own_service(root: Path, **env_extra: str):
+    """A learner of their own under `root` (environment(), plus `env_extra`), whose service is
+    stopped when the block ends, however it ends."""
+    env = dict(environment(root), **env_extra)
+    try:
+        yield env
+    finally:
+        stop_everything(env)
 
 
 def in_env(env: dict, monkeypatch) -> None:
@@ -182,9 +194,8 @@ def test_no_service_means_no_service(tmp_path, monkeypatch):
 def served(tmp_path_factory):
     """One learner's setup with a grading service, stopped at the end."""
     root = tmp_path_factory.mktemp("served")
-    env = environment(root)
-    yield env, root
-    stop_everything(env)
+    with own_service(root) as env:
+        yield env, root
 
 
 @pytest.mark.slow
@@ -302,9 +313,8 @@ def test_a_long_check_in_the_service_reports_which_cell_runs_now(served, monkeyp
 
 @pytest.mark.slow
 def test_kill_9_a_stale_socket_and_a_kill_mid_check(tmp_path):
-    env = environment(tmp_path)
-    nb = copy_to(solution("lesson3", "02_relu.ipynb"), tmp_path / "w")
-    try:
+    with own_service(tmp_path) as env:
+        nb = copy_to(solution("lesson3", "02_relu.ipynb"), tmp_path / "w")
         assert learn(env, "check", str(nb), "--no-html").returncode == 0
         first = service_pid(env)
         os.kill(first, signal.SIGKILL)
@@ -323,17 +333,14 @@ def test_kill_9_a_stale_socket_and_a_kill_mid_check(tmp_path):
         killer.join()
         assert mid.returncode == 0 and FALLBACK not in mid.stderr, mid.stdout + mid.stderr  # graded again, by a new service
         assert service_pid(env) not in (None, second)
-    finally:
-        stop_everything(env)
 
 
 @pytest.mark.slow
 def test_two_terminals_at_once_start_one_service_and_get_their_own_verdicts(tmp_path):
-    env = environment(tmp_path)
-    right = copy_to(solution("lesson3", "03_matmul.ipynb"), tmp_path / "a")
-    wrong = variant(solution("lesson3", "03_matmul.ipynb"), tmp_path / "b" / "03_matmul.ipynb",
-                    replace={"linear": "def linear(x, w, b):\n    return x @ w\n"})  # fmt: skip
-    try:
+    with own_service(tmp_path) as env:
+        right = copy_to(solution("lesson3", "03_matmul.ipynb"), tmp_path / "a")
+        wrong = variant(solution("lesson3", "03_matmul.ipynb"), tmp_path / "b" / "03_matmul.ipynb",
+                        replace={"linear": "def linear(x, w, b):\n    return x @ w\n"})  # fmt: skip
         procs = [subprocess.Popen([*LEARN, "check", str(p), "--no-html"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for p in (right, wrong)]  # fmt: skip
         outs = [p.communicate(timeout=600) for p in procs]
@@ -341,15 +348,12 @@ def test_two_terminals_at_once_start_one_service_and_get_their_own_verdicts(tmp_
         assert all(FALLBACK not in err for _, err in outs)
         assert "bias" in outs[1][0] and "bias" not in outs[0][0]
         assert len(services_listening_on(tmp_path / "run")) == 1  # one service: the other terminal waited for it
-    finally:
-        stop_everything(env)
 
 
 @pytest.mark.slow
 def test_a_changed_pack_restarts_the_service_without_a_word(tmp_path):
-    env = environment(tmp_path)
-    nb = copy_to(solution("lesson3", "03_matmul.ipynb"), tmp_path / "w")
-    try:
+    with own_service(tmp_path) as env:
+        nb = copy_to(solution("lesson3", "03_matmul.ipynb"), tmp_path / "w")
         assert learn(env, "check", str(nb), "--no-html").returncode == 0
         first = service_pid(env)
         extra = tmp_path / "home" / "packs" / "newpack"
@@ -358,17 +362,14 @@ def test_a_changed_pack_restarts_the_service_without_a_word(tmp_path):
         again = learn(env, "check", str(nb), "--no-html", "--no-cache")
         assert again.returncode == 0 and again.stderr == "", again.stderr
         assert service_pid(env) not in (None, first)
-    finally:
-        stop_everything(env)
 
 
 @pytest.mark.slow
 def test_an_idle_service_lets_its_relay_go_and_the_next_wrong_answer_still_gets_its_cascade(tmp_path, monkeypatch):
-    env = dict(environment(tmp_path), LEARN_SERVICE_IDLE="16")  # the relay goes after 8 s idle, the service after 16
-    in_env(env, monkeypatch)
-    wrong = variant(solution("lesson3", "01_quadratic.ipynb"), tmp_path / "w" / "01_quadratic.ipynb", replace={"mse": WRONG_MSE})
-    args = ["check", str(wrong), "--no-html", "--no-cache", "--seed", "4242", "--json"]
-    try:
+    with own_service(tmp_path, LEARN_SERVICE_IDLE="16") as env:  # the relay goes after 8 s idle, the service after 16
+        in_env(env, monkeypatch)
+        wrong = variant(solution("lesson3", "01_quadratic.ipynb"), tmp_path / "w" / "01_quadratic.ipynb", replace={"mse": WRONG_MSE})
+        args = ["check", str(wrong), "--no-html", "--no-cache", "--seed", "4242", "--json"]
         first = learn(env, *args, str(tmp_path / "first.json"))
         assert first.returncode == 1 and FALLBACK not in first.stderr, first.stderr
         assert service.status()["relay"]  # warmed after the check, for the next wrong answer
@@ -382,14 +383,11 @@ def test_an_idle_service_lets_its_relay_go_and_the_next_wrong_answer_still_gets_
                      for c in json.loads((tmp_path / name).read_text())["notebooks"][0]["checks"]} for name in ("first.json", "again.json")]  # fmt: skip
         assert verdicts[0] == verdicts[1] and verdicts[0]["quad_mse"] == ("passed", "isolated", ["mse"], ""), verdicts[0]
         assert "the relay's kernels stopped" in next((tmp_path / "run" / "learn").glob("*.log")).read_text()
-    finally:
-        stop_everything(env)
 
 
 @pytest.mark.slow
 def test_an_idle_service_stops_by_itself_and_leaves_no_socket(tmp_path):
-    env = dict(environment(tmp_path), LEARN_SERVICE_IDLE="2")
-    try:
+    with own_service(tmp_path, LEARN_SERVICE_IDLE="2") as env:
         assert learn(env, "service", "start").returncode == 0
         pid = service_pid(env)
         assert pid is not None
@@ -398,8 +396,6 @@ def test_an_idle_service_stops_by_itself_and_leaves_no_socket(tmp_path):
             time.sleep(0.5)
         assert service_pid(env) is None and not list((tmp_path / "run" / "learn").glob("*.sock"))
         assert "idle for 2s, stopping" in next((tmp_path / "run" / "learn").glob("*.log")).read_text()
-    finally:
-        stop_everything(env)
 
 
 @pytest.mark.slow
